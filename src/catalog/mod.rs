@@ -1,0 +1,1 @@
+//! The catalog: recording metadata behind one trait.

@@ -1,0 +1,13 @@
+//! Pure rules of the domain, with no I/O: identifiers, codecs, time, and (as later work lands) policies,
+//! the recording lifecycle, retention and hold arithmetic, and E.164 normalisation.
+//!
+//! Architecture invariant: nothing here reads a file, a socket, or a clock other than through the
+//! [`Clock`] trait, so every rule can be unit-tested with a [`ManualClock`].
+
+mod codec;
+mod ids;
+mod time;
+
+pub use codec::Codec;
+pub use ids::{CallId, IdError, KeyId, RecordingId, SegmentNo};
+pub use time::{Clock, ManualClock, SystemClock};

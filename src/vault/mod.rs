@@ -1,0 +1,1 @@
+//! The vault: the only code that touches `aes-gcm` and `object_store`.
