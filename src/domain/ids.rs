@@ -163,7 +163,10 @@ mod tests {
         assert!("abc:def-1.2_3".parse::<CallId>().is_ok());
         assert_eq!(
             "".parse::<CallId>(),
-            Err(IdError::Length { kind: "call id", max: 128 })
+            Err(IdError::Length {
+                kind: "call id",
+                max: 128
+            })
         );
         assert_eq!(
             "a/b".parse::<CallId>(),

@@ -35,18 +35,27 @@ impl ManualClock {
 
     /// Moves the clock to `at`.
     pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().expect("clock lock is never poisoned: no panics while held") = at;
+        *self
+            .0
+            .lock()
+            .expect("clock lock is never poisoned: no panics while held") = at;
     }
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: chrono::Duration) {
-        let mut t = self.0.lock().expect("clock lock is never poisoned: no panics while held");
+        let mut t = self
+            .0
+            .lock()
+            .expect("clock lock is never poisoned: no panics while held");
         *t += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().expect("clock lock is never poisoned: no panics while held")
+        *self
+            .0
+            .lock()
+            .expect("clock lock is never poisoned: no panics while held")
     }
 }
