@@ -4,5 +4,6 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod config;
 pub mod domain;
 pub mod vault;

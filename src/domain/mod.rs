@@ -6,8 +6,12 @@
 
 mod codec;
 mod ids;
+mod period;
+mod policy;
 mod time;
 
 pub use codec::Codec;
 pub use ids::{CallId, IdError, KeyId, RecordingId, SegmentNo};
+pub use period::{Period, PeriodError};
+pub use policy::{ConsentMode, PauseRender, Policy, UnknownWord};
 pub use time::{Clock, ManualClock, SystemClock};

@@ -1,0 +1,23 @@
+//! Configuration: one TOML tree, parsed and checked before anything binds a port.
+//!
+//! [`Config::load`] reads the file, applies `--set dotted.key=value` overrides to the TOML tree (so
+//! they are validated exactly like the file), deserializes with `deny_unknown_fields`, resolves every
+//! relative path and secret name, and runs the cross-field checks. Every failure is a [`ConfigError`]
+//! naming the dotted key and the reason; the binary exits 64 on it.
+//!
+//! Defaults live in one place: the `Default` impls in [`tree`]. `config/callvault.toml` documents
+//! every key with its default, and a test checks that the two agree.
+//!
+//! Architecture invariant: the config is passed down explicitly, never read from a global; secrets
+//! are [`SecretFile`]s until a component reads them into a [`Secret`].
+
+mod load;
+mod secret;
+mod tree;
+
+pub use load::ConfigError;
+pub use secret::{Secret, SecretFile};
+pub use tree::{
+    AdminConfig, CatalogConfig, Config, KeysConfig, LogConfig, LogFormat, PciConfig, PolicyConfig,
+    PublicConfig, RecorderConfig, RetentionConfig, SecretsConfig, StorageConfig, TlsConfig,
+};

@@ -1,0 +1,503 @@
+//! The config tree, with every default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::SecretFile;
+use crate::domain::{ConsentMode, PauseRender, Period, Policy};
+
+/// The whole configuration. Relative paths are relative to the config file's directory, except those
+/// documented as relative to [`Config::state_dir`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the catalog, the local object store and the spool live (systemd's `StateDirectory=`).
+    pub state_dir: PathBuf,
+    /// How long shutdown waits for connections and live calls to drain.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// The public listener: telephony platforms and supervisors.
+    pub public: PublicConfig,
+    /// The admin listener: health, readiness, metrics.
+    pub admin: AdminConfig,
+    /// Where metadata lives.
+    pub catalog: CatalogConfig,
+    /// Where sealed audio lives.
+    pub storage: StorageConfig,
+    /// Key-encryption keys.
+    pub keys: KeysConfig,
+    /// Other secrets.
+    pub secrets: SecretsConfig,
+    /// Card-payment pause timing.
+    pub pci: PciConfig,
+    /// Live recording.
+    pub recorder: RecorderConfig,
+    /// The retention worker.
+    pub retention: RetentionConfig,
+    /// The policy of lines and queues that no mapping names.
+    pub default_policy: String,
+    /// Named policies.
+    pub policies: BTreeMap<String, PolicyConfig>,
+    /// Dialled number (E.164) to policy name.
+    pub lines: BTreeMap<String, String>,
+    /// Queue name to policy name; a queue mapping wins over a line mapping.
+    pub queues: BTreeMap<String, String>,
+    /// Logging.
+    pub log: LogConfig,
+    /// The directory of the config file, against which relative paths were resolved.
+    #[serde(skip)]
+    pub config_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/callvault"),
+            shutdown_grace: Duration::from_secs(20),
+            public: PublicConfig::default(),
+            admin: AdminConfig::default(),
+            catalog: CatalogConfig::default(),
+            storage: StorageConfig::default(),
+            keys: KeysConfig::default(),
+            secrets: SecretsConfig::default(),
+            pci: PciConfig::default(),
+            recorder: RecorderConfig::default(),
+            retention: RetentionConfig::default(),
+            default_policy: "standard".to_owned(),
+            policies: BTreeMap::from([("standard".to_owned(), PolicyConfig::default())]),
+            lines: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            log: LogConfig::default(),
+            config_dir: PathBuf::from("."),
+        }
+    }
+}
+
+impl Config {
+    /// The policy a call on `line` in `queue` is recorded under: the queue's, else the line's, else
+    /// the default.
+    pub fn policy_for(&self, line: Option<&str>, queue: Option<&str>) -> Policy {
+        let name = queue
+            .and_then(|q| self.queues.get(q))
+            .or_else(|| line.and_then(|l| self.lines.get(l)))
+            .unwrap_or(&self.default_policy);
+        self.policy(name)
+            .expect("load checked that every mapping and the default name a policy")
+    }
+
+    /// The named policy, if configured.
+    pub fn policy(&self, name: &str) -> Option<Policy> {
+        self.policies.get(name).map(|p| Policy {
+            name: name.to_owned(),
+            retention: p.retention,
+            consent: p.consent,
+            consent_wait: p.consent_wait,
+            pause_render: p.pause_render,
+            max_pause: p.max_pause,
+        })
+    }
+
+    /// Every configured secret, with the config key that names it.
+    pub fn secret_files(&self) -> Vec<&SecretFile> {
+        let mut v = vec![&self.keys.keyring];
+        v.extend(self.public.tls.as_ref().map(|t| &t.key));
+        v.extend([
+            &self.secrets.webhook,
+            &self.secrets.signing_key,
+            &self.secrets.caller_pepper,
+        ]);
+        if let StorageConfig::S3 {
+            access_key_id,
+            secret_access_key,
+            ..
+        } = &self.storage
+        {
+            v.extend([access_key_id, secret_access_key]);
+        }
+        if let CatalogConfig::Postgres {
+            password: Some(p), ..
+        } = &self.catalog
+        {
+            v.push(p);
+        }
+        v
+    }
+
+    /// Every configured secret with its dotted key, mutably, for resolution at load.
+    pub(super) fn secret_files_mut(&mut self) -> Vec<(&'static str, &mut SecretFile)> {
+        let mut v = vec![("keys.keyring", &mut self.keys.keyring)];
+        v.extend(
+            self.public
+                .tls
+                .as_mut()
+                .map(|t| ("public.tls.key", &mut t.key)),
+        );
+        v.extend([
+            ("secrets.webhook", &mut self.secrets.webhook),
+            ("secrets.signing_key", &mut self.secrets.signing_key),
+            ("secrets.caller_pepper", &mut self.secrets.caller_pepper),
+        ]);
+        if let StorageConfig::S3 {
+            access_key_id,
+            secret_access_key,
+            ..
+        } = &mut self.storage
+        {
+            v.push(("storage.access_key_id", access_key_id));
+            v.push(("storage.secret_access_key", secret_access_key));
+        }
+        if let CatalogConfig::Postgres {
+            password: Some(p), ..
+        } = &mut self.catalog
+        {
+            v.push(("catalog.password", p));
+        }
+        v
+    }
+}
+
+/// The public listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicConfig {
+    /// Address and port. Without `tls`, only a loopback address is allowed.
+    pub listen: SocketAddr,
+    /// TLS certificate and key; required unless `listen` is a loopback address.
+    pub tls: Option<TlsConfig>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for PublicConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls: None,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// TLS for a listener (rustls).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (a secret file).
+    pub key: SecretFile,
+}
+
+/// The admin listener: `/healthz`, `/readyz`, `/metrics`. Plain HTTP, loopback only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address and port; must be a loopback address.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// Where the catalog lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum CatalogConfig {
+    /// An embedded SQLite database (the default).
+    Sqlite {
+        /// Database file, relative to the state directory.
+        #[serde(default = "default_sqlite_path")]
+        path: PathBuf,
+    },
+    /// A PostgreSQL server, shared by several nodes.
+    Postgres {
+        /// Connection string without the password, e.g. `host=db user=callvault dbname=callvault`.
+        url: String,
+        /// The password (a secret file), if the server asks for one.
+        password: Option<SecretFile>,
+    },
+}
+
+fn default_sqlite_path() -> PathBuf {
+    PathBuf::from("catalog.sqlite")
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig::Sqlite {
+            path: default_sqlite_path(),
+        }
+    }
+}
+
+/// Where sealed audio objects live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum StorageConfig {
+    /// A directory on local disk (the default).
+    Local {
+        /// Root directory, relative to the state directory.
+        #[serde(default = "default_local_root")]
+        root: PathBuf,
+    },
+    /// In memory: lost at exit. For tests only.
+    Memory,
+    /// An S3-compatible bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Region.
+        #[serde(default = "default_region")]
+        region: String,
+        /// Endpoint URL for a non-AWS server, e.g. `https://s3.example.net`.
+        endpoint: Option<String>,
+        /// Access key id (a secret file).
+        access_key_id: SecretFile,
+        /// Secret access key (a secret file).
+        secret_access_key: SecretFile,
+        /// Allow an `http://` endpoint (only for a server on this host).
+        #[serde(default)]
+        allow_http: bool,
+    },
+}
+
+fn default_local_root() -> PathBuf {
+    PathBuf::from("objects")
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig::Local {
+            root: default_local_root(),
+        }
+    }
+}
+
+/// Key-encryption keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// The keyring file (a secret file), written by `callvault keys generate` and `keys rotate`.
+    pub keyring: SecretFile,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            keyring: SecretFile::named("keyring"),
+        }
+    }
+}
+
+/// Secrets other than the keyring. Each is a file name, resolved as [`SecretFile`] says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Standard Webhooks secret (`whsec_...`) that signs native call events.
+    pub webhook: SecretFile,
+    /// Ed25519 signing key for export bundles.
+    pub signing_key: SecretFile,
+    /// Pepper of the keyed HMAC that turns caller numbers into lookup tags.
+    pub caller_pepper: SecretFile,
+    /// Create a secret that is missing with fresh random material at start-up. For development
+    /// only: in production a missing secret must stop the daemon.
+    pub create_missing: bool,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            webhook: SecretFile::named("webhook-secret"),
+            signing_key: SecretFile::named("signing-key"),
+            caller_pepper: SecretFile::named("caller-pepper"),
+            create_missing: false,
+        }
+    }
+}
+
+/// Card-payment pause timing (DESIGN.md section 2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PciConfig {
+    /// How long captured audio waits in memory before it is committed, so a late pause still
+    /// keeps card audio out of storage.
+    #[serde(deserialize_with = "duration")]
+    pub lookback: Duration,
+    /// How far before a pause event's instant capture stops.
+    #[serde(deserialize_with = "duration")]
+    pub guard: Duration,
+}
+
+impl Default for PciConfig {
+    fn default() -> Self {
+        Self {
+            lookback: Duration::from_secs(3),
+            guard: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Live recording.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecorderConfig {
+    /// Plaintext bytes per sealed chunk (16 KiB is about one second of stereo G.711).
+    pub chunk_size: u32,
+    /// How often the spool is synced to disk across all live calls (group commit).
+    #[serde(deserialize_with = "duration")]
+    pub spool_sync: Duration,
+    /// How long after a media stream closes without `call.ended` the segment is sealed.
+    #[serde(deserialize_with = "duration")]
+    pub idle_seal: Duration,
+    /// Most concurrent live calls; more are refused.
+    pub max_calls: usize,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self {
+            chunk_size: 16 * 1024,
+            spool_sync: Duration::from_millis(200),
+            idle_seal: Duration::from_secs(30),
+            max_calls: 10_000,
+        }
+    }
+}
+
+/// The retention worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// How often the worker wakes.
+    #[serde(deserialize_with = "duration")]
+    pub sweep_interval: Duration,
+    /// Recordings taken per batch.
+    pub batch_size: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            sweep_interval: Duration::from_secs(3600),
+            batch_size: 500,
+        }
+    }
+}
+
+/// One named policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// How long recordings are kept after the call ends: a calendar period such as `3 months`.
+    #[serde(deserialize_with = "from_str")]
+    pub retention: Period,
+    /// `implied` or `explicit`.
+    #[serde(deserialize_with = "from_str")]
+    pub consent: ConsentMode,
+    /// Under explicit consent, how long audio waits in memory for consent.
+    #[serde(deserialize_with = "duration")]
+    pub consent_wait: Duration,
+    /// `skip`, `silence` or `tone`.
+    #[serde(deserialize_with = "from_str")]
+    pub pause_render: PauseRender,
+    /// A payment pause longer than this resumes by itself; unset stays paused until the call ends.
+    #[serde(deserialize_with = "optional_duration")]
+    pub max_pause: Option<Duration>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            retention: Period::months(3),
+            consent: ConsentMode::Implied,
+            consent_wait: Duration::from_secs(60),
+            pause_render: PauseRender::Tone,
+            max_pause: None,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `callvault=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl SecretFile {
+    /// A secret named relative to the credentials or config directory, unresolved until load.
+    fn named(name: &str) -> Self {
+        Self::unresolved(PathBuf::from(name))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Err(serde::de::Error::custom(
+                "expected a file name, got an empty string",
+            ));
+        }
+        Ok(Self::unresolved(PathBuf::from(s)))
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "expected a duration such as \"3s\" or \"500ms\", got {s:?}: {e}"
+        ))
+    })
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+fn from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
