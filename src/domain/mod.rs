@@ -8,10 +8,12 @@ mod codec;
 mod ids;
 mod period;
 mod policy;
+mod role;
 mod time;
 
 pub use codec::Codec;
 pub use ids::{CallId, IdError, KeyId, RecordingId, SegmentNo};
 pub use period::{Period, PeriodError};
 pub use policy::{ConsentMode, PauseRender, Policy, UnknownWord};
+pub use role::Role;
 pub use time::{Clock, ManualClock, SystemClock};

@@ -51,6 +51,15 @@ pub struct UnknownWord {
     got: String,
 }
 
+impl UnknownWord {
+    pub(crate) fn new(expected: &'static str, got: &str) -> Self {
+        Self {
+            expected,
+            got: got.to_owned(),
+        }
+    }
+}
+
 macro_rules! words {
     ($ty:ident, $expected:literal, $($word:literal => $variant:ident),+) => {
         impl FromStr for $ty {

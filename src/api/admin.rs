@@ -1,0 +1,43 @@
+//! The admin listener's routes: `/healthz` (the process answers), `/readyz` (storage and catalog
+//! checks pass), `/metrics` (Prometheus text). Bound to loopback only; no tokens, no data.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::ApiError;
+
+/// Whether the daemon is ready, as the readiness checks last found. Shared between the checker
+/// task and the `/readyz` handler; an atomic, because it is one bit read far more often than written.
+pub type Readiness = Arc<AtomicBool>;
+
+/// The admin routes.
+pub fn admin_router(ready: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(ready)
+}
+
+async fn readyz(State(ready): State<Readiness>) -> Result<&'static str, ApiError> {
+    if ready.load(Ordering::Acquire) {
+        Ok("ready\n")
+    } else {
+        Err(ApiError::NotReady)
+    }
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::metrics().render(),
+    )
+}

@@ -1,0 +1,338 @@
+//! The command line: `serve` and the operator's tools. Each subcommand takes `--config FILE` and any
+//! number of `--set dotted.key=value` overrides.
+//!
+//! Exit codes: 0 success; 1 a failure that may pass (I/O, a verification that failed); 64 a
+//! configuration that must be fixed (systemd's `RestartPreventExitStatus=64`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api::auth::mint_token;
+use crate::audit::{ChainVerifier, NewAuditEntry};
+use crate::catalog::{Catalog, TokenRow};
+use crate::config::{Config, ConfigError};
+use crate::domain::{Clock, Role, SystemClock};
+use crate::server::{self, Daemon, StartError};
+use crate::vault::Keyring;
+
+/// Exit code for a configuration that must be fixed.
+const EX_CONFIG: u8 = 64;
+/// Rows read per catalog page by the bulk commands.
+const PAGE: usize = 500;
+
+/// callvault: call-recording controller and vault.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, env = "CALLVAULT_CONFIG", default_value = "/etc/callvault/callvault.toml")]
+    config: PathBuf,
+    /// Override one config key, e.g. `--set public.listen=127.0.0.1:9443`. Repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve,
+    /// Check a config file (and the secrets it names) and exit 0, or 64 naming the key.
+    CheckConfig {
+        /// The file to check (default: --config).
+        file: Option<PathBuf>,
+    },
+    /// Key-encryption keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// API bearer tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// The audit chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Write a new keyring with one fresh key (refuses to overwrite one).
+    Generate {
+        /// Where to write it (default: the configured `keys.keyring`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add a fresh key to the keyring and make it the active one. Restart the daemon afterwards.
+    Rotate,
+    /// Re-wrap every stored data key under the active key, so older keys can be retired.
+    Rewrap,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Create a token and print it once.
+    Create {
+        /// supervisor, compliance, ops or telephony.
+        #[arg(long)]
+        role: Role,
+        /// Who or what holds it; recorded as the actor of its actions.
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id, as `tokens list` shows it.
+        id: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the chain and name the first entry that is altered, missing or out of order.
+    Verify,
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = match &cli.command {
+        Command::CheckConfig { file: Some(f) } => f.clone(),
+        _ => cli.config.clone(),
+    };
+    let config = match Config::load(&file, &cli.overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("callvault: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    crate::telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("callvault: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command, config, file));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = match e.downcast_ref::<StartError>() {
+                Some(s) => s.exit_code(),
+                None if e.downcast_ref::<ConfigError>().is_some() => EX_CONFIG,
+                None => 1,
+            };
+            eprintln!("callvault: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<ExitCode> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match command {
+        Command::Serve => serve(config, clock).await?,
+        Command::CheckConfig { .. } => {
+            println!("{}: ok", file.display());
+        }
+        Command::Keys(k) => keys(k, config, clock).await?,
+        Command::Tokens(t) => tokens(t, config, clock).await?,
+        Command::Audit(AuditCommand::Verify) => return audit_verify(config).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartError> {
+    let daemon = Daemon::start(config, clock).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    daemon.run(shutdown).await
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(signal = name, "shutdown requested");
+    shutdown.cancel();
+}
+
+fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("cli:{user}")
+}
+
+async fn keys(command: KeysCommand, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let keyring_file = &config.keys.keyring;
+    match command {
+        KeysCommand::Generate { out } => {
+            let path = out.unwrap_or_else(|| keyring_file.path().to_owned());
+            if path.exists() {
+                bail!("{} exists: use `callvault keys rotate` to add a key", path.display());
+            }
+            let keyring = Keyring::generate(clock.now());
+            keyring.write_file(&path)?;
+            println!("wrote keyring {} (active key {})", path.display(), keyring.active());
+        }
+        KeysCommand::Rotate => {
+            let mut keyring = Keyring::from_bytes(keyring_file.read()?.expose())?;
+            let old = keyring.active().clone();
+            let new = keyring.rotate(clock.now());
+            keyring.write_file(keyring_file.path())?;
+            let catalog = server::open_catalog(&config).await?;
+            catalog
+                .append_audit(
+                    NewAuditEntry::new(clock.now(), actor(), "key.rotate", new.as_str())
+                        .details(&serde_json::json!({ "previous": old.as_str() })),
+                )
+                .await?;
+            println!("active key is now {new} (was {old}); restart the daemon, then run `callvault keys rewrap`");
+        }
+        KeysCommand::Rewrap => rewrap(&config, clock).await?,
+    }
+    Ok(())
+}
+
+async fn rewrap(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let keyring = Keyring::from_bytes(config.keys.keyring.read()?.expose())?;
+    let catalog = server::open_catalog(config).await?;
+    let total = catalog.count_wrapped_keys().await?;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} keys ({eta} left)")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("rewrapping under {}", keyring.active()));
+    let (mut rewrapped, mut current, mut raced) = (0u64, 0u64, 0u64);
+    let mut after = None;
+    loop {
+        let page = catalog.wrapped_keys_after(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.recording_id, last.segment));
+        for row in page {
+            bar.inc(1);
+            if &row.kek_id == keyring.active() {
+                current += 1;
+                continue;
+            }
+            let old = crate::vault::WrappedKey {
+                kek_id: row.kek_id.clone(),
+                bytes: row.wrapped_key.clone(),
+            };
+            let new = keyring
+                .rewrap(&old, row.recording_id, row.segment)
+                .with_context(|| format!("recording {} segment {}", row.recording_id, row.segment))?;
+            let replaced = catalog
+                .replace_wrapped_key(
+                    &crate::catalog::WrappedKeyRow {
+                        recording_id: row.recording_id,
+                        segment: row.segment,
+                        kek_id: new.kek_id,
+                        wrapped_key: new.bytes,
+                    },
+                    &row.kek_id,
+                )
+                .await?;
+            // a segment shredded or rewrapped meanwhile is left as the other writer left it
+            if replaced { rewrapped += 1 } else { raced += 1 }
+        }
+    }
+    bar.finish_and_clear();
+    catalog
+        .append_audit(
+            NewAuditEntry::new(clock.now(), actor(), "key.rewrap", keyring.active().as_str()).details(
+                &serde_json::json!({ "rewrapped": rewrapped, "already_current": current, "changed_meanwhile": raced }),
+            ),
+        )
+        .await?;
+    println!("rewrapped {rewrapped} data keys under {}; {current} were already under it; {raced} changed meanwhile", keyring.active());
+    Ok(())
+}
+
+async fn tokens(command: TokensCommand, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let catalog = server::open_catalog(&config).await?;
+    match command {
+        TokensCommand::Create { role, name } => {
+            let (id, secret, hash) = mint_token();
+            let now = clock.now();
+            catalog
+                .insert_token(&TokenRow {
+                    id: id.clone(),
+                    name: name.clone(),
+                    role: role.as_str().to_owned(),
+                    hash,
+                    created_at: now,
+                    revoked_at: None,
+                })
+                .await?;
+            catalog
+                .append_audit(
+                    NewAuditEntry::new(now, actor(), "token.create", &id)
+                        .details(&serde_json::json!({ "name": name, "role": role.as_str() })),
+                )
+                .await?;
+            eprintln!("token {id} for {name} ({role}); it is shown once, store it now:");
+            println!("{}", secret.as_str());
+        }
+        TokensCommand::Revoke { id } => {
+            if !catalog.revoke_token(&id, clock.now()).await? {
+                bail!("no active token with id {id}");
+            }
+            catalog
+                .append_audit(NewAuditEntry::new(clock.now(), actor(), "token.revoke", &id))
+                .await?;
+            println!("revoked token {id}");
+        }
+        TokensCommand::List => {
+            for t in catalog.tokens().await? {
+                let state = match t.revoked_at {
+                    Some(at) => format!("revoked {}", at.to_rfc3339()),
+                    None => "active".to_owned(),
+                };
+                println!("{}\t{}\t{}\tcreated {}\t{state}", t.id, t.role, t.name, t.created_at.to_rfc3339());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn audit_verify(config: Config) -> anyhow::Result<ExitCode> {
+    let catalog = server::open_catalog(&config).await?;
+    let mut verifier = ChainVerifier::new();
+    let mut after = 0;
+    loop {
+        let page = catalog.audit_after(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        page.iter().for_each(|e| verifier.push(e));
+    }
+    match verifier.finish() {
+        Ok((head, count)) => {
+            println!("audit chain intact: {count} entries; head {head}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("audit chain broken: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

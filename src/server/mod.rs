@@ -1,0 +1,333 @@
+//! The daemon: a linear, logged start-up; two listeners; readiness checks; and a shutdown that drains
+//! within the grace period.
+//!
+//! [`Daemon::start`] does everything that can fail on a bad configuration or bad state before any
+//! port is bound: state directory, secrets, keyring, catalog (with its migrations), the check that
+//! every key the catalog references is in the keyring, and the object store. [`Daemon::run`] then
+//! serves until its [`CancellationToken`] is cancelled. One token and one [`TaskTracker`] at the root;
+//! every long task gets a child token.
+
+mod listener;
+mod secrets;
+mod tls;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::api;
+use crate::catalog::{Catalog, CatalogError, SqliteCatalog};
+use crate::config::{CatalogConfig, Config, ConfigError, StorageConfig};
+use crate::domain::{Clock, KeyId};
+use crate::vault::{self, Keyring, StoreKind, VaultError};
+
+pub use secrets::create_missing_secrets;
+
+/// How often readiness is re-checked while serving.
+const READINESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration, or a secret it names, is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The catalog references key-encryption keys that the keyring does not hold: starting would
+    /// leave recordings that cannot be decrypted.
+    #[error("the catalog references key ids missing from the keyring: {}", .0.iter().map(KeyId::as_str).collect::<Vec<_>>().join(", "))]
+    MissingKeys(BTreeSet<KeyId>),
+    /// The keyring or the object store could not be opened.
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    /// The catalog could not be opened or migrated.
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    /// The state directory or a listener could not be set up.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A configured backend that this build does not provide yet.
+    #[error("config key `{key}`: {reason}")]
+    Unsupported {
+        /// The key.
+        key: &'static str,
+        /// What is missing.
+        reason: &'static str,
+    },
+}
+
+impl StartError {
+    /// The process exit code: 64 for what ops must fix in the configuration or keyring (systemd does
+    /// not restart on it), 1 for what may pass (a port in use, a full disk).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_)
+            | StartError::MissingKeys(_)
+            | StartError::Unsupported { .. }
+            | StartError::Vault(VaultError::Keyring { .. }) => 64,
+            _ => 1,
+        }
+    }
+}
+
+/// What every part of the running daemon shares. A cheap `Clone` handle.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The loaded configuration.
+    pub config: Arc<Config>,
+    /// The catalog.
+    pub catalog: Arc<dyn Catalog>,
+    /// The object store of sealed audio.
+    pub store: Arc<dyn ObjectStore>,
+    /// The key-encryption keys.
+    pub keyring: Arc<Keyring>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A daemon that has started and bound its listeners, ready to [`run`](Daemon::run).
+#[derive(Debug)]
+pub struct Daemon {
+    shared: Shared,
+    public: TcpListener,
+    admin: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Daemon {
+    /// Starts the daemon: every check that can fail on configuration or state, then the listeners.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Daemon, StartError> {
+        info!(state_dir = %config.state_dir.display(), "starting callvault {}", env!("CARGO_PKG_VERSION"));
+        create_state_dir(&config)?;
+        if config.secrets.create_missing {
+            create_missing_secrets(&config, clock.now())?;
+        }
+        let keyring = Keyring::from_bytes(config.keys.keyring.read()?.expose())?;
+        info!(active_key = %keyring.active(), keys = keyring.key_ids().count(), "keyring loaded");
+
+        let catalog = open_catalog(&config).await?;
+        let missing: BTreeSet<KeyId> = catalog
+            .key_ids_in_use()
+            .await?
+            .into_iter()
+            .filter(|id| !keyring.contains(id))
+            .collect();
+        if !missing.is_empty() {
+            return Err(StartError::MissingKeys(missing));
+        }
+
+        let store = vault::open_store(&store_kind(&config)?)?;
+        info!("object store opened");
+
+        let tls = config.public.tls.as_ref().map(tls::acceptor).transpose()?;
+        let admin = listener::bind("admin", config.admin.listen).await?;
+        let public = listener::bind("public", config.public.listen).await?;
+        info!(
+            public = %public.local_addr()?,
+            admin = %admin.local_addr()?,
+            tls = tls.is_some(),
+            "listeners bound"
+        );
+        Ok(Daemon {
+            shared: Shared {
+                config: Arc::new(config),
+                catalog,
+                store,
+                keyring: Arc::new(keyring),
+                clock,
+            },
+            public,
+            admin,
+            tls,
+        })
+    }
+
+    /// The public listener's address (its real port when configured with port 0).
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("a bound listener has an address")
+    }
+
+    /// What the running daemon shares, for in-process tests and tools.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, drains connections within
+    /// `shutdown_grace`, and returns. Tells systemd `READY=1` once serving and `STOPPING=1` when
+    /// shutdown begins (a no-op without `NOTIFY_SOCKET`).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        let Daemon {
+            shared,
+            public,
+            admin,
+            tls,
+        } = self;
+        let grace = shared.config.shutdown_grace;
+        let tracker = TaskTracker::new();
+        let ready: api::Readiness = Arc::new(AtomicBool::new(false));
+
+        tracker.spawn(readiness(shared.clone(), ready.clone(), shutdown.child_token()));
+        tracker.spawn(listener::serve(
+            "admin",
+            admin,
+            None,
+            api::admin_router(ready.clone()),
+            shutdown.child_token(),
+            grace,
+        ));
+        tracker.spawn(listener::serve(
+            "public",
+            public,
+            tls,
+            api::public_router(),
+            shutdown.child_token(),
+            grace,
+        ));
+        tracker.close();
+        notify(sd_notify::NotifyState::Ready);
+        info!("serving");
+
+        shutdown.cancelled().await;
+        notify(sd_notify::NotifyState::Stopping);
+        info!(grace_ms = grace.as_millis() as u64, "shutting down");
+        ready.store(false, Ordering::Release);
+        // each listener bounds its own drain by the grace period; this bound is for everything else
+        if tokio::time::timeout(grace + Duration::from_secs(1), tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("tasks still running after the grace period");
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+fn create_state_dir(config: &Config) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    for dir in [config.state_dir.clone(), config.spool_dir()] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+async fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
+    match &config.catalog {
+        CatalogConfig::Sqlite { .. } => {
+            let path = config.sqlite_path().expect("a sqlite catalog has a path");
+            let catalog = SqliteCatalog::open(&path).await?;
+            info!(path = %path.display(), "catalog opened (sqlite)");
+            Ok(Arc::new(catalog))
+        }
+        CatalogConfig::Postgres { .. } => Err(StartError::Unsupported {
+            key: "catalog.kind",
+            reason: "the postgres catalog is not in this build yet; use \"sqlite\"",
+        }),
+    }
+}
+
+/// The vault's description of the configured object store, with its secrets read.
+pub fn store_kind(config: &Config) -> Result<StoreKind, ConfigError> {
+    Ok(match &config.storage {
+        StorageConfig::Local { root } => StoreKind::Local {
+            root: config.state_dir.join(root),
+        },
+        StorageConfig::Memory => {
+            warn!("storage.kind = \"memory\": recordings are lost at exit (tests only)");
+            StoreKind::Memory
+        }
+        StorageConfig::S3 {
+            bucket,
+            region,
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            allow_http,
+        } => StoreKind::S3 {
+            bucket: bucket.clone(),
+            region: region.clone(),
+            endpoint: endpoint.clone(),
+            access_key_id: String::from_utf8_lossy(access_key_id.read()?.expose_trimmed()).into_owned(),
+            secret_access_key: zeroize::Zeroizing::new(
+                String::from_utf8_lossy(secret_access_key.read()?.expose_trimmed()).into_owned(),
+            ),
+            allow_http: *allow_http,
+        },
+    })
+}
+
+/// Marks the daemon ready once the catalog answers and the object store takes, returns and deletes a
+/// probe object; re-checks every few seconds and marks it not ready while a check fails.
+async fn readiness(shared: Shared, ready: api::Readiness, shutdown: CancellationToken) {
+    let mut was_ready = false;
+    loop {
+        let ok = match check(&shared).await {
+            Ok(()) => true,
+            Err(reason) => {
+                if was_ready {
+                    error!(%reason, "readiness check failed");
+                } else {
+                    warn!(%reason, "not ready yet");
+                }
+                false
+            }
+        };
+        if ok && !was_ready {
+            info!("ready");
+        }
+        was_ready = ok;
+        ready.store(ok, Ordering::Release);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(READINESS_INTERVAL) => {}
+        }
+    }
+}
+
+async fn check(shared: &Shared) -> Result<(), String> {
+    shared
+        .catalog
+        .check()
+        .await
+        .map_err(|e| format!("catalog: {e}"))?;
+    let probe = ObjectPath::from("_probe/readyz");
+    let body = bytes::Bytes::from_static(b"callvault readiness probe");
+    let store = &shared.store;
+    let timeout = Duration::from_secs(5);
+    let io = async {
+        store.put(&probe, body.clone().into()).await?;
+        let got = store.get(&probe).await?.bytes().await?;
+        store.delete(&probe).await?;
+        Ok::<_, object_store::Error>(got == body)
+    };
+    match tokio::time::timeout(timeout, io).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err("object store returned a different probe".to_owned()),
+        Ok(Err(e)) => Err(format!("object store: {e}")),
+        Err(_) => Err("object store did not answer within 5s".to_owned()),
+    }
+}

@@ -1,0 +1,94 @@
+//! Helpers shared by the integration tests: a temporary deployment and a minimal HTTP client.
+
+#![allow(dead_code, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A deployment in a temporary directory: a config file whose state and secrets live beside it.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Deployment {
+    /// A config on loopback port 0 that creates its own secrets, plus `extra` TOML lines.
+    pub fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("callvault.toml");
+        let text = format!(
+            "state_dir = \"state\"\nshutdown_grace = \"3s\"\n\
+             [public]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [secrets]\ncreate_missing = true\n[log]\nlevel = \"warn\"\n{extra}"
+        );
+        std::fs::write(&config, text).expect("write config");
+        Self { dir, config }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn load(&self, overrides: &[&str]) -> callvault::config::Config {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        callvault::config::Config::load(&self.config, &o).expect("test config loads")
+    }
+}
+
+/// One HTTP/1.1 request over any stream; returns status, headers (lowercased names) and body.
+pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: callvault.test\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response has a head");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// A plain-HTTP GET.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    request(stream, "GET", path).await
+}
+
+/// Polls `addr{path}` until it answers 200, or panics after `within`.
+pub async fn wait_for_200(addr: SocketAddr, path: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(stream) = TcpStream::connect(addr).await
+            && request(stream, "GET", path).await.0 == 200
+        {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path} not 200 within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+pub fn chmod_600(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+}
