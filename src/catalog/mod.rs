@@ -30,6 +30,9 @@ use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 mod rows;
 mod sqlite;
 
+#[cfg(test)]
+pub(crate) mod conformance;
+
 pub use rows::{
     HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
     TokenRow, UnknownStatus, WrappedKeyRow,

@@ -348,3 +348,6 @@ impl Catalog for SqliteCatalog {
         self.run(|c| access::tokens(c)).await
     }
 }
+
+#[cfg(test)]
+mod tests;
