@@ -1,1 +1,277 @@
-//! The catalog: recording metadata behind one trait.
+//! The catalog: recording metadata behind one trait, [`Catalog`].
+//!
+//! It owns the persisted forms of everything callvault knows about its recordings and users:
+//! recordings ([`RecordingRow`]) and their segments ([`SegmentRow`]) with the wrapped data keys
+//! ([`WrappedKeyRow`]), each recording's ledger ([`LedgerEntry`]), complaint holds ([`HoldRow`]), the
+//! audit chain ([`AuditEntry`]), the webhook replay guard, and bearer tokens ([`TokenRow`]). One
+//! backend exists so far, [`SqliteCatalog`] (the embedded default); a PostgreSQL one shares the
+//! trait and runs the same conformance suite.
+//!
+//! Architecture invariants:
+//! - no HTTP, no crypto, no audio: the catalog stores bytes the [vault](crate::vault) sealed
+//!   (wrapped keys, sealed caller numbers) and hashes others computed; it never wraps, unwraps,
+//!   encrypts or hashes anything itself, except through [`AuditEntry::chained`], the one place an
+//!   audit hash is computed.
+//! - no domain rule is decided here: which status follows which, when a recording expires, who may
+//!   see it, are the [domain](crate::domain)'s. The catalog only keeps what it is given, atomically.
+//! - a wrapped key, once shredded, cannot come back: [`Catalog::update_segment`] does not write the
+//!   key columns, only [`Catalog::shred_segment_key`] and [`Catalog::replace_wrapped_key`] do.
+//! - times are kept to the microsecond (what PostgreSQL keeps); finer parts are cut off on write.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
+use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
+
+mod rows;
+mod sqlite;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+pub use rows::{
+    HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
+    TokenRow, UnknownStatus, WrappedKeyRow,
+};
+pub use sqlite::SqliteCatalog;
+
+/// A driver's error, kept as the source of [`CatalogError::Backend`].
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a catalog operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The thing operated on does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for, e.g. `recording 0190...`.
+        what: String,
+    },
+    /// The operation clashes with what is stored: a duplicate, or a state that forbids it.
+    #[error("conflict: {what}")]
+    Conflict {
+        /// What clashed, e.g. `call CA123 already has a recording`.
+        what: String,
+    },
+    /// A value cannot be stored as given (a number past the backend's range, a key id without a key).
+    #[error("invalid {what}")]
+    Invalid {
+        /// What was wrong with it.
+        what: String,
+    },
+    /// The schema cannot be brought to this build's version.
+    #[error("catalog schema version {version}: {reason}")]
+    Migration {
+        /// The version concerned: the database's, or the migration that failed.
+        version: u32,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A stored row cannot be decoded: the database was edited or damaged outside callvault.
+    #[error("corrupt catalog row: {what}")]
+    Corrupt {
+        /// Which row and field.
+        what: String,
+    },
+    /// The database failed (I/O, locking, a lost connection); retrying later may succeed.
+    #[error("catalog backend failed")]
+    Backend(#[source] BackendError),
+}
+
+impl CatalogError {
+    pub(crate) fn not_found(what: impl fmt::Display) -> Self {
+        Self::NotFound {
+            what: what.to_string(),
+        }
+    }
+
+    pub(crate) fn conflict(what: impl fmt::Display) -> Self {
+        Self::Conflict {
+            what: what.to_string(),
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl fmt::Display) -> Self {
+        Self::Corrupt {
+            what: what.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(what: impl fmt::Display) -> Self {
+        Self::Invalid {
+            what: what.to_string(),
+        }
+    }
+}
+
+/// Recording metadata storage. Every method is one atomic operation.
+///
+/// Object-safe, so the daemon holds an `Arc<dyn Catalog>` and does not know the backend. Every
+/// implementation passes the same conformance suite (`catalog/conformance.rs`).
+#[async_trait]
+pub trait Catalog: Send + Sync + fmt::Debug {
+    /// A cheap query that succeeds when the database answers (for `/readyz`).
+    async fn check(&self) -> Result<(), CatalogError>;
+
+    // --- recordings
+
+    /// Stores a new recording. [`CatalogError::Conflict`] if its id or its call id is taken.
+    async fn insert_recording(&self, row: &RecordingRow) -> Result<(), CatalogError>;
+
+    /// The recording with this id.
+    async fn recording(&self, id: RecordingId) -> Result<Option<RecordingRow>, CatalogError>;
+
+    /// The recording of this call.
+    async fn recording_by_call(
+        &self,
+        call_id: &CallId,
+    ) -> Result<Option<RecordingRow>, CatalogError>;
+
+    /// Overwrites a recording's fields with `row`'s, found by `row.id`. [`CatalogError::NotFound`] if
+    /// absent; [`CatalogError::Conflict`] if `row.call_id` belongs to another recording.
+    async fn update_recording(&self, row: &RecordingRow) -> Result<(), CatalogError>;
+
+    // --- segments
+
+    /// Stores a new segment, with its wrapped data key. [`CatalogError::NotFound`] if the recording
+    /// is absent; [`CatalogError::Conflict`] if the segment number is taken.
+    async fn insert_segment(&self, row: &SegmentRow) -> Result<(), CatalogError>;
+
+    /// A recording's segments, by segment number (empty for an unknown recording).
+    async fn segments(&self, recording: RecordingId) -> Result<Vec<SegmentRow>, CatalogError>;
+
+    /// Overwrites a segment's object key, media range, size, digest and status.
+    ///
+    /// The key columns (`kek_id`, `wrapped_key`) are not written: a data key changes only through
+    /// [`Catalog::shred_segment_key`] and [`Catalog::replace_wrapped_key`], so a stale row can never
+    /// bring back a shredded key or undo a rewrap. [`CatalogError::NotFound`] if absent.
+    async fn update_segment(&self, row: &SegmentRow) -> Result<(), CatalogError>;
+
+    /// Crypto-shreds a segment: forgets its wrapped data key and key id. Idempotent;
+    /// [`CatalogError::NotFound`] if the segment is absent.
+    async fn shred_segment_key(
+        &self,
+        recording: RecordingId,
+        segment: SegmentNo,
+    ) -> Result<(), CatalogError>;
+
+    // --- data keys
+
+    /// Every key-encryption key id that still wraps at least one data key.
+    async fn key_ids_in_use(&self) -> Result<BTreeSet<KeyId>, CatalogError>;
+
+    /// Up to `limit` wrapped keys after `after` in `(recording, segment)` order (from the start when
+    /// `None`); shredded segments are skipped. Pass the last row's position to get the next page.
+    async fn wrapped_keys_after(
+        &self,
+        after: Option<(RecordingId, SegmentNo)>,
+        limit: usize,
+    ) -> Result<Vec<WrappedKeyRow>, CatalogError>;
+
+    /// How many segments still hold a wrapped key.
+    async fn count_wrapped_keys(&self) -> Result<u64, CatalogError>;
+
+    /// Compare-and-swap of a segment's wrapped key: stores `new` only if the segment's key is still
+    /// wrapped by `expected_kek`. False (and nothing written) if it was rewrapped, shredded or
+    /// deleted meanwhile.
+    async fn replace_wrapped_key(
+        &self,
+        new: &WrappedKeyRow,
+        expected_kek: &KeyId,
+    ) -> Result<bool, CatalogError>;
+
+    // --- ledger
+
+    /// Appends to a recording's ledger at the next position (from 1), atomically.
+    /// [`CatalogError::NotFound`] if the recording is absent.
+    async fn append_ledger(&self, entry: &NewLedgerEntry) -> Result<LedgerEntry, CatalogError>;
+
+    /// A recording's ledger, in order.
+    async fn ledger(&self, recording: RecordingId) -> Result<Vec<LedgerEntry>, CatalogError>;
+
+    // --- holds
+
+    /// Places a hold. [`CatalogError::Conflict`] if an active hold has the same reference (a
+    /// released reference may be used again).
+    async fn insert_hold(&self, hold: &HoldRow) -> Result<(), CatalogError>;
+
+    /// The active hold with this reference, or else the last released one.
+    async fn hold(&self, reference: &str) -> Result<Option<HoldRow>, CatalogError>;
+
+    /// Puts a recording under the active hold with this reference. Idempotent.
+    /// [`CatalogError::NotFound`] if the recording or the hold is absent; [`CatalogError::Conflict`]
+    /// if the hold was released.
+    async fn link_hold(&self, reference: &str, recording: RecordingId) -> Result<(), CatalogError>;
+
+    /// Releases the active hold with this reference and returns it as released.
+    /// [`CatalogError::NotFound`] if there is no such hold; [`CatalogError::Conflict`] if it was
+    /// released already.
+    async fn release_hold(
+        &self,
+        reference: &str,
+        at: DateTime<Utc>,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<HoldRow, CatalogError>;
+
+    /// Every hold (or only the active ones), in the order they were placed.
+    async fn holds(&self, active_only: bool) -> Result<Vec<HoldRow>, CatalogError>;
+
+    /// The active holds that cover a recording, in the order they were placed: those linked to it
+    /// with [`Catalog::link_hold`], and those placed on its caller ([`HoldRow::caller_tag`] equal to
+    /// the recording's) whose range holds its `started_at`. [`CatalogError::NotFound`] if the
+    /// recording is absent.
+    async fn holds_for_recording(
+        &self,
+        recording: RecordingId,
+    ) -> Result<Vec<HoldRow>, CatalogError>;
+
+    // --- audit
+
+    /// Appends to the audit chain: reads the head and stores [`AuditEntry::chained`] in one
+    /// transaction, so concurrent appends never fork the chain. Returns the entry as stored.
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, CatalogError>;
+
+    /// The last entry of the audit chain ([`ChainHead::EMPTY`] when there is none).
+    async fn audit_head(&self) -> Result<ChainHead, CatalogError>;
+
+    /// Up to `limit` audit entries with `seq > after_seq`, by seq, exactly as stored (so that a
+    /// [`ChainVerifier`](crate::audit::ChainVerifier) can judge them).
+    async fn audit_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, CatalogError>;
+
+    // --- webhook replay protection
+
+    /// Records that an event id was seen: true the first time, false if it was seen before.
+    /// Atomic, so of two concurrent deliveries exactly one gets true.
+    async fn mark_event_seen(
+        &self,
+        event_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError>;
+
+    /// Forgets event ids seen before `before`; returns how many.
+    async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, CatalogError>;
+
+    // --- bearer tokens
+
+    /// Stores a token. [`CatalogError::Conflict`] if its id or hash is taken.
+    async fn insert_token(&self, token: &TokenRow) -> Result<(), CatalogError>;
+
+    /// The token whose secret hashes to `hash`, revoked or not: check [`TokenRow::is_active`].
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>, CatalogError>;
+
+    /// Revokes a token at `at`: true if it was active, false if it is unknown or was revoked
+    /// already (the first revocation time is kept).
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, CatalogError>;
+
+    /// Every token, revoked ones included, in the order they were created.
+    async fn tokens(&self) -> Result<Vec<TokenRow>, CatalogError>;
+}

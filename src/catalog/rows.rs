@@ -1,0 +1,326 @@
+//! The persisted forms: plain structs, one per stored row, and the frozen text of their statuses.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{CallId, Codec, KeyId, RecordingId, SegmentNo};
+
+/// A recording's place in its lifecycle, as stored.
+///
+/// The text forms ([`RecordingStatus::as_str`]) are stored in the database and are frozen: a new
+/// status gets a new text, an old text is never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordingStatus {
+    /// The call is in progress and audio is being captured.
+    Live,
+    /// The call ended and every segment is stored.
+    Sealed,
+    /// A card payment pause arrived after a segment was sealed: a compliance user must review it.
+    PciReview,
+    /// Seal-time verification failed (a segment overlaps a pause): not playable until reviewed.
+    Quarantined,
+    /// A tombstone: the caller refused recording, every byte of audio was destroyed.
+    Refused,
+    /// Deleted by the retention worker at the end of its retention period.
+    Expired,
+    /// Deleted on a data subject's request.
+    Erased,
+}
+
+impl RecordingStatus {
+    /// Every status, for tests and listings.
+    pub const ALL: [RecordingStatus; 7] = [
+        Self::Live,
+        Self::Sealed,
+        Self::PciReview,
+        Self::Quarantined,
+        Self::Refused,
+        Self::Expired,
+        Self::Erased,
+    ];
+
+    /// The frozen text stored in the database.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Sealed => "sealed",
+            Self::PciReview => "pci_review",
+            Self::Quarantined => "quarantined",
+            Self::Refused => "refused",
+            Self::Expired => "expired",
+            Self::Erased => "erased",
+        }
+    }
+}
+
+impl FromStr for RecordingStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, UnknownStatus> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or(UnknownStatus)
+    }
+}
+
+impl fmt::Display for RecordingStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A segment's place in its lifecycle, as stored. The text forms are frozen like
+/// [`RecordingStatus`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SegmentStatus {
+    /// Being written to the local spool; not yet in the object store.
+    Spooled,
+    /// Uploaded to the object store.
+    Stored,
+    /// Cut out after a late card-payment pause: its key is shredded and its object deleted.
+    Excised,
+    /// Deleted with its recording (expiry, erasure or refusal).
+    Deleted,
+}
+
+impl SegmentStatus {
+    /// Every status, for tests and listings.
+    pub const ALL: [SegmentStatus; 4] = [Self::Spooled, Self::Stored, Self::Excised, Self::Deleted];
+
+    /// The frozen text stored in the database.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Spooled => "spooled",
+            Self::Stored => "stored",
+            Self::Excised => "excised",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+impl FromStr for SegmentStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, UnknownStatus> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or(UnknownStatus)
+    }
+}
+
+impl fmt::Display for SegmentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status text that no [`RecordingStatus`] or [`SegmentStatus`] has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status")]
+pub struct UnknownStatus;
+
+/// One recording: the metadata of one call's audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRow {
+    /// The recording's id.
+    pub id: RecordingId,
+    /// The telephony platform's call; one call has at most one recording.
+    pub call_id: CallId,
+    /// Where it is in its lifecycle.
+    pub status: RecordingStatus,
+    /// The dialled line (E.164), if known.
+    pub line: Option<String>,
+    /// The queue the call went through, if known.
+    pub queue: Option<String>,
+    /// The agent who took the call, if known.
+    pub agent: Option<String>,
+    /// Keyed HMAC of the caller's E.164 number: the only searchable form of it.
+    pub caller_tag: Option<[u8; 32]>,
+    /// The caller's number, sealed by the vault; the catalog never sees it in clear.
+    pub caller_sealed: Option<Vec<u8>>,
+    /// The name of the policy that governs it.
+    pub policy: String,
+    /// The audio codec of its segments.
+    pub codec: Codec,
+    /// Samples a second.
+    pub sample_rate: u32,
+    /// 1, or 2 (caller and agent).
+    pub channels: u8,
+    /// When the call started.
+    pub started_at: DateTime<Utc>,
+    /// When the call ended, once it has.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// When retention deletes it, once known (holds aside).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Restricted: stored, but played or exported only by a compliance user.
+    pub restricted: bool,
+    /// When this row was last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One segment: a stretch of contiguous captured audio, one object in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRow {
+    /// The recording it belongs to.
+    pub recording_id: RecordingId,
+    /// Its position in the recording.
+    pub segment: SegmentNo,
+    /// Where its `CVA1` object is in the object store.
+    pub object_key: String,
+    /// The key-encryption key that wraps its data key; `None` once crypto-shredded.
+    pub kek_id: Option<KeyId>,
+    /// Its data key, wrapped by `kek_id`; `None` once crypto-shredded.
+    pub wrapped_key: Option<Vec<u8>>,
+    /// Where its audio starts, in milliseconds from the start of the call.
+    pub media_start_ms: u64,
+    /// Where its audio ends, in milliseconds from the start of the call.
+    pub media_end_ms: u64,
+    /// Size of the sealed object in bytes.
+    pub size: u64,
+    /// SHA-256 of the sealed object, once complete.
+    pub sha256: Option<[u8; 32]>,
+    /// Where it is in its lifecycle.
+    pub status: SegmentStatus,
+}
+
+/// A segment's wrapped data key, as the key-rotation worker reads and rewrites it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKeyRow {
+    /// The recording of the segment.
+    pub recording_id: RecordingId,
+    /// The segment.
+    pub segment: SegmentNo,
+    /// The key-encryption key that wraps it.
+    pub kek_id: KeyId,
+    /// The wrapped data key.
+    pub wrapped_key: Vec<u8>,
+}
+
+/// A ledger entry to append to a recording's ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLedgerEntry {
+    /// The recording it concerns.
+    pub recording_id: RecordingId,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened, e.g. `pause`, `resume`, `consent.refused`, `deleted`.
+    pub kind: String,
+    /// Who did it: a token name, `system`, or the telephony platform.
+    pub actor: String,
+    /// Why, when given.
+    pub reason: Option<String>,
+    /// Further facts, as a JSON object text.
+    pub details: String,
+}
+
+/// A stored ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Its position in its recording's ledger, from 1.
+    pub seq: u64,
+    /// The recording it concerns.
+    pub recording_id: RecordingId,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub kind: String,
+    /// Who did it.
+    pub actor: String,
+    /// Why, when given.
+    pub reason: Option<String>,
+    /// Further facts, as a JSON object text.
+    pub details: String,
+}
+
+/// A complaint hold: recordings under it are never deleted.
+///
+/// It covers the recordings linked to it, and, when `caller_tag` is set, every recording of that
+/// caller that started in `[from, to)` (an absent bound is open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRow {
+    /// The external reference, e.g. a complaint number; unique among active holds.
+    pub reference: String,
+    /// Why it was placed.
+    pub reason: String,
+    /// Who placed it.
+    pub actor: String,
+    /// When it was placed.
+    pub created_at: DateTime<Utc>,
+    /// The caller whose recordings it covers, as a keyed HMAC tag.
+    pub caller_tag: Option<[u8; 32]>,
+    /// Start of the covered range of call start times (inclusive).
+    pub from: Option<DateTime<Utc>>,
+    /// End of the covered range of call start times (exclusive).
+    pub to: Option<DateTime<Utc>>,
+    /// When it was released; `None` while active.
+    pub released_at: Option<DateTime<Utc>>,
+    /// Who released it.
+    pub released_by: Option<String>,
+    /// Why it was released.
+    pub release_reason: Option<String>,
+}
+
+impl HoldRow {
+    /// Whether it is still in force.
+    pub fn is_active(&self) -> bool {
+        self.released_at.is_none()
+    }
+}
+
+/// A bearer token. The secret itself is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// Its public id (used to revoke it).
+    pub id: String,
+    /// A human name, used as the actor in audit entries.
+    pub name: String,
+    /// Its role: `supervisor`, `compliance`, `ops` or `telephony`.
+    pub role: String,
+    /// SHA-256 of the secret.
+    pub hash: [u8; 32],
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked; `None` while usable.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRow {
+    /// Whether it may still be used.
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_texts_are_frozen_and_round_trip() {
+        let texts: Vec<_> = RecordingStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "live",
+                "sealed",
+                "pci_review",
+                "quarantined",
+                "refused",
+                "expired",
+                "erased"
+            ]
+        );
+        for s in RecordingStatus::ALL {
+            assert_eq!(s.as_str().parse::<RecordingStatus>(), Ok(s));
+        }
+        let texts: Vec<_> = SegmentStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(texts, ["spooled", "stored", "excised", "deleted"]);
+        for s in SegmentStatus::ALL {
+            assert_eq!(s.as_str().parse::<SegmentStatus>(), Ok(s));
+        }
+        assert_eq!("Live".parse::<RecordingStatus>(), Err(UnknownStatus));
+        assert_eq!("".parse::<SegmentStatus>(), Err(UnknownStatus));
+    }
+}

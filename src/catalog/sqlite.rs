@@ -1,0 +1,353 @@
+//! The SQLite catalog: the embedded default, one database file under the state directory.
+//!
+//! Storage choices, fixed by migration `0001` and read by every query here:
+//! - times are RFC 3339 UTC text with exactly six fractional digits and a `Z`
+//!   (`2026-03-01T09:30:00.123456Z`): fixed width, so text order is time order and range queries
+//!   use the indexes; readable in the `sqlite3` shell during an incident; the same text the audit
+//!   hash covers; and the microsecond precision PostgreSQL keeps, so both backends agree.
+//! - recording ids are lowercase hyphenated UUID text (text order is UUID order), hashes and sealed
+//!   bytes are BLOBs, unsigned numbers are INTEGERs checked to fit on the way in and out.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::{
+    Catalog, CatalogError, HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, SegmentRow,
+    TokenRow, WrappedKeyRow,
+};
+use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
+use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
+
+mod access;
+mod convert;
+mod holds;
+mod recordings;
+mod trails;
+
+use convert::ts;
+
+/// The schema migrations, in order: migration `i` (from 0) brings the schema to version `i + 1`.
+/// Released migrations are frozen; a change is a new file.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+
+/// How long a statement waits for another process (the CLI, say) to release the write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite [`Catalog`]: a cheap `Clone` handle over one connection.
+#[derive(Clone)]
+pub struct SqliteCatalog {
+    // One connection behind a std mutex rather than a pool: SQLite serialises writers anyway, so more
+    // connections would only trade waiting here for SQLITE_BUSY retries. The lock is taken only
+    // inside `spawn_blocking` and never held across an `.await`, so a std mutex is the right kind.
+    conn: Arc<Mutex<Connection>>,
+    path: Option<Arc<Path>>,
+}
+
+impl fmt::Debug for SqliteCatalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteCatalog")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteCatalog {
+    /// Opens (creating if needed) the catalog file at `path` and brings its schema up to date.
+    ///
+    /// Blocking: call it at start-up or inside `spawn_blocking`. [`CatalogError::Migration`] if the
+    /// file was written by a newer callvault.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, CatalogError> {
+        let path = path.as_ref();
+        let mut conn = Connection::open(path)?;
+        configure(&conn, true)?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Some(Arc::from(path)),
+        })
+    }
+
+    /// A catalog in memory, gone when the last handle is dropped (tests and dry runs).
+    pub fn open_in_memory() -> Result<Self, CatalogError> {
+        let mut conn = Connection::open_in_memory()?;
+        configure(&conn, false)?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: None,
+        })
+    }
+
+    /// The schema version this build writes.
+    pub const fn schema_version() -> u32 {
+        MIGRATIONS.len() as u32
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T, CatalogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, CatalogError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let joined = tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held poisons it, but the connection is still sound: the
+            // transaction the panic interrupted was rolled back when it was dropped.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await;
+        match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(CatalogError::Backend(Box::new(e))),
+        }
+    }
+}
+
+fn configure(conn: &Connection, file: bool) -> Result<(), CatalogError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if file {
+        // readers never block the writer, and a commit is one append to the log
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    }
+    // a committed row survives a power cut: recordings and the audit chain are evidence
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER NOT NULL PRIMARY KEY,
+             applied_at TEXT    NOT NULL
+         ) STRICT",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let current = u32::try_from(current)
+        .map_err(|_| CatalogError::corrupt(format!("schema_migrations: version {current}")))?;
+    let known = SqliteCatalog::schema_version();
+    if current > known {
+        return Err(CatalogError::Migration {
+            version: current,
+            reason: format!("the database is newer than this build, which knows up to {known}"),
+        });
+    }
+    for (version, sql) in (1..).zip(MIGRATIONS).skip(current as usize) {
+        tx.execute_batch(sql).map_err(|e| CatalogError::Migration {
+            version,
+            reason: format!("cannot apply: {e}"),
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, ts(&Utc::now())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    async fn check(&self) -> Result<(), CatalogError> {
+        self.run(|c| {
+            c.query_row("SELECT max(version) FROM schema_migrations", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_recording(&self, row: &RecordingRow) -> Result<(), CatalogError> {
+        let row = row.clone();
+        self.run(move |c| recordings::insert_recording(c, &row))
+            .await
+    }
+
+    async fn recording(&self, id: RecordingId) -> Result<Option<RecordingRow>, CatalogError> {
+        self.run(move |c| recordings::recording(c, id)).await
+    }
+
+    async fn recording_by_call(
+        &self,
+        call_id: &CallId,
+    ) -> Result<Option<RecordingRow>, CatalogError> {
+        let call_id = call_id.clone();
+        self.run(move |c| recordings::recording_by_call(c, &call_id))
+            .await
+    }
+
+    async fn update_recording(&self, row: &RecordingRow) -> Result<(), CatalogError> {
+        let row = row.clone();
+        self.run(move |c| recordings::update_recording(c, &row))
+            .await
+    }
+
+    async fn insert_segment(&self, row: &SegmentRow) -> Result<(), CatalogError> {
+        let row = row.clone();
+        self.run(move |c| recordings::insert_segment(c, &row)).await
+    }
+
+    async fn segments(&self, recording: RecordingId) -> Result<Vec<SegmentRow>, CatalogError> {
+        self.run(move |c| recordings::segments(c, recording)).await
+    }
+
+    async fn update_segment(&self, row: &SegmentRow) -> Result<(), CatalogError> {
+        let row = row.clone();
+        self.run(move |c| recordings::update_segment(c, &row)).await
+    }
+
+    async fn shred_segment_key(
+        &self,
+        recording: RecordingId,
+        segment: SegmentNo,
+    ) -> Result<(), CatalogError> {
+        self.run(move |c| recordings::shred_segment_key(c, recording, segment))
+            .await
+    }
+
+    async fn key_ids_in_use(&self) -> Result<BTreeSet<KeyId>, CatalogError> {
+        self.run(|c| recordings::key_ids_in_use(c)).await
+    }
+
+    async fn wrapped_keys_after(
+        &self,
+        after: Option<(RecordingId, SegmentNo)>,
+        limit: usize,
+    ) -> Result<Vec<WrappedKeyRow>, CatalogError> {
+        self.run(move |c| recordings::wrapped_keys_after(c, after, limit))
+            .await
+    }
+
+    async fn count_wrapped_keys(&self) -> Result<u64, CatalogError> {
+        self.run(|c| recordings::count_wrapped_keys(c)).await
+    }
+
+    async fn replace_wrapped_key(
+        &self,
+        new: &WrappedKeyRow,
+        expected_kek: &KeyId,
+    ) -> Result<bool, CatalogError> {
+        let new = new.clone();
+        let expected = expected_kek.clone();
+        self.run(move |c| recordings::replace_wrapped_key(c, &new, &expected))
+            .await
+    }
+
+    async fn append_ledger(&self, entry: &NewLedgerEntry) -> Result<LedgerEntry, CatalogError> {
+        let entry = entry.clone();
+        self.run(move |c| trails::append_ledger(c, entry)).await
+    }
+
+    async fn ledger(&self, recording: RecordingId) -> Result<Vec<LedgerEntry>, CatalogError> {
+        self.run(move |c| trails::ledger(c, recording)).await
+    }
+
+    async fn insert_hold(&self, hold: &HoldRow) -> Result<(), CatalogError> {
+        let hold = hold.clone();
+        self.run(move |c| holds::insert_hold(c, &hold)).await
+    }
+
+    async fn hold(&self, reference: &str) -> Result<Option<HoldRow>, CatalogError> {
+        let reference = reference.to_owned();
+        self.run(move |c| holds::hold(c, &reference)).await
+    }
+
+    async fn link_hold(&self, reference: &str, recording: RecordingId) -> Result<(), CatalogError> {
+        let reference = reference.to_owned();
+        self.run(move |c| holds::link_hold(c, &reference, recording))
+            .await
+    }
+
+    async fn release_hold(
+        &self,
+        reference: &str,
+        at: DateTime<Utc>,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<HoldRow, CatalogError> {
+        let reference = reference.to_owned();
+        let actor = actor.to_owned();
+        let reason = reason.map(str::to_owned);
+        self.run(move |c| holds::release_hold(c, &reference, at, &actor, reason.as_deref()))
+            .await
+    }
+
+    async fn holds(&self, active_only: bool) -> Result<Vec<HoldRow>, CatalogError> {
+        self.run(move |c| holds::holds(c, active_only)).await
+    }
+
+    async fn holds_for_recording(
+        &self,
+        recording: RecordingId,
+    ) -> Result<Vec<HoldRow>, CatalogError> {
+        self.run(move |c| holds::holds_for_recording(c, recording))
+            .await
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, CatalogError> {
+        self.run(move |c| trails::append_audit(c, entry)).await
+    }
+
+    async fn audit_head(&self) -> Result<ChainHead, CatalogError> {
+        self.run(|c| trails::audit_head(c)).await
+    }
+
+    async fn audit_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, CatalogError> {
+        self.run(move |c| trails::audit_after(c, after_seq, limit))
+            .await
+    }
+
+    async fn mark_event_seen(
+        &self,
+        event_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError> {
+        let event_id = event_id.to_owned();
+        self.run(move |c| access::mark_event_seen(c, &event_id, at))
+            .await
+    }
+
+    async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, CatalogError> {
+        self.run(move |c| access::prune_seen_events(c, before))
+            .await
+    }
+
+    async fn insert_token(&self, token: &TokenRow) -> Result<(), CatalogError> {
+        let token = token.clone();
+        self.run(move |c| access::insert_token(c, &token)).await
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>, CatalogError> {
+        let hash = *hash;
+        self.run(move |c| access::token_by_hash(c, &hash)).await
+    }
+
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, CatalogError> {
+        let id = id.to_owned();
+        self.run(move |c| access::revoke_token(c, &id, at)).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>, CatalogError> {
+        self.run(|c| access::tokens(c)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
