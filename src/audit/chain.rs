@@ -194,20 +194,23 @@ impl ChainVerifier {
         self.count += 1;
         let recomputed = content_hash(e.seq, &e.prev_hash, &e.entry);
         if let Some(pending) = &mut self.first_break {
-            if pending.resolved.is_none() && recomputed == pending.wanted {
+            // the stored hash counts too: an entry whose position was changed no longer matches
+            // its content, but still carries the hash its successor links to
+            if pending.resolved.is_none() && (recomputed == pending.wanted || e.hash == pending.wanted) {
                 pending.resolved = Some(ChainBreak::OutOfOrder { seq: pending.seq });
             }
             return;
         }
         let head = self.head.unwrap_or(ChainHead::EMPTY);
-        if recomputed != e.hash {
+        let linked = e.prev_hash == head.hash;
+        if recomputed != e.hash && linked {
             self.first_break = Some(PendingBreak {
                 seq: e.seq,
                 after: head.seq,
                 wanted: GENESIS_HASH,
                 resolved: Some(ChainBreak::Altered { seq: e.seq }),
             });
-        } else if e.prev_hash != head.hash || e.seq != head.seq + 1 {
+        } else if !linked || e.seq != head.seq + 1 {
             self.first_break = Some(PendingBreak {
                 seq: e.seq,
                 after: head.seq,
@@ -305,5 +308,11 @@ mod tests {
         let mut c = chain(5);
         c.swap(1, 3);
         assert_eq!(verify(&c), Err(ChainBreak::OutOfOrder { seq: 4 }));
+        // positions renumbered as a database would after swapping two rows' seq
+        let mut c = chain(5);
+        c.swap(1, 2);
+        c[1].seq = 2;
+        c[2].seq = 3;
+        assert_eq!(verify(&c), Err(ChainBreak::OutOfOrder { seq: 2 }));
     }
 }

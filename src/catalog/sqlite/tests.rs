@@ -265,8 +265,8 @@ async fn swapped_audit_seqs_are_named() {
          UPDATE audit SET seq = 2 WHERE seq = 4;
          UPDATE audit SET seq = 4 WHERE seq = 1000;",
     );
-    // the seq is hashed, so the first row read out of place no longer matches its own hash
-    assert_eq!(verify(&c).await, Err(ChainBreak::Altered { seq: 2 }));
+    // the row now at position 2 links to the entry that is stored at position 4
+    assert_eq!(verify(&c).await, Err(ChainBreak::OutOfOrder { seq: 2 }));
 }
 
 #[tokio::test]
