@@ -16,11 +16,17 @@
 //!   key-encryption key, and never inside the object it protects;
 //! - the `CVA1` constants in [`container`] are frozen: a new layout gets a new version number.
 
+pub mod container;
 pub mod keyring;
 pub mod keys;
+mod reader;
+mod recover;
 
+pub use container::{Header, Layout, Plaintext, SegmentWriter, open, open_range};
 pub use keyring::Keyring;
 pub use keys::{DataKey, Kek, WrappedKey};
+pub use reader::ObjectReader;
+pub use recover::{Recovered, recover_partial};
 
 use crate::domain::KeyId;
 
