@@ -19,14 +19,18 @@
 pub mod container;
 pub mod keyring;
 pub mod keys;
+pub mod layout;
 mod reader;
 mod recover;
+pub mod store;
 
 pub use container::{Header, Layout, Plaintext, SegmentWriter, open, open_range};
 pub use keyring::Keyring;
 pub use keys::{DataKey, Kek, WrappedKey};
+pub use layout::{object_path, parse_object_path, recording_prefix, spool_path};
 pub use reader::ObjectReader;
 pub use recover::{Recovered, recover_partial};
+pub use store::{StoreKind, open_store, put_verified};
 
 use crate::domain::KeyId;
 
