@@ -1,0 +1,267 @@
+//! The object store: which backend ([`StoreKind`]), opening it ([`open_store`]), and a verified,
+//! durable upload ([`put_verified`]).
+//!
+//! This module owns backend construction and upload checks. It must not know the container format or
+//! the object layout, and must not print credentials: [`StoreKind`]'s `Debug` redacts the secret.
+//!
+//! Durability: `object_store`'s local filesystem store writes to a temporary file and renames it, but
+//! never calls fsync. [`put_verified`] therefore syncs the file and every directory from it up to the
+//! root after a local upload. Other writes through the store (deletes, multipart uploads) are not
+//! synced by this module.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::VaultError;
+
+/// Which object store holds the sealed segments.
+#[derive(Clone)]
+pub enum StoreKind {
+    /// A directory on local disk (the embedded default, under the state directory).
+    Local {
+        /// The directory; created if missing.
+        root: PathBuf,
+    },
+    /// In memory, lost on exit: for tests.
+    Memory,
+    /// An S3-compatible bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Region (S3-compatible servers often accept any, e.g. `garage` or `us-east-1`).
+        region: String,
+        /// Endpoint URL for a non-AWS server, e.g. `https://s3.example.net`.
+        endpoint: Option<String>,
+        /// Access key id.
+        access_key_id: String,
+        /// Secret access key, wiped on drop.
+        secret_access_key: Zeroizing<String>,
+        /// Allow a plain `http://` endpoint (a loopback test server only).
+        allow_http: bool,
+    },
+}
+
+impl fmt::Debug for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreKind::Local { root } => f.debug_struct("Local").field("root", root).finish(),
+            StoreKind::Memory => f.write_str("Memory"),
+            StoreKind::S3 {
+                bucket,
+                region,
+                endpoint,
+                access_key_id,
+                secret_access_key: _,
+                allow_http,
+            } => f
+                .debug_struct("S3")
+                .field("bucket", bucket)
+                .field("region", region)
+                .field("endpoint", endpoint)
+                .field("access_key_id", access_key_id)
+                .field("secret_access_key", &"[redacted]")
+                .field("allow_http", allow_http)
+                .finish(),
+        }
+    }
+}
+
+fn config(reason: &'static str) -> VaultError {
+    VaultError::StoreConfig { reason }
+}
+
+/// Opens the configured store, checking the configuration first. Opening S3 makes no request.
+pub fn open_store(kind: &StoreKind) -> Result<Arc<dyn ObjectStore>, VaultError> {
+    match kind {
+        StoreKind::Local { root } => {
+            std::fs::create_dir_all(root)?;
+            Ok(Arc::new(LocalFileSystem::new_with_prefix(root)?))
+        }
+        StoreKind::Memory => Ok(Arc::new(InMemory::new())),
+        StoreKind::S3 {
+            bucket,
+            region,
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            allow_http,
+        } => {
+            if bucket.is_empty() {
+                return Err(config("s3 bucket is empty"));
+            }
+            if access_key_id.is_empty() {
+                return Err(config("s3 access key id is empty"));
+            }
+            let mut builder = AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_access_key_id(access_key_id)
+                // The builder keeps its own copy, which is not wiped; no way around that here.
+                .with_secret_access_key(secret_access_key.as_str())
+                .with_allow_http(*allow_http);
+            if !region.is_empty() {
+                builder = builder.with_region(region);
+            }
+            if let Some(url) = endpoint {
+                check_endpoint(url, *allow_http)?;
+                builder = builder.with_endpoint(url);
+            }
+            Ok(Arc::new(builder.build()?))
+        }
+    }
+}
+
+fn check_endpoint(url: &str, allow_http: bool) -> Result<(), VaultError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| config("s3 endpoint must be an http(s) url"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(config("s3 endpoint has no host"));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if allow_http => Ok(()),
+        "http" => Err(config("s3 endpoint is plain http: set allow_http")),
+        _ => Err(config("s3 endpoint must be an http(s) url")),
+    }
+}
+
+/// Uploads `bytes` to `path`, makes a local upload durable (fsync of the file and its directories),
+/// reads back the object's size and checks it, and returns that size with the SHA-256 of what was
+/// written, for the catalog to record.
+///
+/// `kind` must be the kind `store` was opened from: it tells where a local store's files live.
+pub async fn put_verified(
+    store: &Arc<dyn ObjectStore>,
+    kind: &StoreKind,
+    path: &Path,
+    bytes: Bytes,
+) -> Result<(u64, [u8; 32]), VaultError> {
+    let expected = bytes.len() as u64;
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    store.put(path, bytes.into()).await?;
+    if let StoreKind::Local { root } = kind {
+        let root = root.clone();
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || sync_local(&root, &path))
+            .await
+            .map_err(|e| VaultError::Io(std::io::Error::other(e)))??;
+    }
+    let actual = store.head(path).await?.size;
+    if actual != expected {
+        return Err(VaultError::SizeMismatch {
+            path: path.to_string(),
+            expected,
+            actual,
+        });
+    }
+    Ok((actual, digest))
+}
+
+/// Syncs a local object's file and each directory from its parent up to the store root, so the
+/// rename `object_store` did and any directories it created survive a power cut.
+fn sync_local(root: &std::path::Path, path: &Path) -> Result<(), VaultError> {
+    let fs = LocalFileSystem::new_with_prefix(root)?;
+    let file = fs.path_to_filesystem(path)?;
+    std::fs::File::open(&file)?.sync_all()?;
+    let root = std::fs::canonicalize(root)?;
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+        if d == root || !d.starts_with(&root) {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn s3(endpoint: Option<&str>, allow_http: bool) -> StoreKind {
+        StoreKind::S3 {
+            bucket: "recordings".into(),
+            region: "garage".into(),
+            endpoint: endpoint.map(str::to_owned),
+            access_key_id: "GK123".into(),
+            secret_access_key: Zeroizing::new("very-secret-value".into()),
+            allow_http,
+        }
+    }
+
+    fn reason(r: Result<Arc<dyn ObjectStore>, VaultError>) -> &'static str {
+        match r {
+            Err(VaultError::StoreConfig { reason }) => reason,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn s3_config_is_checked_and_secret_redacted() {
+        assert!(open_store(&s3(Some("https://s3.example.net"), false)).is_ok());
+        assert!(open_store(&s3(Some("http://127.0.0.1:3900"), true)).is_ok());
+        assert!(open_store(&s3(None, false)).is_ok());
+        assert!(
+            reason(open_store(&s3(Some("http://127.0.0.1:3900"), false))).contains("allow_http")
+        );
+        assert!(reason(open_store(&s3(Some("ftp://x"), true))).contains("http(s)"));
+        assert!(reason(open_store(&s3(Some("s3.example.net"), true))).contains("http(s)"));
+        assert!(reason(open_store(&s3(Some("https://"), true))).contains("no host"));
+        let mut empty = s3(None, false);
+        if let StoreKind::S3 { bucket, .. } = &mut empty {
+            bucket.clear();
+        }
+        assert!(reason(open_store(&empty)).contains("bucket"));
+        let shown = format!("{:?}", s3(None, false));
+        assert!(shown.contains("[redacted]") && !shown.contains("very-secret-value"));
+    }
+
+    #[tokio::test]
+    async fn put_verified_reports_size_and_hash_in_memory() {
+        let kind = StoreKind::Memory;
+        let store = open_store(&kind).unwrap();
+        let path = Path::from("v1/a/b.cva");
+        let (size, sha) = put_verified(&store, &kind, &path, Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        assert_eq!(size, 3);
+        assert_eq!(
+            hex::encode(sha),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let back = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&back[..], b"abc");
+    }
+
+    #[tokio::test]
+    async fn put_verified_writes_and_syncs_local_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let kind = StoreKind::Local {
+            root: dir.path().join("objects"),
+        };
+        let store = open_store(&kind).unwrap();
+        assert!(dir.path().join("objects").is_dir());
+        let path = Path::from("v1/2026/01/02/r/0000.cva");
+        let data = Bytes::from(vec![9u8; 1000]);
+        let (size, sha) = put_verified(&store, &kind, &path, data.clone())
+            .await
+            .unwrap();
+        assert_eq!(size, 1000);
+        assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&data)));
+        let on_disk = std::fs::read(dir.path().join("objects/v1/2026/01/02/r/0000.cva")).unwrap();
+        assert_eq!(on_disk, data);
+    }
+}
