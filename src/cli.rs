@@ -16,7 +16,7 @@ use tracing::info;
 
 use crate::api::auth::mint_token;
 use crate::audit::{ChainVerifier, NewAuditEntry};
-use crate::catalog::{Catalog, TokenRow};
+use crate::catalog::TokenRow;
 use crate::config::{Config, ConfigError};
 use crate::domain::{Clock, Role, SystemClock};
 use crate::server::{self, Daemon, StartError};
@@ -32,7 +32,12 @@ const PAGE: usize = 500;
 #[command(version, about)]
 pub struct Cli {
     /// The config file.
-    #[arg(long, global = true, env = "CALLVAULT_CONFIG", default_value = "/etc/callvault/callvault.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "CALLVAULT_CONFIG",
+        default_value = "/etc/callvault/callvault.toml"
+    )]
     config: PathBuf,
     /// Override one config key, e.g. `--set public.listen=127.0.0.1:9443`. Repeatable.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
@@ -116,7 +121,10 @@ pub fn main() -> ExitCode {
         }
     };
     crate::telemetry::init_logging(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("callvault: cannot start the async runtime: {e}");
@@ -162,7 +170,10 @@ async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartError> 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.
 async fn signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return;
     };
@@ -187,11 +198,18 @@ async fn keys(command: KeysCommand, config: Config, clock: Arc<dyn Clock>) -> an
         KeysCommand::Generate { out } => {
             let path = out.unwrap_or_else(|| keyring_file.path().to_owned());
             if path.exists() {
-                bail!("{} exists: use `callvault keys rotate` to add a key", path.display());
+                bail!(
+                    "{} exists: use `callvault keys rotate` to add a key",
+                    path.display()
+                );
             }
             let keyring = Keyring::generate(clock.now());
             keyring.write_file(&path)?;
-            println!("wrote keyring {} (active key {})", path.display(), keyring.active());
+            println!(
+                "wrote keyring {} (active key {})",
+                path.display(),
+                keyring.active()
+            );
         }
         KeysCommand::Rotate => {
             let mut keyring = Keyring::from_bytes(keyring_file.read()?.expose())?;
@@ -205,7 +223,9 @@ async fn keys(command: KeysCommand, config: Config, clock: Arc<dyn Clock>) -> an
                         .details(&serde_json::json!({ "previous": old.as_str() })),
                 )
                 .await?;
-            println!("active key is now {new} (was {old}); restart the daemon, then run `callvault keys rewrap`");
+            println!(
+                "active key is now {new} (was {old}); restart the daemon, then run `callvault keys rewrap`"
+            );
         }
         KeysCommand::Rewrap => rewrap(&config, clock).await?,
     }
@@ -240,7 +260,9 @@ async fn rewrap(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             };
             let new = keyring
                 .rewrap(&old, row.recording_id, row.segment)
-                .with_context(|| format!("recording {} segment {}", row.recording_id, row.segment))?;
+                .with_context(|| {
+                    format!("recording {} segment {}", row.recording_id, row.segment)
+                })?;
             let replaced = catalog
                 .replace_wrapped_key(
                     &crate::catalog::WrappedKeyRow {
@@ -264,11 +286,18 @@ async fn rewrap(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             ),
         )
         .await?;
-    println!("rewrapped {rewrapped} data keys under {}; {current} were already under it; {raced} changed meanwhile", keyring.active());
+    println!(
+        "rewrapped {rewrapped} data keys under {}; {current} were already under it; {raced} changed meanwhile",
+        keyring.active()
+    );
     Ok(())
 }
 
-async fn tokens(command: TokensCommand, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+async fn tokens(
+    command: TokensCommand,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
     let catalog = server::open_catalog(&config).await?;
     match command {
         TokensCommand::Create { role, name } => {
@@ -298,7 +327,12 @@ async fn tokens(command: TokensCommand, config: Config, clock: Arc<dyn Clock>) -
                 bail!("no active token with id {id}");
             }
             catalog
-                .append_audit(NewAuditEntry::new(clock.now(), actor(), "token.revoke", &id))
+                .append_audit(NewAuditEntry::new(
+                    clock.now(),
+                    actor(),
+                    "token.revoke",
+                    &id,
+                ))
                 .await?;
             println!("revoked token {id}");
         }
@@ -308,7 +342,13 @@ async fn tokens(command: TokensCommand, config: Config, clock: Arc<dyn Clock>) -
                     Some(at) => format!("revoked {}", at.to_rfc3339()),
                     None => "active".to_owned(),
                 };
-                println!("{}\t{}\t{}\tcreated {}\t{state}", t.id, t.role, t.name, t.created_at.to_rfc3339());
+                println!(
+                    "{}\t{}\t{}\tcreated {}\t{state}",
+                    t.id,
+                    t.role,
+                    t.name,
+                    t.created_at.to_rfc3339()
+                );
             }
         }
     }

@@ -49,7 +49,12 @@ impl IntoResponse for ApiError {
             code,
         };
         let json = serde_json::to_vec(&body).expect("a problem always serializes");
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            json,
+        )
+            .into_response()
     }
 }
 

@@ -196,7 +196,9 @@ impl ChainVerifier {
         if let Some(pending) = &mut self.first_break {
             // the stored hash counts too: an entry whose position was changed no longer matches
             // its content, but still carries the hash its successor links to
-            if pending.resolved.is_none() && (recomputed == pending.wanted || e.hash == pending.wanted) {
+            if pending.resolved.is_none()
+                && (recomputed == pending.wanted || e.hash == pending.wanted)
+            {
                 pending.resolved = Some(ChainBreak::OutOfOrder { seq: pending.seq });
             }
             return;

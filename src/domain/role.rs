@@ -20,7 +20,12 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 4] = [Role::Supervisor, Role::Compliance, Role::Ops, Role::Telephony];
+    pub const ALL: [Role; 4] = [
+        Role::Supervisor,
+        Role::Compliance,
+        Role::Ops,
+        Role::Telephony,
+    ];
 
     /// The role's name in tokens, config and storage.
     pub const fn as_str(self) -> &'static str {

@@ -51,7 +51,8 @@ pub async fn serve(
             let builder = auto::Builder::new(TokioExecutor::new());
             let result = match tls {
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     let stream = tokio::select! {
                         () = cancelled.cancelled() => return,
                         r = handshake => match r {
@@ -60,11 +61,13 @@ pub async fn serve(
                             Err(_) => return debug!(%peer, "tls handshake timed out"),
                         },
                     };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
             };
@@ -74,18 +77,27 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let drained = tokio::time::timeout(grace, graceful.shutdown()).await.is_ok();
+    let drained = tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_ok();
     if drained {
         info!(listener = name, "connections drained");
     } else {
-        warn!(listener = name, grace_ms = grace.as_millis() as u64, "connections still open after the grace period");
+        warn!(
+            listener = name,
+            grace_ms = grace.as_millis() as u64,
+            "connections still open after the grace period"
+        );
     }
     drained
 }
 
 /// Binds `addr`, or says which listener could not.
 pub async fn bind(name: &'static str, addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind the {name} listener on {addr}: {e}")))
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind the {name} listener on {addr}: {e}"),
+        )
+    })
 }

@@ -95,12 +95,21 @@ pub struct Shared {
 }
 
 /// A daemon that has started and bound its listeners, ready to [`run`](Daemon::run).
-#[derive(Debug)]
 pub struct Daemon {
     shared: Shared,
     public: TcpListener,
     admin: TcpListener,
     tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("public", &self.public.local_addr().ok())
+            .field("admin", &self.admin.local_addr().ok())
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Daemon {
@@ -153,12 +162,16 @@ impl Daemon {
 
     /// The public listener's address (its real port when configured with port 0).
     pub fn public_addr(&self) -> SocketAddr {
-        self.public.local_addr().expect("a bound listener has an address")
+        self.public
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The admin listener's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("a bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// What the running daemon shares, for in-process tests and tools.
@@ -180,7 +193,11 @@ impl Daemon {
         let tracker = TaskTracker::new();
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
 
-        tracker.spawn(readiness(shared.clone(), ready.clone(), shutdown.child_token()));
+        tracker.spawn(readiness(
+            shared.clone(),
+            ready.clone(),
+            shutdown.child_token(),
+        ));
         tracker.spawn(listener::serve(
             "admin",
             admin,
@@ -230,16 +247,23 @@ fn create_state_dir(config: &Config) -> std::io::Result<()> {
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+            })?;
     }
     Ok(())
 }
 
-async fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
+/// Opens the configured catalog, running its migrations.
+pub async fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
     match &config.catalog {
         CatalogConfig::Sqlite { .. } => {
             let path = config.sqlite_path().expect("a sqlite catalog has a path");
-            let catalog = SqliteCatalog::open(&path).await?;
+            let catalog =
+                tokio::task::spawn_blocking(move || SqliteCatalog::open(&path).map(|c| (c, path)))
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("catalog open task failed: {e}")))?;
+            let (catalog, path) = catalog?;
             info!(path = %path.display(), "catalog opened (sqlite)");
             Ok(Arc::new(catalog))
         }
@@ -271,7 +295,8 @@ pub fn store_kind(config: &Config) -> Result<StoreKind, ConfigError> {
             bucket: bucket.clone(),
             region: region.clone(),
             endpoint: endpoint.clone(),
-            access_key_id: String::from_utf8_lossy(access_key_id.read()?.expose_trimmed()).into_owned(),
+            access_key_id: String::from_utf8_lossy(access_key_id.read()?.expose_trimmed())
+                .into_owned(),
             secret_access_key: zeroize::Zeroizing::new(
                 String::from_utf8_lossy(secret_access_key.read()?.expose_trimmed()).into_owned(),
             ),

@@ -37,7 +37,10 @@ pub fn create_missing_secrets(config: &Config, now: DateTime<Utc>) -> Result<(),
         s
     };
     for (file, make) in [
-        (&config.secrets.webhook, &webhook as &dyn Fn() -> Zeroizing<Vec<u8>>),
+        (
+            &config.secrets.webhook,
+            &webhook as &dyn Fn() -> Zeroizing<Vec<u8>>,
+        ),
         (&config.secrets.signing_key, &random),
         (&config.secrets.caller_pepper, &random),
     ] {
@@ -68,7 +71,12 @@ fn write_new(file: &SecretFile, bytes: &[u8]) -> Result<(), ConfigError> {
         .create_new(true)
         .mode(0o600)
         .open(file.path())
-        .map_err(|e| invalid(file, format!("cannot create {}: {e}", file.path().display())))?;
+        .map_err(|e| {
+            invalid(
+                file,
+                format!("cannot create {}: {e}", file.path().display()),
+            )
+        })?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| invalid(file, format!("cannot write {}: {e}", file.path().display())))

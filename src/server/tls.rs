@@ -18,7 +18,12 @@ pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| bad("public.tls.cert", format!("cannot read a pem certificate chain: {e}")))?;
+        .map_err(|e| {
+            bad(
+                "public.tls.cert",
+                format!("cannot read a pem certificate chain: {e}"),
+            )
+        })?;
     if certs.is_empty() {
         return Err(bad("public.tls.cert", "holds no certificate".to_owned()));
     }
@@ -31,7 +36,12 @@ pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
         .map_err(|e| bad("public.tls", e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| bad("public.tls.key", format!("does not match the certificate: {e}")))?;
+        .map_err(|e| {
+            bad(
+                "public.tls.key",
+                format!("does not match the certificate: {e}"),
+            )
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

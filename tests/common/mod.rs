@@ -45,8 +45,12 @@ pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
     method: &str,
     path: &str,
 ) -> (u16, Vec<(String, String)>, String) {
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: callvault.test\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.expect("send request");
+    let req =
+        format!("{method} {path} HTTP/1.1\r\nHost: callvault.test\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .expect("send request");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read response");
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -79,13 +83,19 @@ pub async fn wait_for_200(addr: SocketAddr, path: &str, within: Duration) {
         {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{path} not 200 within {within:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} not 200 within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 pub fn chmod_600(path: &Path) {
