@@ -47,10 +47,10 @@ pub enum StartError {
     #[error("the catalog references key ids missing from the keyring: {}", .0.iter().map(KeyId::as_str).collect::<Vec<_>>().join(", "))]
     MissingKeys(BTreeSet<KeyId>),
     /// The keyring or the object store could not be opened.
-    #[error("vault: {0}")]
+    #[error(transparent)]
     Vault(#[from] VaultError),
     /// The catalog could not be opened or migrated.
-    #[error("catalog: {0}")]
+    #[error(transparent)]
     Catalog(#[from] CatalogError),
     /// The state directory or a listener could not be set up.
     #[error("{0}")]
@@ -258,6 +258,7 @@ fn create_state_dir(config: &Config) -> std::io::Result<()> {
 pub async fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
     match &config.catalog {
         CatalogConfig::Sqlite { .. } => {
+            create_state_dir(config)?;
             let path = config.sqlite_path().expect("a sqlite catalog has a path");
             let catalog =
                 tokio::task::spawn_blocking(move || SqliteCatalog::open(&path).map(|c| (c, path)))

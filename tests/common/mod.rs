@@ -102,3 +102,86 @@ pub fn chmod_600(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }
+
+/// One sealed test segment: where it is, and the container and plaintext to check a key against.
+pub struct Seeded {
+    pub recording_id: callvault::domain::RecordingId,
+    pub segment: callvault::domain::SegmentNo,
+    pub sealed: Vec<u8>,
+    pub plaintext: Vec<u8>,
+}
+
+/// Catalogues `recordings` recordings of `segments` segments each, every segment sealed under a
+/// fresh data key wrapped by `keyring`'s active key.
+pub async fn seed_segments(
+    catalog: &dyn callvault::catalog::Catalog,
+    keyring: &callvault::vault::Keyring,
+    recordings: usize,
+    segments: u32,
+) -> Vec<Seeded> {
+    use callvault::catalog::{RecordingRow, RecordingStatus, SegmentRow, SegmentStatus};
+    use callvault::domain::{Codec, RecordingId, SegmentNo};
+    use callvault::vault::{DataKey, Header, SegmentWriter, object_path};
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    for r in 0..recordings {
+        let id = RecordingId::new();
+        catalog
+            .insert_recording(&RecordingRow {
+                id,
+                call_id: format!("call-{id}").parse().expect("call id"),
+                status: RecordingStatus::Sealed,
+                line: None,
+                queue: None,
+                agent: None,
+                caller_tag: None,
+                caller_sealed: None,
+                policy: "standard".into(),
+                codec: Codec::Pcmu,
+                sample_rate: 8000,
+                channels: 2,
+                started_at: now,
+                ended_at: Some(now),
+                expires_at: None,
+                restricted: false,
+                updated_at: now,
+            })
+            .await
+            .expect("insert recording");
+        for s in 0..segments {
+            let segment = SegmentNo(s);
+            let key = DataKey::generate();
+            let header = Header::new(id, segment, Codec::Pcmu, 2, 8000, 0).expect("header");
+            let mut w = SegmentWriter::new(header, &key);
+            let plaintext: Vec<u8> = (0..40_000u32)
+                .map(|i| (i * 7 + r as u32 + s) as u8)
+                .collect();
+            let mut sealed = w.header_bytes().to_vec();
+            sealed.extend(w.append(&plaintext).expect("append"));
+            sealed.extend(w.seal());
+            let wrapped = keyring.wrap(&key, id, segment);
+            catalog
+                .insert_segment(&SegmentRow {
+                    recording_id: id,
+                    segment,
+                    object_key: object_path(now, id, segment).to_string(),
+                    kek_id: Some(wrapped.kek_id),
+                    wrapped_key: Some(wrapped.bytes),
+                    media_start_ms: 0,
+                    media_end_ms: 2500,
+                    size: sealed.len() as u64,
+                    sha256: None,
+                    status: SegmentStatus::Stored,
+                })
+                .await
+                .expect("insert segment");
+            out.push(Seeded {
+                recording_id: id,
+                segment,
+                sealed,
+                plaintext,
+            });
+        }
+    }
+    out
+}

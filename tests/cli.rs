@@ -1,0 +1,336 @@
+//! The built binary as ops use it: exit codes, `check-config`, `keys`, `tokens`, `audit verify`, and
+//! `serve` under a systemd-style notify socket with SIGTERM.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use callvault::catalog::{Catalog, SqliteCatalog};
+use callvault::vault::Keyring;
+use common::Deployment;
+
+fn callvault(d: &Deployment, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("USER", "tester")
+        .output()
+        .expect("run callvault")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A deployment whose secrets exist (made by a first `serve`-free run of the dev secret creation).
+fn deployment_with_secrets() -> Deployment {
+    let d = Deployment::new("");
+    let cfg = d.load(&[]);
+    callvault::server::create_missing_secrets(&cfg, chrono::Utc::now()).expect("create secrets");
+    std::fs::create_dir_all(d.path("state")).expect("state dir");
+    d
+}
+
+fn catalog(d: &Deployment) -> SqliteCatalog {
+    SqliteCatalog::open(&d.path("state/catalog.sqlite")).expect("open catalog")
+}
+
+#[test]
+fn a_bad_config_exits_64_naming_the_key() {
+    let d = Deployment::new("[pci]\nlookback = \"soon\"\n");
+    let o = callvault(&d, &["check-config"]);
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`pci.lookback`"), "{}", stderr(&o));
+    let o = callvault(&d, &["serve"]);
+    assert_eq!(o.status.code(), Some(64));
+
+    let good = Deployment::new("");
+    let o = callvault(&good, &["check-config"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = callvault(
+        &good,
+        &["--set", "public.listen=0.0.0.0:8443", "check-config"],
+    );
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("`public.listen`"), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .args(["check-config", "/nonexistent/callvault.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("/nonexistent/callvault.toml"));
+}
+
+#[test]
+fn serve_notifies_systemd_and_stops_cleanly_on_sigterm() {
+    let d = Deployment::new("");
+    let sock_path = d.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("serve")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 within 30s");
+    assert_eq!(&buf[..n], b"READY=1\n");
+
+    let t = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1\n");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3 + 2),
+            "not stopped within the grace period"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("read log");
+    // no secret material in the log: the keyring's key bytes never appear
+    let keyring = std::fs::read_to_string(d.path("keyring")).expect("keyring");
+    let v: serde_json::Value = serde_json::from_str(&keyring).expect("keyring json");
+    let key = v["keys"][0]["key"].as_str().expect("a key");
+    assert!(!log.contains(key));
+}
+
+#[test]
+fn keys_generate_rotate_and_rewrap_every_stored_data_key() {
+    let d = deployment_with_secrets();
+    // generate refuses to overwrite the keyring that exists
+    let o = callvault(&d, &["keys", "generate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("keys rotate"));
+    let o = callvault(
+        &d,
+        &[
+            "keys",
+            "generate",
+            "--out",
+            d.path("second").to_str().expect("utf8"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    Keyring::from_bytes(&std::fs::read(d.path("second")).expect("read")).expect("a valid keyring");
+
+    // store wrapped keys for 3 segments of 2 recordings under the first key
+    let first =
+        Keyring::from_bytes(&std::fs::read(d.path("keyring")).expect("read")).expect("keyring");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cat = catalog(&d);
+    let segments = rt.block_on(common::seed_segments(&cat, &first, 2, 3));
+    drop(cat);
+
+    let o = callvault(&d, &["keys", "rotate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rotated =
+        Keyring::from_bytes(&std::fs::read(d.path("keyring")).expect("read")).expect("keyring");
+    assert_ne!(rotated.active(), first.active());
+    assert!(
+        rotated.contains(first.active()),
+        "rotation keeps the old key"
+    );
+
+    let o = callvault(&d, &["keys", "rewrap"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("rewrapped 6 data keys"),
+        "{}",
+        stdout(&o)
+    );
+
+    let cat = catalog(&d);
+    rt.block_on(async {
+        let ids = cat.key_ids_in_use().await.expect("ids");
+        assert_eq!(
+            ids.into_iter().collect::<Vec<_>>(),
+            vec![rotated.active().clone()]
+        );
+        for seeded in &segments {
+            let rows = cat.segments(seeded.recording_id).await.expect("segments");
+            let seg = rows
+                .iter()
+                .find(|s| s.segment == seeded.segment)
+                .expect("segment");
+            let wrapped = callvault::vault::WrappedKey {
+                kek_id: seg.kek_id.clone().expect("kek"),
+                bytes: seg.wrapped_key.clone().expect("key"),
+            };
+            let key = rotated
+                .unwrap(&wrapped, seeded.recording_id, seeded.segment)
+                .expect("unwraps under the new key");
+            // the same data key, rewrapped: the audio sealed before rotation still opens
+            let (_, plain) = callvault::vault::open(&seeded.sealed, &key).expect("opens");
+            assert_eq!(plain.as_bytes(), &seeded.plaintext[..]);
+        }
+        let actions: Vec<String> = cat
+            .audit_after(0, 100)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.entry.action)
+            .collect();
+        assert_eq!(actions, ["key.rotate", "key.rewrap"]);
+    });
+    // a second rewrap finds nothing to do
+    let o = callvault(&d, &["keys", "rewrap"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("rewrapped 0 data keys") && out.contains("6 were already"),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_keyring_that_lacks_a_key_the_catalog_uses() {
+    let d = deployment_with_secrets();
+    let other = Keyring::generate(chrono::Utc::now());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cat = catalog(&d);
+    rt.block_on(common::seed_segments(&cat, &other, 1, 1));
+    drop(cat);
+    let o = callvault(&d, &["serve"]);
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(other.active().as_str()),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn tokens_are_shown_once_stored_hashed_and_revocable() {
+    let d = deployment_with_secrets();
+    let o = callvault(
+        &d,
+        &[
+            "tokens",
+            "create",
+            "--role",
+            "supervisor",
+            "--name",
+            "Jo Bloggs",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let token = stdout(&o).trim().to_owned();
+    assert!(token.starts_with("cvt_"), "{token}");
+    let o = callvault(&d, &["tokens", "create", "--role", "admin", "--name", "x"]);
+    assert_eq!(o.status.code(), Some(2), "clap refuses an unknown role");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cat = catalog(&d);
+    let row = rt
+        .block_on(cat.token_by_hash(&callvault::api::auth::token_hash(&token)))
+        .expect("lookup")
+        .expect("stored by hash");
+    assert_eq!(
+        (row.role.as_str(), row.name.as_str()),
+        ("supervisor", "Jo Bloggs")
+    );
+    drop(cat);
+    let db = std::fs::read(d.path("state/catalog.sqlite")).expect("db");
+    assert!(
+        !db.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token itself is not stored"
+    );
+
+    let o = callvault(&d, &["tokens", "list"]);
+    assert!(stdout(&o).contains(&row.id) && stdout(&o).contains("active"));
+    assert!(!stdout(&o).contains(&token));
+    let o = callvault(&d, &["tokens", "revoke", &row.id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = callvault(&d, &["tokens", "revoke", &row.id]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = callvault(&d, &["tokens", "list"]);
+    assert!(stdout(&o).contains("revoked"));
+}
+
+#[test]
+fn audit_verify_passes_then_names_an_edited_deleted_or_reordered_entry() {
+    let d = deployment_with_secrets();
+    for i in 0..5 {
+        let o = callvault(
+            &d,
+            &[
+                "tokens",
+                "create",
+                "--role",
+                "ops",
+                "--name",
+                &format!("t{i}"),
+            ],
+        );
+        assert!(o.status.success());
+    }
+    let o = callvault(&d, &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("intact: 5 entries"), "{}", stdout(&o));
+
+    let db = d.path("state/catalog.sqlite");
+    let tamper = |sql: &str| {
+        let conn = rusqlite::Connection::open(&db).expect("open raw");
+        conn.execute_batch(&format!(
+            "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; {sql}"
+        ))
+        .expect("tamper");
+    };
+    let backup = std::fs::read(&db).expect("backup");
+    let restore = || std::fs::write(&db, &backup).expect("restore");
+
+    tamper("UPDATE audit SET actor = 'cli:mallory' WHERE seq = 3;");
+    let o = callvault(&d, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("entry 3 was altered"), "{}", stdout(&o));
+    restore();
+
+    tamper("DELETE FROM audit WHERE seq = 2;");
+    let o = callvault(&d, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("missing before entry 3"),
+        "{}",
+        stdout(&o)
+    );
+    restore();
+
+    tamper(
+        "UPDATE audit SET seq = 1000 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = 1000;",
+    );
+    let o = callvault(&d, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("entry 2 is out of order"),
+        "{}",
+        stdout(&o)
+    );
+}
