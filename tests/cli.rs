@@ -40,7 +40,7 @@ fn deployment_with_secrets() -> Deployment {
 }
 
 fn catalog(d: &Deployment) -> SqliteCatalog {
-    SqliteCatalog::open(&d.path("state/catalog.sqlite")).expect("open catalog")
+    SqliteCatalog::open(d.path("state/catalog.sqlite")).expect("open catalog")
 }
 
 #[test]
