@@ -1,8 +1,65 @@
 //! callvault: a call-recording controller and vault for contact centres.
 //!
-//! (Architecture notes are filled in as the modules land.)
+//! It runs beside a telephony platform, takes each call's audio as it happens, keeps what the law
+//! allows (pausing for card payments, destroying on refused consent), encrypts it, stores it in object
+//! storage, deletes it on time unless a complaint hold keeps it, and lets supervisors find and export
+//! a caller's recordings, with every access in a tamper-evident audit chain. The rules are in
+//! `DESIGN.md` section 2 (shipped beside the repository as `shared/DESIGN.md`).
+//!
+//! # Bird's-eye view
+//!
+//! Data flows one way: **ingest → recorder → vault → catalog**, with **retention** and **api**
+//! reading and acting on the catalog and vault.
+//!
+//! ```text
+//! telephony ──► ingest ──events+frames──► recorder ──sealed chunks──► vault ──► object store
+//!                                          recorder ──rows──► catalog (SQLite / PostgreSQL)
+//! supervisors ──► api ──► catalog + vault (decrypt, render)      retention ──► catalog + vault
+//! ```
+//!
+//! # Code map
+//!
+//! - [`domain`]: pure rules with no I/O: ids ([`domain::RecordingId`], [`domain::CallId`],
+//!   [`domain::KeyId`]), codecs, roles, policies, calendar [`domain::Period`]s and the [`domain::Clock`].
+//! - [`vault`]: the only code that touches `aes-gcm` and `object_store`: the `CVA1` container
+//!   ([`vault::SegmentWriter`], [`vault::open`], [`vault::ObjectReader`]), the [`vault::Keyring`] of
+//!   key-encryption keys and the wrapping of per-segment [`vault::DataKey`]s, object layout
+//!   ([`vault::object_path`]), crash recovery of spool files ([`vault::recover_partial`]), and the
+//!   object store itself ([`vault::open_store`]).
+//! - [`catalog`]: metadata behind the [`catalog::Catalog`] trait: recordings, segments and their
+//!   wrapped keys, ledgers, holds, audit entries, seen event ids, API tokens. [`catalog::SqliteCatalog`]
+//!   is the embedded default; every backend runs the same conformance suite.
+//! - [`audit`]: the hash chain: [`audit::AuditEntry::chained`] is the only place an entry's hash is
+//!   computed, and [`audit::ChainVerifier`] names the first altered, missing or reordered entry.
+//! - [`audio`]: codecs ([`audio::g711`]); WAV rendering lands with playback.
+//! - [`config`]: the TOML tree ([`config::Config::load`]), `--set` overrides, and
+//!   [`config::SecretFile`]s read into [`config::Secret`]s.
+//! - [`server`]: [`server::Daemon`]: start-up checks, listeners (rustls), readiness, shutdown, systemd
+//!   notification.
+//! - [`api`]: HTTP routes, authentication ([`api::auth`]), and [`api::ApiError`], the one place
+//!   where errors become status codes and `application/problem+json`.
+//! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line.
+//! - Still to come, each in its own folder: `ingest` (Twilio, AudioHook, AudioSocket and native
+//!   adapters), `recorder` (one task per live call: look-back buffer, PCI pause, spool), and
+//!   `retention` (the expiry worker and holds).
+//!
+//! # Architecture invariants
+//!
+//! - Protocol types never leave `ingest`; status codes and JSON DTOs never leave [`api`].
+//! - [`domain`] does no I/O; time comes from a [`domain::Clock`], so tests use a manual one.
+//! - Plaintext audio is never written to disk: only sealed `CVA1` chunks are. A container's header
+//!   is the associated data of every chunk, so truncation, reordering and swapping fail.
+//! - A data key exists only wrapped, in the catalog, never beside its audio: deleting the catalog row
+//!   crypto-shreds the segment, also in object-store backups.
+//! - A secret never reaches a log line or a `Debug` output: [`config::Secret`], [`vault::DataKey`]
+//!   and [`vault::Keyring`] print `[redacted]`, and key material is zeroized on drop.
+//! - Configuration is parsed and checked before any port is bound; a configuration or keyring that
+//!   must be fixed exits 64, and systemd does not restart on it.
+//! - The daemon does not start when the catalog references a key-encryption key the keyring lacks.
+//! - Every state change and access is an audit entry; entries are only appended.
 
 pub mod api;
+pub mod audio;
 pub mod audit;
 pub mod catalog;
 pub mod cli;

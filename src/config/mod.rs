@@ -5,7 +5,7 @@
 //! relative path and secret name, and runs the cross-field checks. Every failure is a [`ConfigError`]
 //! naming the dotted key and the reason; the binary exits 64 on it.
 //!
-//! Defaults live in one place: the `Default` impls in [`tree`]. `config/callvault.toml` documents
+//! Defaults live in one place: the `Default` impls beside each section of [`Config`]. `config/callvault.toml` documents
 //! every key with its default, and a test checks that the two agree.
 //!
 //! Architecture invariant: the config is passed down explicitly, never read from a global; secrets
