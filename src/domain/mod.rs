@@ -5,6 +5,7 @@
 //! [`Clock`] trait, so every rule can be unit-tested with a [`ManualClock`].
 
 mod codec;
+mod event;
 mod ids;
 mod period;
 mod policy;
@@ -12,6 +13,7 @@ mod role;
 mod time;
 
 pub use codec::Codec;
+pub use event::{CallEvent, EventKind, MediaFormat};
 pub use ids::{CallId, IdError, KeyId, RecordingId, SegmentNo};
 pub use period::{Period, PeriodError};
 pub use policy::{ConsentMode, PauseRender, Policy, UnknownWord};
