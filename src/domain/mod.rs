@@ -7,6 +7,7 @@
 mod codec;
 mod event;
 mod ids;
+pub mod lifecycle;
 mod period;
 mod policy;
 mod role;

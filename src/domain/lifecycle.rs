@@ -1,0 +1,593 @@
+//! The recording lifecycle of one call, as a pure state machine: consent, payment and agent pauses,
+//! the end of the call, and the commit horizon of the look-back buffer (DESIGN.md section 2).
+//!
+//! Everything here is in wall-clock time (UTC), so events that arrive before the media stream opens,
+//! late, twice, or out of order are placed where they belong. The recorder converts audio sample
+//! offsets to wall time with the stream's anchor and asks this machine, for each piece of audio,
+//! whether it may be kept, and, on each tick, how far its look-back buffer may be committed.
+//!
+//! The rules, in one place:
+//! - A pause's instant is the earlier of the event's time and its arrival, minus `pci.guard`. Audio
+//!   from that instant on is dropped on arrival and cut from the buffer ([`Effect::DropFrom`]).
+//! - A resume takes effect at the arrival of its event, never earlier: what was dropped stays dropped.
+//! - A payment pause without an end stays on until the call ends (fail closed), unless the policy's
+//!   `max_pause` resumes it, which the ledger says.
+//! - Audio is committed only once it is older than `pci.lookback + pci.guard`, so an event up to
+//!   `lookback` late still keeps card audio out of storage. Under explicit consent nothing is committed
+//!   before consent; if consent does not come within `consent_wait`, the held audio is discarded.
+//! - A refusal destroys everything and stops capture for good.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{ConsentMode, EventKind, Policy};
+
+/// Why a pause is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseKind {
+    /// A card payment (PCI DSS).
+    Payment,
+    /// The agent paused recording.
+    Agent,
+}
+
+impl PauseKind {
+    /// The word used in the ledger.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PauseKind::Payment => "payment",
+            PauseKind::Agent => "agent",
+        }
+    }
+}
+
+/// One pause: capture is off over `[from, to)`; `to` is `None` while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    /// Why.
+    pub kind: PauseKind,
+    /// Its instant: audio from here on is not kept.
+    pub from: DateTime<Utc>,
+    /// Where capture resumed, if it has.
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Pause {
+    /// Whether the pause covers instant `t`.
+    pub fn covers(&self, t: DateTime<Utc>) -> bool {
+        t >= self.from && self.to.is_none_or(|to| t < to)
+    }
+}
+
+/// Consent, as far as it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    /// Implied consent: recording from the start; the caller may still refuse.
+    Implied,
+    /// Explicit consent asked; audio is held in memory until `deadline`.
+    Awaiting {
+        /// When held audio is discarded if consent has not come.
+        deadline: DateTime<Utc>,
+    },
+    /// Explicit consent did not come in time; nothing is captured unless it comes later.
+    Lapsed {
+        /// When capture stopped.
+        since: DateTime<Utc>,
+    },
+    /// Consent was given; audio from `from` on may be kept (everything held, if it came in time).
+    Given {
+        /// From when audio may be kept.
+        from: DateTime<Utc>,
+    },
+    /// The caller refused: nothing is kept, ever.
+    Refused,
+}
+
+/// What the recorder must do besides classifying audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Drop buffered audio at or after this instant; committed audio past it needs a
+    /// [`late_pause_remedy`].
+    DropFrom(DateTime<Utc>),
+    /// Drop all audio held for consent.
+    DiscardHeld,
+    /// Destroy every byte of this call's audio: memory, spool, object store, data keys.
+    DestroyAll,
+    /// Write this to the recording's ledger.
+    Ledger(Note),
+}
+
+/// A ledger entry the lifecycle asks for: its kind and its facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// The entry's kind, e.g. `pause`, `resume`, `consent.refused`.
+    pub kind: &'static str,
+    /// Facts as JSON.
+    pub details: serde_json::Value,
+}
+
+fn note(kind: &'static str, details: serde_json::Value) -> Effect {
+    Effect::Ledger(Note { kind, details })
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Why an event was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The call has ended and the event no longer means anything for it.
+    #[error("the call ended at {0}; a {1} event no longer applies")]
+    CallEnded(DateTime<Utc>, &'static str),
+    /// The caller refused recording; nothing more is captured.
+    #[error("the caller refused recording; the {0} event does not apply")]
+    Refused(&'static str),
+}
+
+/// How far the look-back buffer may be committed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Horizon {
+    /// Commit nothing; keep holding.
+    Hold,
+    /// Commit audio that ends at or before this instant.
+    Until(DateTime<Utc>),
+    /// Commit everything: the call is over and the look-back window has passed.
+    All,
+}
+
+/// The timing rules of the look-back buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// `pci.lookback`.
+    pub lookback: Duration,
+    /// `pci.guard`.
+    pub guard: Duration,
+}
+
+impl Timing {
+    /// How long audio waits in memory before it may be committed.
+    pub fn window(&self) -> Duration {
+        self.lookback + self.guard
+    }
+}
+
+/// The lifecycle of one call's recording.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    timing: Timing,
+    policy: Option<Policy>,
+    /// When the call (or its stream, if no call.started came first) began.
+    started: Option<DateTime<Utc>>,
+    consent: Consent,
+    pauses: Vec<Pause>,
+    ended: Option<DateTime<Utc>>,
+    /// A `payment.ended` that came while no payment pause was on: (its time, its arrival).
+    early_payment_end: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl Lifecycle {
+    /// A call about which nothing is known yet.
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            policy: None,
+            started: None,
+            consent: Consent::Implied,
+            pauses: Vec::new(),
+            ended: None,
+            early_payment_end: None,
+        }
+    }
+
+    /// The policy, once [`Lifecycle::set_policy`] was called.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+
+    /// Fixes the call's policy (from `call.started`, or the default when audio must be committed
+    /// before that event came) and the call's start. Explicit consent starts its wait here.
+    pub fn set_policy(&mut self, policy: Policy, started: DateTime<Utc>) {
+        if self.policy.is_some() {
+            return;
+        }
+        self.started = Some(started);
+        if policy.consent == ConsentMode::Explicit && self.consent == Consent::Implied {
+            let wait = Duration::from_std(policy.consent_wait).unwrap_or(Duration::MAX);
+            self.consent = Consent::Awaiting {
+                deadline: started + wait,
+            };
+        }
+        self.policy = Some(policy);
+    }
+
+    /// The consent state.
+    pub fn consent(&self) -> Consent {
+        self.consent
+    }
+
+    /// Every pause so far, in the order they began.
+    pub fn pauses(&self) -> &[Pause] {
+        &self.pauses
+    }
+
+    /// When the call ended, if it has.
+    pub fn ended(&self) -> Option<DateTime<Utc>> {
+        self.ended
+    }
+
+    /// Whether audio at instant `t` may be kept (buffered now, committed later).
+    pub fn captures(&self, t: DateTime<Utc>) -> bool {
+        let consent_ok = match self.consent {
+            Consent::Implied | Consent::Awaiting { .. } => true,
+            Consent::Given { from } => t >= from,
+            Consent::Lapsed { .. } | Consent::Refused => false,
+        };
+        consent_ok
+            && self.ended.is_none_or(|end| t < end)
+            && !self.pauses.iter().any(|p| p.covers(t))
+    }
+
+    /// Splits the audio span `[from, to)` into the parts that may be kept (`true`) and those that
+    /// must be dropped on arrival (`false`), in order.
+    pub fn classify(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>, bool)> {
+        let mut cuts: Vec<DateTime<Utc>> = vec![from, to];
+        for p in &self.pauses {
+            cuts.push(p.from);
+            cuts.extend(p.to);
+        }
+        cuts.extend(self.ended);
+        if let Consent::Given { from } = self.consent {
+            cuts.push(from);
+        }
+        if let Consent::Lapsed { since } = self.consent {
+            cuts.push(since);
+        }
+        cuts.retain(|c| *c >= from && *c <= to);
+        cuts.sort();
+        cuts.dedup();
+        let mut out: Vec<(DateTime<Utc>, DateTime<Utc>, bool)> = Vec::new();
+        for w in cuts.windows(2) {
+            let keep = self.captures(w[0]);
+            match out.last_mut() {
+                Some(last) if last.2 == keep => last.1 = w[1],
+                _ => out.push((w[0], w[1], keep)),
+            }
+        }
+        out
+    }
+
+    /// Applies an event that arrived at `arrival`. Events that are not about the recording's
+    /// lifecycle (call.started's metadata, complaints) return no effects.
+    pub fn apply(
+        &mut self,
+        event: &EventKind,
+        at: DateTime<Utc>,
+        arrival: DateTime<Utc>,
+    ) -> Result<Vec<Effect>, Refusal> {
+        let name = event.name();
+        if self.consent == Consent::Refused
+            && !matches!(event, EventKind::CallEnded | EventKind::ConsentRefused)
+            && is_capture_event(event)
+        {
+            return Err(Refusal::Refused(name));
+        }
+        let instant = at.min(arrival) - self.timing.guard;
+        match event {
+            EventKind::CallStarted { .. }
+            | EventKind::ComplaintOpened { .. }
+            | EventKind::ComplaintResolved { .. } => Ok(Vec::new()),
+            EventKind::CallEnded => Ok(self.end(at.min(arrival))),
+            EventKind::ConsentRefused => Ok(self.refuse(at, arrival)),
+            EventKind::ConsentGiven => self.give_consent(at, arrival),
+            EventKind::PaymentStarted => self.pause(PauseKind::Payment, instant, at, arrival),
+            EventKind::RecordingPaused { .. } => self.pause(PauseKind::Agent, instant, at, arrival),
+            EventKind::PaymentEnded => self.resume(PauseKind::Payment, at, arrival),
+            EventKind::RecordingResumed { .. } => self.resume(PauseKind::Agent, at, arrival),
+        }
+    }
+
+    fn end(&mut self, end: DateTime<Utc>) -> Vec<Effect> {
+        if self.ended.is_some() {
+            return vec![note(
+                "call.ended.repeated",
+                serde_json::json!({ "at": ts(end) }),
+            )];
+        }
+        self.ended = Some(end);
+        vec![
+            Effect::DropFrom(end),
+            note("call.ended", serde_json::json!({ "at": ts(end) })),
+        ]
+    }
+
+    fn refuse(&mut self, at: DateTime<Utc>, arrival: DateTime<Utc>) -> Vec<Effect> {
+        if self.consent == Consent::Refused {
+            return Vec::new();
+        }
+        self.consent = Consent::Refused;
+        vec![
+            Effect::DestroyAll,
+            note(
+                "consent.refused",
+                serde_json::json!({ "at": ts(at), "arrived": ts(arrival) }),
+            ),
+        ]
+    }
+
+    fn give_consent(
+        &mut self,
+        at: DateTime<Utc>,
+        arrival: DateTime<Utc>,
+    ) -> Result<Vec<Effect>, Refusal> {
+        if let Some(end) = self.ended
+            && arrival > end + self.timing.window()
+        {
+            return Err(Refusal::CallEnded(end, "consent.given"));
+        }
+        let (from, held) = match self.consent {
+            // consent in time keeps everything held while waiting
+            Consent::Awaiting { .. } => (DateTime::<Utc>::MIN_UTC, true),
+            // consent after the wait lapsed captures from its arrival, never earlier
+            Consent::Lapsed { .. } => (arrival, false),
+            // implied consent (or consent before the policy is known) changes nothing
+            Consent::Implied | Consent::Given { .. } => {
+                return Ok(vec![note(
+                    "consent.given",
+                    serde_json::json!({ "at": ts(at), "effect": "none" }),
+                )]);
+            }
+            Consent::Refused => return Err(Refusal::Refused("consent.given")),
+        };
+        self.consent = Consent::Given { from };
+        Ok(vec![note(
+            "consent.given",
+            serde_json::json!({
+                "at": ts(at), "arrived": ts(arrival), "keeps_held_audio": held,
+                "from": if held { serde_json::Value::Null } else { ts(from).into() },
+            }),
+        )])
+    }
+
+    fn pause(
+        &mut self,
+        kind: PauseKind,
+        instant: DateTime<Utc>,
+        at: DateTime<Utc>,
+        arrival: DateTime<Utc>,
+    ) -> Result<Vec<Effect>, Refusal> {
+        let name = match kind {
+            PauseKind::Payment => "payment.started",
+            PauseKind::Agent => "recording.paused",
+        };
+        if let Some(end) = self.ended
+            && instant >= end
+        {
+            return Err(Refusal::CallEnded(end, name));
+        }
+        if self.pauses.iter().any(|p| p.kind == kind && p.to.is_none()) {
+            return Ok(vec![note(
+                "pause.repeated",
+                serde_json::json!({ "kind": kind.as_str(), "at": ts(at) }),
+            )]);
+        }
+        // a payment.ended that came first and is later than this start closes the pause at once:
+        // everything from the pause instant to now is dropped, and capture resumes from now
+        let to = match (kind, self.early_payment_end.take()) {
+            (PauseKind::Payment, Some((end_at, _))) if end_at > at => Some(arrival.max(instant)),
+            (_, early) => {
+                self.early_payment_end = early;
+                None
+            }
+        };
+        self.pauses.push(Pause {
+            kind,
+            from: instant,
+            to,
+        });
+        let late_ms = (arrival - at).num_milliseconds().max(0);
+        let mut effects = vec![
+            Effect::DropFrom(instant),
+            note(
+                "pause",
+                serde_json::json!({
+                    "kind": kind.as_str(), "from": ts(instant), "event_at": ts(at),
+                    "arrived": ts(arrival), "late_ms": late_ms,
+                }),
+            ),
+        ];
+        if let Some(to) = to {
+            effects.push(note(
+                "resume",
+                serde_json::json!({ "kind": kind.as_str(), "at": ts(to), "cause": "payment.ended arrived before payment.started" }),
+            ));
+        }
+        Ok(effects)
+    }
+
+    fn resume(
+        &mut self,
+        kind: PauseKind,
+        at: DateTime<Utc>,
+        arrival: DateTime<Utc>,
+    ) -> Result<Vec<Effect>, Refusal> {
+        let name = match kind {
+            PauseKind::Payment => "payment.ended",
+            PauseKind::Agent => "recording.resumed",
+        };
+        let Some(pause) = self
+            .pauses
+            .iter_mut()
+            .rev()
+            .find(|p| p.kind == kind && p.to.is_none())
+        else {
+            if kind == PauseKind::Payment {
+                self.early_payment_end = Some((at, arrival));
+            }
+            return Ok(vec![note(
+                "resume.unmatched",
+                serde_json::json!({ "kind": kind.as_str(), "at": ts(at) }),
+            )]);
+        };
+        if let Some(end) = self.ended
+            && arrival >= end
+        {
+            // the pause lasts to the end of the call: nothing to resume
+            return Err(Refusal::CallEnded(end, name));
+        }
+        // never from an earlier timestamp: capture resumes at the arrival
+        let to = arrival.max(pause.from);
+        pause.to = Some(to);
+        Ok(vec![note(
+            "resume",
+            serde_json::json!({ "kind": kind.as_str(), "at": ts(to), "event_at": ts(at) }),
+        )])
+    }
+
+    /// Time passes: explicit consent may lapse and a payment pause may reach `max_pause`.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if let Consent::Awaiting { deadline } = self.consent
+            && now >= deadline
+        {
+            self.consent = Consent::Lapsed { since: deadline };
+            effects.push(Effect::DiscardHeld);
+            effects.push(note(
+                "consent.lapsed",
+                serde_json::json!({ "at": ts(deadline) }),
+            ));
+        }
+        let max = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.max_pause)
+            .and_then(|d| Duration::from_std(d).ok());
+        if let Some(max) = max {
+            for p in &mut self.pauses {
+                if p.kind == PauseKind::Payment && p.to.is_none() && now >= p.from + max {
+                    let to = now.max(p.from);
+                    p.to = Some(to);
+                    effects.push(note(
+                        "resume",
+                        serde_json::json!({ "kind": "payment", "at": ts(to), "cause": "max_pause" }),
+                    ));
+                }
+            }
+        }
+        effects
+    }
+
+    /// How far the look-back buffer may be committed at `now`.
+    pub fn horizon(&self, now: DateTime<Utc>) -> Horizon {
+        match self.consent {
+            Consent::Refused => return Horizon::Hold,
+            Consent::Awaiting { .. } => return Horizon::Hold,
+            _ => {}
+        }
+        if self.policy.is_none() {
+            return Horizon::Hold;
+        }
+        let window = self.timing.window();
+        match self.ended {
+            Some(end) if now >= end + window => Horizon::All,
+            _ => Horizon::Until(now - window),
+        }
+    }
+}
+
+fn is_capture_event(event: &EventKind) -> bool {
+    matches!(
+        event,
+        EventKind::ConsentGiven
+            | EventKind::PaymentStarted
+            | EventKind::PaymentEnded
+            | EventKind::RecordingPaused { .. }
+            | EventKind::RecordingResumed { .. }
+    )
+}
+
+/// What to do about committed audio when a pause's instant falls before what was already committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// Nothing committed lies after the pause instant.
+    None,
+    /// The open segment is cut back to its first `keep_bytes` bytes (a whole number of chunks).
+    CutBack {
+        /// Plaintext bytes kept.
+        keep_bytes: u64,
+    },
+    /// A sealed segment holds audio after the pause instant: the recording goes to `pci_review`
+    /// (and the open segment, wholly after the instant, is cut back to nothing).
+    PciReview {
+        /// Whether the open segment must also be cut back to nothing.
+        cut_open: bool,
+    },
+}
+
+/// What committed audio looks like when a late pause arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The open segment, if any: where its audio starts, and how many plaintext bytes it holds.
+    pub open: Option<(DateTime<Utc>, u64)>,
+    /// The end of the last sealed segment, if any.
+    pub sealed_end: Option<DateTime<Utc>>,
+    /// Plaintext bytes per second of the stream.
+    pub bytes_per_second: u64,
+    /// Plaintext bytes per sealed chunk.
+    pub chunk_size: u64,
+}
+
+/// Decides the remedy for a pause at `instant` (DESIGN.md section 2: "a pause later than the
+/// look-back window").
+pub fn late_pause_remedy(instant: DateTime<Utc>, c: Committed) -> Remedy {
+    let sealed_hit = c.sealed_end.is_some_and(|end| instant < end);
+    match c.open {
+        Some((start, len)) if instant < start + bytes_to_duration(len, c.bytes_per_second) => {
+            if sealed_hit || instant <= start {
+                return Remedy::PciReview { cut_open: true };
+            }
+            let before = duration_to_bytes(instant - start, c.bytes_per_second);
+            Remedy::CutBack {
+                keep_bytes: before / c.chunk_size * c.chunk_size,
+            }
+        }
+        _ if sealed_hit => Remedy::PciReview { cut_open: false },
+        _ => Remedy::None,
+    }
+}
+
+/// The duration of `bytes` of audio at `bytes_per_second`.
+pub fn bytes_to_duration(bytes: u64, bytes_per_second: u64) -> Duration {
+    let micros = (u128::from(bytes) * 1_000_000 / u128::from(bytes_per_second.max(1))) as i64;
+    Duration::microseconds(micros)
+}
+
+/// The bytes of audio in `d` at `bytes_per_second` (rounded down; negative is zero).
+pub fn duration_to_bytes(d: Duration, bytes_per_second: u64) -> u64 {
+    let micros = d.num_microseconds().unwrap_or(i64::MAX).max(0) as u128;
+    (micros * u128::from(bytes_per_second) / 1_000_000) as u64
+}
+
+/// Which of `segments` (each `[start, end)`) overlap a pause: the seal-time check. A recording with
+/// any is quarantined.
+pub fn overlapping_segments(
+    segments: &[(DateTime<Utc>, DateTime<Utc>)],
+    pauses: &[Pause],
+) -> Vec<usize> {
+    segments
+        .iter()
+        .enumerate()
+        .filter(|(_, (s, e))| {
+            pauses
+                .iter()
+                .any(|p| p.from < *e && p.to.is_none_or(|to| to > *s))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
