@@ -101,34 +101,56 @@ impl SegmentWriter {
     /// after what was returned before. Fails, changing nothing, if the segment would outgrow the
     /// chunk counter.
     pub fn append(&mut self, data: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let full = (self.buf.len() + data.len()) / self.header.chunk_size as usize;
+        let mut out = Vec::with_capacity(full * (self.header.chunk_size as usize + TAG_LEN));
+        self.append_to(data, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`append`](Self::append), but appends the sealed chunks to `out`, so a caller can reuse
+    /// one buffer for the spool writes.
+    pub fn append_to(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), VaultError> {
         let cs = self.header.chunk_size as usize;
         let full = (self.buf.len() + data.len()) / cs;
         // The last counter value is kept for the final chunk.
         if u64::from(self.next) + full as u64 >= u64::from(u32::MAX) {
             return Err(VaultError::TooLarge);
         }
-        let mut out = Vec::with_capacity(full * (cs + TAG_LEN));
+        out.reserve(full * (cs + TAG_LEN));
         let mut rest = data;
         while !rest.is_empty() {
+            if self.buf.is_empty() && rest.len() >= cs {
+                // A whole chunk in the input: seal it from there, without buffering a copy.
+                let (chunk, tail) = rest.split_at(cs);
+                self.seal_full(chunk, out);
+                rest = tail;
+                continue;
+            }
             let take = (cs - self.buf.len()).min(rest.len());
             self.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if self.buf.len() == cs {
-                seal_chunk(
-                    &self.cipher,
-                    &self.header_bytes,
-                    &self.header.nonce_prefix,
-                    self.next,
-                    false,
-                    &self.buf,
-                    &mut out,
-                );
+                let buf = std::mem::take(&mut self.buf);
+                self.seal_full(&buf, out);
+                self.buf = buf;
                 self.buf.clear();
-                self.next += 1;
             }
         }
         self.appended += data.len() as u64;
-        Ok(out)
+        Ok(())
+    }
+
+    fn seal_full(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        seal_chunk(
+            &self.cipher,
+            &self.header_bytes,
+            &self.header.nonce_prefix,
+            self.next,
+            false,
+            chunk,
+            out,
+        );
+        self.next += 1;
     }
 
     /// Seals what is buffered as the final chunk (empty if nothing is) and returns its bytes.
