@@ -6,6 +6,7 @@
 mod admin;
 pub mod auth;
 mod problem;
+pub mod range;
 
 pub use admin::{Readiness, admin_router};
 pub use problem::{ApiError, public_router};
