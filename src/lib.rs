@@ -39,9 +39,11 @@
 //! - [`api`]: HTTP routes, authentication ([`api::auth`]), and [`api::ApiError`], the one place
 //!   where errors become status codes and `application/problem+json`.
 //! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line.
+//! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent) over
+//!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
+//!   and catalog rows, and recovers the spool after a crash.
 //! - Still to come, each in its own folder: `ingest` (Twilio, AudioHook, AudioSocket and native
-//!   adapters), `recorder` (one task per live call: look-back buffer, PCI pause, spool), and
-//!   `retention` (the expiry worker and holds).
+//!   adapters) and `retention` (the expiry worker and holds).
 //!
 //! # Architecture invariants
 //!
@@ -65,6 +67,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod recorder;
 pub mod server;
 pub mod telemetry;
 pub mod vault;

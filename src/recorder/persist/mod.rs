@@ -1,0 +1,459 @@
+//! Persistence of committed audio: sealed chunks on the spool, sealed segments in the object store,
+//! and their rows in the catalog, crash-safe.
+//!
+//! It owns the spool directory, the group-commit syncer ([`SyncStats`]), the uploader, start-up
+//! recovery ([`Persistence::recover`]) and destruction ([`Persistence::destroy_recording`]). A call
+//! task holds one [`OpenSegment`] at a time and feeds it plaintext it has decided may be kept. This
+//! module must not decide *what* may be kept (consent, card-payment pauses: the call task and
+//! `domain/`), and must not seal or open anything itself: the `CVA1` format and the keys are the
+//! [`vault`]'s.
+//!
+//! The life of a segment:
+//! 1. [`Persistence::open_segment`]: a fresh data key, wrapped, goes into the catalog (status
+//!    `spooled`) before `{spool}/{recording}/{segment:04}.cva.part` is created and its header synced.
+//! 2. [`OpenSegment::append`]: whole chunks are sealed in memory and appended; the syncer
+//!    `fdatasync`s every dirty spool file once per `sync_interval`, across all calls. A chunk is
+//!    durable at most one interval after `append` returns.
+//! 3. [`OpenSegment::close`] (or [`OpenSegment::cut_back`]): the final chunk is sealed and synced, the
+//!    file renamed to `.cva` (the rename is the commit point), the row updated, the upload queued.
+//! 4. The uploader puts the file with [`vault::put_verified`], and only then marks the row `stored`
+//!    and deletes the spool file. While the store fails the file stays and is retried with backoff.
+//!
+//! Crash safety rests on three rules: a `.cva` in the spool is complete (it was renamed or written
+//! whole and synced before any `.part` beside it was removed); a `.part` holds a synced header and
+//! then chunks in order, so [`vault::recover_partial`] keeps exactly the leading chunks that
+//! authenticate; and the catalog row (with the wrapped key) exists before any audio does.
+//!
+//! Architecture invariants: plaintext never reaches a file (only [`vault::SegmentWriter`]'s sealed
+//! output is written); a data key lives in memory only inside its [`OpenSegment`], and on disk only
+//! wrapped in the catalog; a destroyed recording is never uploaded again.
+
+mod recover;
+mod segment;
+mod spool;
+mod uploader;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::catalog::{
+    Catalog, CatalogError, NewLedgerEntry, RecordingRow, SegmentRow, SegmentStatus,
+};
+use crate::domain::{Clock, MediaFormat, RecordingId, SegmentNo};
+use crate::vault::{self, DataKey, Header, Keyring, SegmentWriter, StoreKind, VaultError};
+
+pub use recover::{RecoveredSegment, RecoveryReport};
+pub use segment::OpenSegment;
+pub use spool::SyncStats;
+
+use spool::{SpoolFile, Syncer, blocking};
+use uploader::Uploads;
+
+/// The actor named in ledger entries this module writes.
+const ACTOR: &str = "system";
+
+/// Why a persistence operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// Sealing, unwrapping, recovery or the object store failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A spool file operation failed.
+    #[error("spool file {path}: {source}")]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Listing or deleting a recording's objects failed.
+    #[error("object store: {0}")]
+    Store(#[source] object_store::Error),
+    /// The recording is not in the catalog.
+    #[error("recording {0} not found")]
+    UnknownRecording(RecordingId),
+    /// The recording was destroyed (refusal, erasure) while this segment was open: its audio is
+    /// dropped, nothing more of it is written.
+    #[error("recording {0} was destroyed")]
+    Destroyed(RecordingId),
+    /// An earlier write or sync of this segment's spool file failed; the segment accepts no more
+    /// audio. Close it: what reached the disk intact is kept.
+    #[error(
+        "segment {segment} of recording {recording} lost a spool write and takes no more audio"
+    )]
+    SegmentFailed {
+        /// The recording.
+        recording: RecordingId,
+        /// The segment.
+        segment: SegmentNo,
+    },
+    /// The runtime is shutting down and a blocking spool task was cancelled.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl PersistError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
+        move |source| PersistError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// How persistence is set up.
+#[derive(Debug, Clone)]
+pub struct PersistConfig {
+    /// The spool directory (`{state_dir}/spool`); created if missing.
+    pub spool_dir: PathBuf,
+    /// Which store the object store handle was opened from: a local store's uploads are synced.
+    pub store_kind: StoreKind,
+    /// Plaintext bytes per sealed chunk.
+    pub chunk_size: u32,
+    /// How often the syncer syncs every dirty spool file (group commit).
+    pub sync_interval: Duration,
+    /// The first wait after a failed upload; it doubles on each further failure.
+    pub retry_min: Duration,
+    /// The longest wait between upload attempts.
+    pub retry_max: Duration,
+}
+
+impl PersistConfig {
+    /// The defaults: 16 KiB chunks, a sync every 200 ms, retries from 1 s doubling to 60 s.
+    pub fn new(spool_dir: PathBuf, store_kind: StoreKind) -> Self {
+        Self {
+            spool_dir,
+            store_kind,
+            chunk_size: vault::container::DEFAULT_CHUNK_SIZE,
+            sync_interval: Duration::from_millis(200),
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What [`Persistence::destroy_recording`] destroyed, for the ledger and the caller's receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestroyReport {
+    /// The recording.
+    pub recording: RecordingId,
+    /// Segments whose data key was shredded.
+    pub segments: usize,
+    /// Object keys deleted from the store.
+    pub object_keys: Vec<String>,
+    /// Object keys that could not be deleted: they hold only ciphertext whose key is shredded.
+    pub undeleted_objects: Vec<String>,
+    /// Spool files deleted.
+    pub spool_files: usize,
+    /// Queued uploads cancelled.
+    pub cancelled_uploads: usize,
+}
+
+/// The persistence layer: a cheap `Clone` handle over the syncer and uploader tasks it started.
+#[derive(Debug, Clone)]
+pub struct Persistence {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    catalog: Arc<dyn Catalog>,
+    store: Arc<dyn ObjectStore>,
+    keyring: Arc<Keyring>,
+    clock: Arc<dyn Clock>,
+    config: PersistConfig,
+    syncer: Arc<Syncer>,
+    uploads: Uploads,
+    /// Taken shared by whatever creates or finishes a segment (check "destroyed", write the row,
+    /// queue the upload) and exclusively by `destroy_recording`, so a destroy never interleaves with
+    /// a segment's last catalog write. An async lock: it is held across catalog calls.
+    lifecycle: RwLock<()>,
+    /// Serialises creating a recording's spool directory with removing it when empty. A std mutex:
+    /// taken only inside blocking tasks, never across an `.await`.
+    dirs: std::sync::Mutex<()>,
+}
+
+impl Persistence {
+    /// Starts persistence: spawns the group-commit syncer and the uploader on `tracker`, both
+    /// stopping on `shutdown` (the syncer after one last sync; pending uploads stay spooled and are
+    /// found by [`recover`](Self::recover) at the next start). Call `recover` before serving.
+    pub fn start(
+        catalog: Arc<dyn Catalog>,
+        store: Arc<dyn ObjectStore>,
+        keyring: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+        config: PersistConfig,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Self {
+        let syncer = Arc::new(Syncer::default());
+        let inner = Arc::new(Inner {
+            catalog,
+            store,
+            keyring,
+            clock,
+            syncer: Arc::clone(&syncer),
+            uploads: Uploads::default(),
+            lifecycle: RwLock::new(()),
+            dirs: std::sync::Mutex::new(()),
+            config,
+        });
+        tracker.spawn(syncer.run(inner.config.sync_interval, shutdown.child_token()));
+        tracker.spawn(uploader::run(Arc::clone(&inner), shutdown.child_token()));
+        Self { inner }
+    }
+
+    /// Start-up recovery, before serving: every `.part` left by a crash is made whole (its whole
+    /// chunks kept, the last re-sealed as final), every sealed spool file is queued for upload, and
+    /// a `crash_recovery` ledger entry says what was kept and lost. Recordings with spool files that
+    /// are still `live` are marked `sealed`, with an `interrupted` ledger entry.
+    pub async fn recover(&self) -> Result<RecoveryReport, PersistError> {
+        recover::run(&self.inner).await
+    }
+
+    /// Opens segment `segment` of `recording` (whose row is in the catalog): a fresh data key,
+    /// wrapped with the keyring's active key, goes into a new `spooled` segment row before the spool
+    /// file is created and its header synced.
+    pub async fn open_segment(
+        &self,
+        recording: &RecordingRow,
+        segment: SegmentNo,
+        format: MediaFormat,
+        media_start_ms: u64,
+    ) -> Result<OpenSegment, PersistError> {
+        let inner = &self.inner;
+        let id = recording.id;
+        let header = Header::new(
+            id,
+            segment,
+            format.codec,
+            format.channels,
+            format.sample_rate,
+            media_start_ms,
+        )?
+        .with_chunk_size(inner.config.chunk_size)?;
+        let key = DataKey::generate();
+        let wrapped = inner.keyring.wrap(&key, id, segment);
+        let row = SegmentRow {
+            recording_id: id,
+            segment,
+            object_key: vault::object_path(recording.started_at, id, segment).to_string(),
+            kek_id: Some(wrapped.kek_id),
+            wrapped_key: Some(wrapped.bytes),
+            media_start_ms,
+            media_end_ms: media_start_ms,
+            size: 0,
+            sha256: None,
+            status: SegmentStatus::Spooled,
+        };
+        let _life = inner.lifecycle.read().await;
+        if inner.uploads.is_destroyed(id) {
+            return Err(PersistError::Destroyed(id));
+        }
+        inner.catalog.insert_segment(&row).await?;
+        let writer = SegmentWriter::new(header, &key);
+        let header_bytes = *writer.header_bytes();
+        let part = spool::part_path(&inner.config.spool_dir, id, segment);
+        let created = {
+            let inner = Arc::clone(inner);
+            let part = part.clone();
+            blocking(move || {
+                let _dirs = inner
+                    .dirs
+                    .lock()
+                    .expect("the spool directory lock is never poisoned: no panics while held");
+                spool::create_part(&inner.config.spool_dir, &part, &header_bytes)
+            })
+            .await
+        };
+        let file = match created {
+            Ok(file) => file,
+            Err(e) => {
+                // No audio exists yet: retire the row so that it holds no usable key.
+                shred(&inner.catalog, row).await?;
+                return Err(e);
+            }
+        };
+        let file = Arc::new(SpoolFile::new(file, part));
+        Ok(OpenSegment::new(
+            Arc::clone(inner),
+            row,
+            writer,
+            key,
+            file,
+            format,
+        ))
+    }
+
+    /// Crypto-shreds and deletes everything of a recording: cancels its queued uploads (and refuses
+    /// any later one), deletes its spool files, deletes its objects from the store, shreds every
+    /// segment's data key and marks the segments `deleted`, and writes a `destroyed` ledger entry.
+    ///
+    /// Objects that cannot be deleted (the store is down) are listed in the report; their keys are
+    /// shredded all the same, so they can never be decrypted.
+    pub async fn destroy_recording(&self, id: RecordingId) -> Result<DestroyReport, PersistError> {
+        let inner = &self.inner;
+        let cancelled_uploads = inner.uploads.cancel_recording(id);
+        let _life = inner.lifecycle.write().await;
+        // Wait out an upload in flight: its object then exists, and is deleted below.
+        let _gate = inner.uploads.gate.lock().await;
+        let recording = inner
+            .catalog
+            .recording(id)
+            .await?
+            .ok_or(PersistError::UnknownRecording(id))?;
+        let spool_files = {
+            let dir = spool::recording_dir(&inner.config.spool_dir, id);
+            blocking(move || spool::remove_recording_dir(&dir)).await?
+        };
+        let segments = inner.catalog.segments(id).await?;
+        let (object_keys, undeleted_objects) =
+            delete_objects(&inner.store, &recording, &segments).await;
+        let count = segments.len();
+        for row in segments {
+            shred(&inner.catalog, row).await?;
+        }
+        let report = DestroyReport {
+            recording: id,
+            segments: count,
+            object_keys,
+            undeleted_objects,
+            spool_files,
+            cancelled_uploads,
+        };
+        let details = serde_json::json!({
+            "segments": report.segments,
+            "object_keys": report.object_keys,
+            "undeleted_objects": report.undeleted_objects,
+            "spool_files": report.spool_files,
+        });
+        ledger(inner, id, "destroyed", details).await?;
+        Ok(report)
+    }
+
+    /// Segments sealed but not yet uploaded (also the gauge `callvault_spool_pending_segments`).
+    pub fn pending_uploads(&self) -> usize {
+        self.inner.uploads.len()
+    }
+
+    /// Waits until no upload is pending, or `timeout` passes; true if none is.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.uploads.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// How many group commits and file syncs the syncer has done.
+    pub fn sync_stats(&self) -> SyncStats {
+        self.inner.syncer.stats()
+    }
+}
+
+/// Deletes every object of a recording: those listed under its prefix and those its rows name.
+/// Returns the keys deleted and those that could not be.
+async fn delete_objects(
+    store: &Arc<dyn ObjectStore>,
+    recording: &RecordingRow,
+    segments: &[SegmentRow],
+) -> (Vec<String>, Vec<String>) {
+    let prefix = vault::recording_prefix(recording.started_at, recording.id);
+    let mut keys: Vec<object_store::path::Path> = match store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+    {
+        Ok(keys) => keys,
+        Err(error) => {
+            warn!(recording = %recording.id, %error, "cannot list the recording's objects; deleting those the catalog names");
+            Vec::new()
+        }
+    };
+    for row in segments {
+        if !row.object_key.is_empty() {
+            let key = object_store::path::Path::from(row.object_key.as_str());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    let (mut deleted, mut failed) = (Vec::new(), Vec::new());
+    for key in keys {
+        match store.delete(&key).await {
+            Ok(()) => deleted.push(key.to_string()),
+            // Never uploaded (still spooled, or destroyed first): nothing to delete.
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => {
+                warn!(recording = %recording.id, object = %key, %error, "cannot delete object; its key is shredded");
+                failed.push(key.to_string());
+            }
+        }
+    }
+    deleted.sort();
+    (deleted, failed)
+}
+
+/// Shreds a segment's data key and marks it `deleted` (an `excised` segment stays so).
+async fn shred(catalog: &Arc<dyn Catalog>, mut row: SegmentRow) -> Result<(), PersistError> {
+    catalog
+        .shred_segment_key(row.recording_id, row.segment)
+        .await?;
+    if row.status != SegmentStatus::Excised && row.status != SegmentStatus::Deleted {
+        row.status = SegmentStatus::Deleted;
+        catalog.update_segment(&row).await?;
+    }
+    Ok(())
+}
+
+/// Appends a ledger entry written by this module.
+async fn ledger(
+    inner: &Inner,
+    recording: RecordingId,
+    kind: &str,
+    details: serde_json::Value,
+) -> Result<(), PersistError> {
+    inner
+        .catalog
+        .append_ledger(&NewLedgerEntry {
+            recording_id: recording,
+            at: inner.clock.now(),
+            kind: kind.to_owned(),
+            actor: ACTOR.to_owned(),
+            reason: None,
+            details: details.to_string(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Milliseconds of audio in `bytes` of plaintext with this header, rounded up.
+fn duration_ms(header: &Header, bytes: u64) -> u64 {
+    let ms = (u128::from(bytes) * 1000).div_ceil(u128::from(header.bytes_per_second().max(1)));
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// When a recording's audio ended, from its start and the end of its last segment.
+fn ended_at(started_at: DateTime<Utc>, media_end_ms: u64) -> DateTime<Utc> {
+    let ms = i64::try_from(media_end_ms).unwrap_or(i64::MAX);
+    started_at
+        .checked_add_signed(chrono::Duration::milliseconds(ms))
+        .unwrap_or(started_at)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
