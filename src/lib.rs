@@ -31,6 +31,9 @@
 //!   is the embedded default; every backend runs the same conformance suite.
 //! - [`audit`]: the hash chain: [`audit::AuditEntry::chained`] is the only place an entry's hash is
 //!   computed, and [`audit::ChainVerifier`] names the first altered, missing or reordered entry.
+//! - [`ingest`]: wire formats into [`domain::CallEvent`]s and audio: the native event JSON
+//!   ([`ingest::native`]), Standard Webhooks signatures ([`ingest::webhook`]), and the native media
+//!   socket protocol; one [`ingest::IngestError`] with stable codes.
 //! - [`audio`]: codecs ([`audio::g711`]); WAV rendering lands with playback.
 //! - [`config`]: the TOML tree ([`config::Config::load`]), `--set` overrides, and
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
@@ -39,8 +42,8 @@
 //! - [`api`]: HTTP routes, authentication ([`api::auth`]), and [`api::ApiError`], the one place
 //!   where errors become status codes and `application/problem+json`.
 //! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line.
-//! - Still to come, each in its own folder: `ingest` (Twilio, AudioHook, AudioSocket and native
-//!   adapters), `recorder` (one task per live call: look-back buffer, PCI pause, spool), and
+//! - Still to come: the Twilio, AudioHook and AudioSocket adapters in [`ingest`]; and, each in its
+//!   own folder, `recorder` (one task per live call: look-back buffer, PCI pause, spool), and
 //!   `retention` (the expiry worker and holds).
 //!
 //! # Architecture invariants
@@ -65,6 +68,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod ingest;
 pub mod server;
 pub mod telemetry;
 pub mod vault;
