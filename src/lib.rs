@@ -33,7 +33,7 @@
 //!   computed, and [`audit::ChainVerifier`] names the first altered, missing or reordered entry.
 //! - [`ingest`]: wire formats into [`domain::CallEvent`]s and audio: the native event JSON
 //!   ([`ingest::native`]), Standard Webhooks signatures ([`ingest::webhook`]), and the native media
-//!   socket protocol; one [`ingest::IngestError`] with stable codes.
+//!   socket protocol ([`ingest::media::MediaSession`]); one [`ingest::IngestError`] with stable codes.
 //! - [`audio`]: codecs ([`audio::g711`]); WAV rendering lands with playback.
 //! - [`config`]: the TOML tree ([`config::Config::load`]), `--set` overrides, and
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
