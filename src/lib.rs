@@ -31,6 +31,9 @@
 //!   is the embedded default; every backend runs the same conformance suite.
 //! - [`audit`]: the hash chain: [`audit::AuditEntry::chained`] is the only place an entry's hash is
 //!   computed, and [`audit::ChainVerifier`] names the first altered, missing or reordered entry.
+//! - [`ingest`]: wire formats into [`domain::CallEvent`]s and audio: the native event JSON
+//!   ([`ingest::native`]), Standard Webhooks signatures ([`ingest::webhook`]), and the native media
+//!   socket protocol ([`ingest::media::MediaSession`]); one [`ingest::IngestError`] with stable codes.
 //! - [`audio`]: codecs ([`audio::g711`]); WAV rendering lands with playback.
 //! - [`config`]: the TOML tree ([`config::Config::load`]), `--set` overrides, and
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
@@ -42,8 +45,8 @@
 //! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent) over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
 //!   and catalog rows, and recovers the spool after a crash.
-//! - Still to come, each in its own folder: `ingest` (Twilio, AudioHook, AudioSocket and native
-//!   adapters) and `retention` (the expiry worker and holds).
+//! - Still to come: the Twilio, AudioHook and AudioSocket adapters in [`ingest`], and `retention`
+//!   (the expiry worker and holds).
 //!
 //! # Architecture invariants
 //!
@@ -67,6 +70,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod ingest;
 pub mod recorder;
 pub mod server;
 pub mod telemetry;
