@@ -34,7 +34,9 @@
 //! - [`ingest`]: wire formats into [`domain::CallEvent`]s and audio: the native event JSON
 //!   ([`ingest::native`]), Standard Webhooks signatures ([`ingest::webhook`]), and the native media
 //!   socket protocol ([`ingest::media::MediaSession`]); one [`ingest::IngestError`] with stable codes.
-//! - [`audio`]: codecs ([`audio::g711`]); WAV rendering lands with playback.
+//! - [`audio`]: codecs ([`audio::g711`]), WAV headers ([`audio::wav`]), pause sounds
+//!   ([`audio::tone`]), and playback rendering ([`audio::render::Timeline`]): a recording's segments
+//!   and rendered gaps as one WAV, streamed by byte range without holding it in memory.
 //! - [`config`]: the TOML tree ([`config::Config::load`]), `--set` overrides, and
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
 //! - [`server`]: [`server::Daemon`]: start-up checks, listeners (rustls), readiness, shutdown, systemd

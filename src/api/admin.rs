@@ -30,7 +30,10 @@ async fn readyz(State(ready): State<Readiness>) -> Result<&'static str, ApiError
     if ready.load(Ordering::Acquire) {
         Ok("ready\n")
     } else {
-        Err(ApiError::NotReady)
+        Err(ApiError::Unavailable {
+            code: "not_ready",
+            detail: "storage or catalog checks are failing".to_owned(),
+        })
     }
 }
 

@@ -1,10 +1,17 @@
-//! Bearer tokens: minted by `callvault tokens create`, stored only as a SHA-256 hash, shown once.
+//! Authentication: bearer tokens, minted by `callvault tokens create`, stored only as a SHA-256 hash
+//! and shown once; the [`Caller`] extractor that every route takes; and role checks.
 
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
+
+use super::{ApiError, ApiState};
+use crate::domain::Role;
 
 /// The prefix of every callvault token, so secret scanners and people can recognise one.
 pub const TOKEN_PREFIX: &str = "cvt_";
@@ -39,5 +46,66 @@ mod tests {
         assert!(t1.starts_with(TOKEN_PREFIX) && t1.len() > 40);
         assert_eq!(token_hash(&t1), h1);
         assert_ne!(h1, h2);
+    }
+}
+
+/// Who is calling, as their bearer token says.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name (the actor recorded in the audit chain), prefixed `token:`.
+    pub actor: String,
+    /// The token's role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Allows the call if the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// Roles that may find and play recordings.
+pub const READERS: &[Role] = &[Role::Supervisor, Role::Compliance];
+/// Roles that stream media and post events.
+pub const TELEPHONY: &[Role] = &[Role::Telephony];
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthenticated)?
+            .to_str()
+            .map_err(|_| ApiError::InvalidToken)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthenticated)?
+            .trim();
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(ApiError::InvalidToken);
+        }
+        let row = state
+            .catalog
+            .token_by_hash(&token_hash(token))
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .filter(|t| t.is_active())
+            .ok_or(ApiError::InvalidToken)?;
+        let role = row
+            .role
+            .parse::<Role>()
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok(Caller {
+            actor: format!("token:{}", row.name),
+            role,
+        })
     }
 }

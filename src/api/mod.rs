@@ -1,12 +1,66 @@
 //! The HTTP API: routes, authentication, and the one place where errors become status codes.
 //!
 //! Architecture invariant: status codes and JSON DTOs never leave this module; handlers call the
-//! catalog, vault and recorder through their own types.
+//! catalog, vault and recorder through their own types. Every route but the admin listener's
+//! authenticates: bearer tokens for people and media sockets, Standard Webhooks signatures for events.
 
 mod admin;
 pub mod auth;
+mod events;
+mod media;
 mod problem;
 pub mod range;
+mod recordings;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use object_store::ObjectStore;
+use tokio_util::sync::CancellationToken;
 
 pub use admin::{Readiness, admin_router};
-pub use problem::{ApiError, public_router};
+pub use problem::ApiError;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::domain::Clock;
+use crate::ingest::webhook::WebhookSecret;
+use crate::recorder::Recorder;
+use crate::vault::Keyring;
+
+/// What the handlers share: a cheap `Clone` of handles.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The catalog.
+    pub catalog: Arc<dyn Catalog>,
+    /// The object store of sealed audio.
+    pub store: Arc<dyn ObjectStore>,
+    /// Key-encryption keys, to unwrap segment keys for playback.
+    pub keyring: Arc<Keyring>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Live calls.
+    pub recorder: Recorder,
+    /// The secret that signs native events.
+    pub webhook: Arc<WebhookSecret>,
+    /// Cancelled when the daemon stops; long-lived sockets close on it.
+    pub shutdown: CancellationToken,
+}
+
+/// The public router.
+pub fn public_router(state: ApiState) -> Router {
+    let max_body = state.config.public.max_body_bytes;
+    Router::new()
+        .route("/v1/events", post(events::post_event))
+        .route("/v1/calls/{call_id}/media", get(media::media))
+        .route("/v1/recordings", get(recordings::find))
+        .route("/v1/recordings/{id}", get(recordings::get_one))
+        .route("/v1/recordings/{id}/audio", get(recordings::audio))
+        .fallback(|| async { ApiError::NotFound })
+        // bodies are read with an explicit limit by the handlers that take one; this is the backstop
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}

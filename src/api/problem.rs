@@ -1,31 +1,102 @@
 //! `application/problem+json` errors (RFC 9457) with a stable `code`, decided in one place.
 
-use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tracing::error;
 
 /// Everything an API handler can answer other than success. Each variant has one status and one
 /// stable `code` that clients may match on; internal error text never reaches a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// No credentials.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// A token that is unknown, revoked, expired or badly signed.
+    #[error("invalid credentials")]
+    InvalidToken,
+    /// Authenticated, but the role may not do this.
+    #[error("this role may not do that")]
+    Forbidden,
+    /// A webhook whose signature is missing, wrong, or too old.
+    #[error("{detail}")]
+    BadSignature {
+        /// The stable code (`missing_signature`, `bad_signature`, `stale_timestamp`).
+        code: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The request is malformed; `detail` names the field.
+    #[error("{detail}")]
+    BadRequest {
+        /// The stable code, e.g. `missing_field`, `unknown_type`.
+        code: &'static str,
+        /// What is wrong, naming the field.
+        detail: String,
+    },
     /// No route or no such resource.
     #[error("not found")]
     NotFound,
+    /// The request conflicts with the state of the resource.
+    #[error("{detail}")]
+    Conflict {
+        /// The stable code, e.g. `call_ended`, `held`.
+        code: &'static str,
+        /// Why.
+        detail: String,
+    },
     /// The body is larger than `public.max_body_bytes`.
     #[error("request body too large")]
     PayloadTooLarge,
-    /// The service is not ready (storage or catalog checks failing).
-    #[error("not ready")]
-    NotReady,
+    /// A `Range` that lies outside the resource.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable {
+        /// The resource's length, for `Content-Range: bytes */len`.
+        len: u64,
+    },
+    /// Too many live calls, or the service is not ready.
+    #[error("{detail}")]
+    Unavailable {
+        /// The stable code, e.g. `too_many_calls`, `not_ready`.
+        code: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// Something failed inside; the cause is logged, not returned.
+    #[error("internal error")]
+    Internal,
 }
 
 impl ApiError {
+    /// A `BadRequest`.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// Logs `cause` and answers 500 without it.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        error!(error = %cause, "request failed");
+        ApiError::Internal
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::BadSignature { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            ApiError::RangeNotSatisfiable { .. } => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
+            ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
@@ -34,31 +105,50 @@ impl ApiError {
 struct Problem<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
-    title: String,
+    title: &'a str,
     status: u16,
     code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        let detail = match &self {
+            ApiError::BadSignature { detail, .. }
+            | ApiError::BadRequest { detail, .. }
+            | ApiError::Conflict { detail, .. }
+            | ApiError::Unavailable { detail, .. } => Some(detail.clone()),
+            _ => None,
+        };
         let body = Problem {
             kind: "about:blank",
-            title: self.to_string(),
+            title: status.canonical_reason().unwrap_or("error"),
             status: status.as_u16(),
             code,
+            detail,
         };
         let json = serde_json::to_vec(&body).expect("a problem always serializes");
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             json,
         )
-            .into_response()
+            .into_response();
+        match &self {
+            ApiError::Unauthenticated | ApiError::InvalidToken => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::RangeNotSatisfiable { len } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        response
     }
-}
-
-/// The public router: the API of later issues is nested here. Anything unknown is a problem+json 404.
-pub fn public_router() -> Router {
-    Router::new().fallback(|| async { ApiError::NotFound })
 }

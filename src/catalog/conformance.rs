@@ -841,6 +841,10 @@ pub(crate) async fn events_are_seen_once(c: Arc<dyn Catalog>) {
     assert_eq!(c.prune_seen_events(t(10)).await.expect("prune"), 0);
     assert!(!c.mark_event_seen("evt-2", t(30)).await.expect("mark"));
     assert!(c.mark_event_seen("evt-1", t(30)).await.expect("mark"));
+    // a forgotten id is new again; forgetting an unknown id is no error
+    c.forget_event("evt-1").await.expect("forget");
+    c.forget_event("evt-never").await.expect("forget");
+    assert!(c.mark_event_seen("evt-1", t(31)).await.expect("mark"));
 
     let tasks: Vec<_> = (0..10)
         .map(|_| {

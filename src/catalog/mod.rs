@@ -257,6 +257,9 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         at: DateTime<Utc>,
     ) -> Result<bool, CatalogError>;
 
+    /// Forgets one event id, so that a delivery which failed to apply is applied when it is retried.
+    async fn forget_event(&self, event_id: &str) -> Result<(), CatalogError>;
+
     /// Forgets event ids seen before `before`; returns how many.
     async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, CatalogError>;
 

@@ -324,6 +324,11 @@ impl Catalog for SqliteCatalog {
             .await
     }
 
+    async fn forget_event(&self, event_id: &str) -> Result<(), CatalogError> {
+        let event_id = event_id.to_owned();
+        self.run(move |c| access::forget_event(c, &event_id)).await
+    }
+
     async fn prune_seen_events(&self, before: DateTime<Utc>) -> Result<u64, CatalogError> {
         self.run(move |c| access::prune_seen_events(c, before))
             .await

@@ -4,3 +4,8 @@
 //! sealed chunks on the spool, sealed segments in the object store and rows in the catalog.
 
 pub mod persist;
+
+mod call;
+mod registry;
+
+pub use registry::{Deps, EventOutcome, MediaSink, Recorder, RecorderError};

@@ -25,10 +25,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::api;
+use crate::api::{self, ApiState};
 use crate::catalog::{Catalog, CatalogError, SqliteCatalog};
 use crate::config::{CatalogConfig, Config, ConfigError, StorageConfig};
 use crate::domain::{Clock, KeyId};
+use crate::ingest::webhook::WebhookSecret;
+use crate::recorder::persist::{PersistConfig, PersistError, Persistence};
+use crate::recorder::{Deps, Recorder};
 use crate::vault::{self, Keyring, StoreKind, VaultError};
 
 pub use secrets::create_missing_secrets;
@@ -55,6 +58,9 @@ pub enum StartError {
     /// The state directory or a listener could not be set up.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Crash recovery of the spool failed.
+    #[error(transparent)]
+    Recovery(#[from] PersistError),
     /// A configured backend that this build does not provide yet.
     #[error("config key `{key}`: {reason}")]
     Unsupported {
@@ -92,6 +98,8 @@ pub struct Shared {
     pub keyring: Arc<Keyring>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The secret that signs native call events.
+    pub webhook: Arc<WebhookSecret>,
 }
 
 /// A daemon that has started and bound its listeners, ready to [`run`](Daemon::run).
@@ -134,6 +142,12 @@ impl Daemon {
             return Err(StartError::MissingKeys(missing));
         }
 
+        let webhook = WebhookSecret::from_secret(&config.secrets.webhook.read()?).map_err(|e| {
+            ConfigError::Invalid {
+                key: "secrets.webhook".to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
         let store = vault::open_store(&store_kind(&config)?)?;
         info!("object store opened");
 
@@ -153,6 +167,7 @@ impl Daemon {
                 store,
                 keyring: Arc::new(keyring),
                 clock,
+                webhook: Arc::new(webhook),
             },
             public,
             admin,
@@ -190,7 +205,46 @@ impl Daemon {
             tls,
         } = self;
         let grace = shared.config.shutdown_grace;
+        let config = &shared.config;
         let tracker = TaskTracker::new();
+        let calls = TaskTracker::new();
+        // uploads outlive the calls: live calls seal at shutdown, and their segments are uploaded
+        // in what is left of the grace period (or recovered from the spool at the next start)
+        let uploads_stop = CancellationToken::new();
+        let mut persist = PersistConfig::new(config.spool_dir(), store_kind(config)?);
+        persist.chunk_size = config.recorder.chunk_size;
+        persist.sync_interval = config.recorder.spool_sync;
+        let persistence = Persistence::start(
+            Arc::clone(&shared.catalog),
+            Arc::clone(&shared.store),
+            Arc::clone(&shared.keyring),
+            Arc::clone(&shared.clock),
+            persist,
+            uploads_stop.clone(),
+            &tracker,
+        );
+        let recovered = persistence.recover().await?;
+        info!(?recovered, "spool recovered");
+        let recorder = Recorder::new(
+            Deps {
+                config: Arc::clone(config),
+                catalog: Arc::clone(&shared.catalog),
+                persistence: persistence.clone(),
+                clock: Arc::clone(&shared.clock),
+            },
+            shutdown.child_token(),
+            calls.clone(),
+        );
+        let state = ApiState {
+            config: Arc::clone(config),
+            catalog: Arc::clone(&shared.catalog),
+            store: Arc::clone(&shared.store),
+            keyring: Arc::clone(&shared.keyring),
+            clock: Arc::clone(&shared.clock),
+            recorder,
+            webhook: Arc::clone(&shared.webhook),
+            shutdown: shutdown.child_token(),
+        };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
 
         tracker.spawn(readiness(
@@ -210,20 +264,42 @@ impl Daemon {
             "public",
             public,
             tls,
-            api::public_router(),
+            api::public_router(state),
             shutdown.child_token(),
             grace,
         ));
-        tracker.close();
         notify(sd_notify::NotifyState::Ready);
         info!("serving");
 
         shutdown.cancelled().await;
         notify(sd_notify::NotifyState::Stopping);
-        info!(grace_ms = grace.as_millis() as u64, "shutting down");
+        let deadline = tokio::time::Instant::now() + grace;
+        info!(
+            grace_ms = grace.as_millis() as u64,
+            live_calls = calls.len(),
+            "shutting down"
+        );
         ready.store(false, Ordering::Release);
-        // each listener bounds its own drain by the grace period; this bound is for everything else
-        if tokio::time::timeout(grace + Duration::from_secs(1), tracker.wait())
+        // live calls end now, wait out their look-back window, then seal
+        calls.close();
+        if tokio::time::timeout_at(deadline, calls.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "live calls still sealing after the grace period; their spool is recovered at next start"
+            );
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !persistence.drain(left).await {
+            warn!(
+                pending = persistence.pending_uploads(),
+                "uploads still pending; they stay spooled for the next start"
+            );
+        }
+        uploads_stop.cancel();
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(2), tracker.wait())
             .await
             .is_err()
         {

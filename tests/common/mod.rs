@@ -3,6 +3,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod audio;
+pub mod live;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,31 +44,74 @@ impl Deployment {
 
 /// One HTTP/1.1 request over any stream; returns status, headers (lowercased names) and body.
 pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     method: &str,
     path: &str,
 ) -> (u16, Vec<(String, String)>, String) {
-    let req =
-        format!("{method} {path} HTTP/1.1\r\nHost: callvault.test\r\nConnection: close\r\n\r\n");
+    let (status, headers, body) = exchange(stream, method, path, &[], b"").await;
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One HTTP/1.1 request with headers and a body; the response body as bytes.
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: callvault.test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
     stream
         .write_all(req.as_bytes())
         .await
         .expect("send request");
+    stream.write_all(body).await.expect("send body");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response has a head");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response has a head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .expect("a status line");
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    (status, headers, body.to_owned())
+    if header(&headers, "transfer-encoding") == Some("chunked") {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
+        raw = &raw[eol + 2 + size + 2..];
+    }
 }
 
 /// A plain-HTTP GET.

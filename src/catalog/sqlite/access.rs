@@ -21,6 +21,12 @@ pub(super) fn mark_event_seen(
     Ok(inserted == 1)
 }
 
+pub(super) fn forget_event(c: &Connection, event_id: &str) -> Result<(), CatalogError> {
+    c.prepare_cached("DELETE FROM seen_events WHERE event_id = ?1")?
+        .execute([event_id])?;
+    Ok(())
+}
+
 pub(super) fn prune_seen_events(
     c: &Connection,
     before: DateTime<Utc>,

@@ -1,0 +1,131 @@
+//! `GET /v1/calls/{call_id}/media`: the native media WebSocket (telephony role).
+//!
+//! A `start` text frame, then binary audio frames, with optional JSON control frames carrying the
+//! same events as the webhook. A malformed frame closes this stream with a close code and a reason;
+//! what the call already captured is kept, and other calls carry on.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::auth::{Caller, TELEPHONY};
+use super::events::{apply, recorder_error};
+use super::{ApiError, ApiState};
+use crate::domain::CallId;
+use crate::ingest::media::{MediaMessage, MediaSession};
+use crate::recorder::MediaSink;
+
+/// Largest WebSocket message read at all; the protocol's own limit (64 KiB) is checked per frame.
+const MAX_MESSAGE: usize = 1 << 20;
+/// Close codes (RFC 6455).
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TRY_LATER: u16 = 1013;
+
+/// Authenticates, then upgrades.
+pub(super) async fn media(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    caller.require(TELEPHONY)?;
+    let call_id: CallId = call_id
+        .parse()
+        .map_err(|e| ApiError::bad_request("bad_field", format!("call_id: {e}")))?;
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| stream(st, call_id, socket)))
+}
+
+async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
+    let mut session = MediaSession::new(call_id.clone());
+    let mut sink: Option<MediaSink> = None;
+    let mut frames = 0u64;
+    let (code, reason): (u16, String) = loop {
+        let msg = tokio::select! {
+            () = st.shutdown.cancelled() => break (CLOSE_GOING_AWAY, "server shutting down".into()),
+            msg = socket.recv() => msg,
+        };
+        let msg = match msg {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                debug!(call_id = %call_id, error = %e, "media socket error");
+                break (CLOSE_POLICY, "protocol error".into());
+            }
+            None => break (CLOSE_NORMAL, String::new()),
+        };
+        match msg {
+            Message::Text(text) => match session.on_text(text.as_str()) {
+                Ok(MediaMessage::Start(start)) => {
+                    match st
+                        .recorder
+                        .open_media(&call_id, start.format, start.media_start)
+                        .await
+                    {
+                        Ok(s) => sink = Some(s),
+                        Err(e) => {
+                            let api = recorder_error(e);
+                            let code = if matches!(api, ApiError::Unavailable { .. }) {
+                                CLOSE_TRY_LATER
+                            } else {
+                                CLOSE_POLICY
+                            };
+                            break (code, api.to_string());
+                        }
+                    }
+                }
+                Ok(MediaMessage::Control(event)) => {
+                    let id = event.id.clone();
+                    let reply = match apply(&st, event, st.clock.now()).await {
+                        Ok(status) => json!({ "type": "ack", "id": id, "status": status }),
+                        Err(e) => {
+                            json!({ "type": "ack", "id": id, "status": "refused", "detail": e.to_string() })
+                        }
+                    };
+                    if socket
+                        .send(Message::Text(reply.to_string().into()))
+                        .await
+                        .is_err()
+                    {
+                        break (CLOSE_NORMAL, String::new());
+                    }
+                }
+                Ok(MediaMessage::Stop) => break (CLOSE_NORMAL, "stop".into()),
+                Err(e) => break (e.close_code(), e.reason().to_owned()),
+            },
+            Message::Binary(bytes) => match session.on_binary(&bytes) {
+                Ok(audio) => {
+                    let Some(s) = &sink else {
+                        break (CLOSE_POLICY, "audio before start".into());
+                    };
+                    frames += 1;
+                    let audio = bytes.slice_ref(audio);
+                    if s.audio(audio).await.is_err() {
+                        break (CLOSE_NORMAL, "call ended".into());
+                    }
+                }
+                Err(e) => break (e.close_code(), e.reason().to_owned()),
+            },
+            Message::Close(_) => break (CLOSE_NORMAL, String::new()),
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    };
+    if code == CLOSE_NORMAL || code == CLOSE_GOING_AWAY {
+        info!(call_id = %call_id, frames, "media stream closed");
+    } else {
+        warn!(call_id = %call_id, frames, code, %reason, "media stream closed on a bad frame");
+        metrics::counter!("callvault_media_rejected_total").increment(1);
+    }
+    drop(sink);
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}

@@ -1,0 +1,482 @@
+//! The registry of calls: which call has a live task, and what to do with an event for a call that
+//! has none (not started yet, or already over).
+//!
+//! A call task is created on first contact (an event or its media stream), so events that come
+//! before the stream opens are applied in order when it does. Events for a call that is over are
+//! applied where they still mean something (a late pause that falls in the recording, a refusal, a
+//! complaint) and refused with a reason where they do not.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::call::{Call, Input};
+use super::persist::{PersistError, Persistence};
+use crate::audit::NewAuditEntry;
+use crate::catalog::{
+    Catalog, CatalogError, HoldRow, NewLedgerEntry, RecordingRow, RecordingStatus,
+};
+use crate::config::Config;
+use crate::domain::lifecycle::Refusal;
+use crate::domain::{CallEvent, CallId, Clock, EventKind, MediaFormat, RecordingId};
+
+/// Inputs queued per call before its task takes them; audio waits here when the task is busy.
+const CALL_QUEUE: usize = 256;
+/// How long a finished call is remembered in memory for late events (the catalog answers after).
+const REMEMBER_ENDED: i64 = 6 * 3600;
+
+/// What every call task needs.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The catalog.
+    pub catalog: Arc<dyn Catalog>,
+    /// Spool, seal, upload.
+    pub persistence: Persistence,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What happened to an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// It was applied.
+    Applied,
+}
+
+/// Why the recorder could not take an event or a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// The lifecycle refused the event (the call ended, or the caller refused recording).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The call is over; a stream cannot open for it.
+    #[error("the call ended at {0}")]
+    Ended(DateTime<Utc>),
+    /// A stream is already open for this call.
+    #[error("a media stream is already open for this call")]
+    StreamOpen,
+    /// `recorder.max_calls` calls are live.
+    #[error("too many live calls")]
+    Busy,
+    /// The daemon is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Persisting audio failed.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+}
+
+enum Slot {
+    Live(mpsc::Sender<Input>),
+    Ended {
+        recording: RecordingId,
+        at: DateTime<Utc>,
+    },
+}
+
+/// The recorder: a cheap `Clone` handle shared by the API and protocol adapters.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    deps: Deps,
+    /// Held only to look up or change a slot, never across an `.await`; a std mutex is enough.
+    calls: Mutex<HashMap<CallId, Slot>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("live_calls", &self.live_calls())
+            .finish()
+    }
+}
+
+/// The sending side of one call's media stream.
+#[derive(Debug)]
+pub struct MediaSink {
+    tx: mpsc::Sender<Input>,
+}
+
+impl MediaSink {
+    /// Hands audio to the call; fails when the call is over.
+    pub async fn audio(&self, bytes: bytes::Bytes) -> Result<(), RecorderError> {
+        self.tx
+            .send(Input::Audio(bytes))
+            .await
+            .map_err(|_| RecorderError::Ended(Utc::now()))
+    }
+}
+
+impl Drop for MediaSink {
+    fn drop(&mut self) {
+        let tx = self.tx.clone();
+        // the close must not be lost behind queued audio, and a drop cannot await
+        tokio::spawn(async move {
+            let _ = tx.send(Input::MediaClosed).await;
+        });
+    }
+}
+
+impl Recorder {
+    /// A recorder whose call tasks run on `tracker` and end on `shutdown`.
+    pub fn new(deps: Deps, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                deps,
+                calls: Mutex::new(HashMap::new()),
+                shutdown,
+                tracker,
+            }),
+        }
+    }
+
+    /// Calls with a live task.
+    pub fn live_calls(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|s| matches!(s, Slot::Live(_)))
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CallId, Slot>> {
+        self.inner
+            .calls
+            .lock()
+            .expect("the call map lock is never poisoned: no panics while held")
+    }
+
+    /// Applies an event that arrived at `arrival`.
+    pub async fn event(
+        &self,
+        event: CallEvent,
+        arrival: DateTime<Utc>,
+    ) -> Result<EventOutcome, RecorderError> {
+        if let EventKind::ComplaintOpened { .. } | EventKind::ComplaintResolved { .. } = &event.kind
+        {
+            return self.complaint(&event).await;
+        }
+        for _ in 0..2 {
+            let tx = match self.slot(&event.call_id).await? {
+                Target::Live(tx) => tx,
+                Target::Ended(recording) => {
+                    return self.late_event(&event, *recording, arrival).await;
+                }
+            };
+            let (reply, answer) = oneshot::channel();
+            let input = Input::Event {
+                event: event.clone(),
+                arrival,
+                reply,
+            };
+            if tx.send(input).await.is_ok()
+                && let Ok(result) = answer.await
+            {
+                return result;
+            }
+            // the task ended between the lookup and the send: look again, it is now over
+        }
+        Err(RecorderError::ShuttingDown)
+    }
+
+    /// Opens the media stream of `call_id`. `media_start` is the platform's wall time of the first
+    /// sample; without it, now.
+    pub async fn open_media(
+        &self,
+        call_id: &CallId,
+        format: MediaFormat,
+        media_start: Option<DateTime<Utc>>,
+    ) -> Result<MediaSink, RecorderError> {
+        let now = self.inner.deps.clock.now();
+        let tx = match self.slot(call_id).await? {
+            Target::Live(tx) => tx,
+            Target::Ended(recording) => {
+                let ended = recording.ended_at.unwrap_or(now);
+                return Err(RecorderError::Ended(ended));
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        let anchor = media_start.map_or(now, |t| t.min(now));
+        tx.send(Input::MediaOpen {
+            format,
+            anchor,
+            reply,
+        })
+        .await
+        .map_err(|_| RecorderError::Ended(now))?;
+        answer.await.map_err(|_| RecorderError::Ended(now))??;
+        Ok(MediaSink { tx })
+    }
+
+    async fn slot(&self, call_id: &CallId) -> Result<Target, RecorderError> {
+        let ended = match self.lock().get(call_id) {
+            Some(Slot::Live(tx)) => return Ok(Target::Live(tx.clone())),
+            Some(Slot::Ended { recording, .. }) => Some(*recording),
+            None => None,
+        };
+        let catalog = &self.inner.deps.catalog;
+        if let Some(id) = ended {
+            if let Some(row) = catalog.recording(id).await? {
+                return Ok(Target::Ended(Box::new(row)));
+            }
+        } else if let Some(row) = catalog.recording_by_call(call_id).await?
+            && row.status != RecordingStatus::Live
+        {
+            return Ok(Target::Ended(Box::new(row)));
+        }
+        self.spawn(call_id).map(Target::Live)
+    }
+
+    fn spawn(&self, call_id: &CallId) -> Result<mpsc::Sender<Input>, RecorderError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(RecorderError::ShuttingDown);
+        }
+        let mut calls = self.lock();
+        if let Some(Slot::Live(tx)) = calls.get(call_id) {
+            return Ok(tx.clone());
+        }
+        let live = calls
+            .values()
+            .filter(|s| matches!(s, Slot::Live(_)))
+            .count();
+        if live >= self.inner.deps.config.recorder.max_calls {
+            metrics::counter!("callvault_calls_refused_total").increment(1);
+            return Err(RecorderError::Busy);
+        }
+        let (tx, rx) = mpsc::channel(CALL_QUEUE);
+        calls.insert(call_id.clone(), Slot::Live(tx.clone()));
+        metrics::gauge!("callvault_live_calls").set((live + 1) as f64);
+        drop(calls);
+        let this = self.clone();
+        let call_id = call_id.clone();
+        self.inner.tracker.spawn(async move {
+            let deps = this.inner.deps.clone();
+            let now = deps.clock.now();
+            let outcome = match Call::create(call_id.clone(), deps, now).await {
+                Ok(call) => {
+                    let recording = call.recording_id();
+                    let (_, ended) = call.run(rx, this.inner.shutdown.clone()).await;
+                    Some((recording, ended))
+                }
+                Err(e) => {
+                    warn!(call_id = %call_id, error = %e, "cannot open the call's recording");
+                    None
+                }
+            };
+            this.finished(&call_id, outcome);
+        });
+        Ok(tx)
+    }
+
+    fn finished(&self, call_id: &CallId, outcome: Option<(RecordingId, DateTime<Utc>)>) {
+        let now = self.inner.deps.clock.now();
+        let mut calls = self.lock();
+        match outcome {
+            Some((recording, at)) => {
+                calls.insert(call_id.clone(), Slot::Ended { recording, at });
+            }
+            None => {
+                calls.remove(call_id);
+            }
+        }
+        calls.retain(|_, s| match s {
+            Slot::Live(_) => true,
+            Slot::Ended { at, .. } => now - *at < Duration::seconds(REMEMBER_ENDED),
+        });
+        let live = calls
+            .values()
+            .filter(|s| matches!(s, Slot::Live(_)))
+            .count();
+        metrics::gauge!("callvault_live_calls").set(live as f64);
+    }
+
+    /// An event for a call that is over.
+    async fn late_event(
+        &self,
+        event: &CallEvent,
+        mut recording: RecordingRow,
+        arrival: DateTime<Utc>,
+    ) -> Result<EventOutcome, RecorderError> {
+        let deps = &self.inner.deps;
+        let ended = recording.ended_at.unwrap_or(recording.updated_at);
+        let name = event.kind.name();
+        match &event.kind {
+            EventKind::PaymentStarted | EventKind::RecordingPaused { .. } => {
+                let guard = Duration::from_std(deps.config.pci.guard).unwrap_or(Duration::zero());
+                let instant = event.at.min(arrival) - guard;
+                if instant >= ended {
+                    return Err(Refusal::CallEnded(ended, name).into());
+                }
+                let instant_ms = (instant - recording.started_at).num_milliseconds().max(0) as u64;
+                let segments = deps.catalog.segments(recording.id).await?;
+                let hit: Vec<u32> = segments
+                    .iter()
+                    .filter(|s| s.wrapped_key.is_some() && s.media_end_ms > instant_ms)
+                    .map(|s| s.segment.0)
+                    .collect();
+                let details = serde_json::json!({
+                    "event": name, "pause_at": instant.to_rfc3339(), "arrived": arrival.to_rfc3339(),
+                    "segments_after_pause": hit,
+                });
+                if hit.is_empty() {
+                    self.ledger(recording.id, "late_pause", details).await;
+                } else {
+                    recording.status = RecordingStatus::PciReview;
+                    recording.updated_at = deps.clock.now();
+                    deps.catalog.update_recording(&recording).await?;
+                    warn!(recording_id = %recording.id, "a pause arrived after the call was sealed; recording marked pci_review");
+                    metrics::counter!("callvault_pci_incidents_total").increment(1);
+                    self.ledger(recording.id, "pci_review", details.clone())
+                        .await;
+                    self.audit("recording.pci_review", recording.id.to_string(), details)
+                        .await;
+                }
+                Ok(EventOutcome::Applied)
+            }
+            EventKind::ConsentRefused => {
+                if recording.status != RecordingStatus::Refused {
+                    let report = deps.persistence.destroy_recording(recording.id).await?;
+                    recording.status = RecordingStatus::Refused;
+                    recording.caller_sealed = None;
+                    recording.updated_at = deps.clock.now();
+                    deps.catalog.update_recording(&recording).await?;
+                    let details = serde_json::json!({ "at": event.at.to_rfc3339(), "arrived": arrival.to_rfc3339(), "after_call_end": true });
+                    self.ledger(recording.id, "consent.refused", details).await;
+                    info!(recording_id = %recording.id, ?report, "consent refused after the call: recording destroyed");
+                    self.audit(
+                        "recording.destroyed",
+                        recording.id.to_string(),
+                        serde_json::json!({ "cause": "consent.refused" }),
+                    )
+                    .await;
+                }
+                Ok(EventOutcome::Applied)
+            }
+            _ => Err(Refusal::CallEnded(ended, name).into()),
+        }
+    }
+
+    /// `complaint.opened` places a hold (or adds to one) on the recordings of the event's calls;
+    /// `complaint.resolved` releases it.
+    async fn complaint(&self, event: &CallEvent) -> Result<EventOutcome, RecorderError> {
+        let deps = &self.inner.deps;
+        let now = deps.clock.now();
+        match &event.kind {
+            EventKind::ComplaintOpened {
+                reference,
+                call_ids,
+                caller: _,
+            } => {
+                if deps
+                    .catalog
+                    .hold(reference)
+                    .await?
+                    .is_none_or(|h| !h.is_active())
+                {
+                    deps.catalog
+                        .insert_hold(&HoldRow {
+                            reference: reference.clone(),
+                            reason: "complaint opened by the telephony platform".to_owned(),
+                            actor: "telephony".to_owned(),
+                            created_at: now,
+                            caller_tag: None,
+                            from: None,
+                            to: None,
+                            released_at: None,
+                            released_by: None,
+                            release_reason: None,
+                        })
+                        .await?;
+                    self.audit(
+                        "hold.place",
+                        reference.clone(),
+                        serde_json::json!({ "via": "complaint.opened" }),
+                    )
+                    .await;
+                }
+                let mut linked = Vec::new();
+                for call in std::iter::once(&event.call_id).chain(call_ids) {
+                    if let Some(row) = deps.catalog.recording_by_call(call).await? {
+                        deps.catalog.link_hold(reference, row.id).await?;
+                        self.ledger(
+                            row.id,
+                            "hold",
+                            serde_json::json!({ "reference": reference }),
+                        )
+                        .await;
+                        linked.push(row.id.to_string());
+                    }
+                }
+                info!(reference, linked = linked.len(), "complaint hold placed");
+            }
+            EventKind::ComplaintResolved { reference } => {
+                match deps
+                    .catalog
+                    .release_hold(
+                        reference,
+                        now,
+                        "telephony",
+                        Some("complaint.resolved event"),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        self.audit(
+                            "hold.release",
+                            reference.clone(),
+                            serde_json::json!({ "via": "complaint.resolved" }),
+                        )
+                        .await;
+                    }
+                    Err(CatalogError::NotFound { .. } | CatalogError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            _ => {}
+        }
+        Ok(EventOutcome::Applied)
+    }
+
+    async fn ledger(&self, recording: RecordingId, kind: &str, details: serde_json::Value) {
+        let deps = &self.inner.deps;
+        let entry = NewLedgerEntry {
+            recording_id: recording,
+            at: deps.clock.now(),
+            kind: kind.to_owned(),
+            actor: "recorder".to_owned(),
+            reason: None,
+            details: details.to_string(),
+        };
+        if let Err(e) = deps.catalog.append_ledger(&entry).await {
+            warn!(%recording, kind, error = %e, "ledger append failed");
+        }
+    }
+
+    async fn audit(&self, action: &str, subject: String, details: serde_json::Value) {
+        let deps = &self.inner.deps;
+        let entry = NewAuditEntry::new(deps.clock.now(), "system:recorder", action, subject)
+            .details(&details);
+        if let Err(e) = deps.catalog.append_audit(entry).await {
+            warn!(action, error = %e, "audit append failed");
+        }
+    }
+}
+
+enum Target {
+    Live(mpsc::Sender<Input>),
+    Ended(Box<RecordingRow>),
+}
