@@ -42,6 +42,8 @@
 //! - [`api`]: HTTP routes, authentication ([`api::auth`]), and [`api::ApiError`], the one place
 //!   where errors become status codes and `application/problem+json`.
 //! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line.
+//! - [`simulate`]: a scripted telephony platform ([`simulate::simulate`]) that posts signed events
+//!   and streams a call's audio, for demos and end-to-end tests.
 //! - Still to come: the Twilio, AudioHook and AudioSocket adapters in [`ingest`]; and, each in its
 //!   own folder, `recorder` (one task per live call: look-back buffer, PCI pause, spool), and
 //!   `retention` (the expiry worker and holds).
@@ -70,5 +72,6 @@ pub mod config;
 pub mod domain;
 pub mod ingest;
 pub mod server;
+pub mod simulate;
 pub mod telemetry;
 pub mod vault;
