@@ -47,6 +47,8 @@
 //! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent) over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
 //!   and catalog rows, and recovers the spool after a crash.
+//! - [`simulate`]: a scripted telephony platform ([`simulate::simulate`]) that posts signed events
+//!   and streams a call's audio, for demos and end-to-end tests (`callvault simulate`).
 //! - Still to come: the Twilio, AudioHook and AudioSocket adapters in [`ingest`], and `retention`
 //!   (the expiry worker and holds).
 //!
@@ -75,5 +77,6 @@ pub mod domain;
 pub mod ingest;
 pub mod recorder;
 pub mod server;
+pub mod simulate;
 pub mod telemetry;
 pub mod vault;
