@@ -64,6 +64,8 @@ enum Command {
     /// The audit chain.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Play a simulated call into a running daemon: a WAV or a tone, with scripted events.
+    Simulate(Box<crate::simulate::SimulateArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +111,10 @@ enum AuditCommand {
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Simulate(args) = cli.command {
+        // a client of a daemon that may run elsewhere: no config of its own
+        return simulate(*args);
+    }
     let file = match &cli.command {
         Command::CheckConfig { file: Some(f) } => f.clone(),
         _ => cli.config.clone(),
@@ -156,8 +162,32 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
         Command::Keys(k) => keys(k, config, clock).await?,
         Command::Tokens(t) => tokens(t, config, clock).await?,
         Command::Audit(AuditCommand::Verify) => return audit_verify(config).await,
+        Command::Simulate(_) => unreachable!("handled before the config is loaded"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn simulate(args: crate::simulate::SimulateArgs) -> ExitCode {
+    crate::telemetry::init_logging(&crate::config::LogConfig::default());
+    let run = async {
+        let options = args.into_options()?;
+        crate::simulate::simulate(options).await
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run));
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callvault simulate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartError> {
