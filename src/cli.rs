@@ -126,7 +126,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    crate::telemetry::init_logging(&config.log);
+    let mut log = config.log.clone();
+    if !matches!(cli.command, Command::Serve) {
+        // the operator's tools print their results; only warnings and errors go to the log
+        log.level = "warn".to_owned();
+    }
+    crate::telemetry::init_logging(&log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

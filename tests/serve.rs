@@ -40,8 +40,18 @@ async fn serves_health_readiness_and_metrics_then_drains_on_cancel() {
     assert_eq!(problem["code"], "not_found");
     assert_eq!(problem["status"], 404);
 
-    // the secrets that dev mode created are private to the service user
-    for name in ["keyring", "webhook-secret", "signing-key", "caller-pepper"] {
+    // the secrets that dev mode created, and the state, are private to the service user
+    for name in [
+        "keyring",
+        "webhook-secret",
+        "signing-key",
+        "caller-pepper",
+        "state",
+        "state/catalog.sqlite",
+        "state/catalog.sqlite-wal",
+        "state/objects",
+        "state/spool",
+    ] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(d.path(name))
             .expect("secret created")

@@ -316,9 +316,30 @@ fn notify(state: sd_notify::NotifyState<'_>) {
     }
 }
 
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot create {}: {e}", path.display()),
+        )),
+    }
+}
+
 fn create_state_dir(config: &Config) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    for dir in [config.state_dir.clone(), config.spool_dir()] {
+    let mut dirs = vec![config.state_dir.clone(), config.spool_dir()];
+    if let StorageConfig::Local { root } = &config.storage {
+        dirs.push(config.state_dir.join(root));
+    }
+    for dir in dirs {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -336,6 +357,8 @@ pub async fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartErro
         CatalogConfig::Sqlite { .. } => {
             create_state_dir(config)?;
             let path = config.sqlite_path().expect("a sqlite catalog has a path");
+            // SQLite gives its -wal and -shm files the database file's mode: make that private
+            create_private_file(&path)?;
             let catalog =
                 tokio::task::spawn_blocking(move || SqliteCatalog::open(&path).map(|c| (c, path)))
                     .await
@@ -406,6 +429,23 @@ async fn readiness(shared: Shared, ready: api::Readiness, shutdown: Cancellation
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(READINESS_INTERVAL) => {}
+        }
+    }
+}
+
+/// Event ids are remembered for replay protection; a signed event older than the 5-minute
+/// timestamp tolerance is refused anyway, so ids older than a day are forgotten, hourly.
+async fn prune_seen_events(shared: Shared, shutdown: CancellationToken) {
+    loop {
+        let cutoff = shared.clock.now() - chrono::Duration::days(1);
+        match shared.catalog.prune_seen_events(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => info!(pruned = n, "forgot old event ids"),
+            Err(e) => warn!(error = %e, "pruning old event ids failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
 }
