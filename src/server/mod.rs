@@ -252,6 +252,7 @@ impl Daemon {
             ready.clone(),
             shutdown.child_token(),
         ));
+        tracker.spawn(prune_seen_events(shared.clone(), shutdown.child_token()));
         tracker.spawn(listener::serve(
             "admin",
             admin,
