@@ -134,28 +134,44 @@ impl Call {
             lookback: Duration::from_std(deps.config.pci.lookback).unwrap_or(Duration::seconds(3)),
             guard: Duration::from_std(deps.config.pci.guard).unwrap_or(Duration::milliseconds(500)),
         };
-        let policy = deps.config.policy_for(None, None);
-        let recording = RecordingRow {
-            id: RecordingId::new(),
-            call_id: id.clone(),
-            status: RecordingStatus::Live,
-            line: None,
-            queue: None,
-            agent: None,
-            caller_tag: None,
-            caller_sealed: None,
-            policy: policy.name.clone(),
-            codec: crate::domain::Codec::Pcmu,
-            sample_rate: 8000,
-            channels: 1,
-            started_at: now,
-            ended_at: None,
-            expires_at: None,
-            restricted: false,
-            updated_at: now,
+        let (recording, next_segment) = match deps.catalog.recording_by_call(&id).await? {
+            // a live row without a task: the daemon restarted while the call went on; carry on
+            // with the same recording (one call, one recording) after its last segment
+            Some(row) if row.status == RecordingStatus::Live => {
+                let segments = deps.catalog.segments(row.id).await?;
+                let next = segments.iter().map(|s| s.segment.0 + 1).max().unwrap_or(0);
+                info!(call_id = %id, recording_id = %row.id, next_segment = next, "call resumed");
+                (row, next)
+            }
+            Some(row) => {
+                return Err(RecorderError::Ended(row.ended_at.unwrap_or(row.updated_at)));
+            }
+            None => {
+                let policy = deps.config.policy_for(None, None);
+                let row = RecordingRow {
+                    id: RecordingId::new(),
+                    call_id: id.clone(),
+                    status: RecordingStatus::Live,
+                    line: None,
+                    queue: None,
+                    agent: None,
+                    caller_tag: None,
+                    caller_sealed: None,
+                    policy: policy.name.clone(),
+                    codec: crate::domain::Codec::Pcmu,
+                    sample_rate: 8000,
+                    channels: 1,
+                    started_at: now,
+                    ended_at: None,
+                    expires_at: None,
+                    restricted: false,
+                    updated_at: now,
+                };
+                deps.catalog.insert_recording(&row).await?;
+                info!(call_id = %id, recording_id = %row.id, "call opened");
+                (row, 0)
+            }
         };
-        deps.catalog.insert_recording(&recording).await?;
-        info!(call_id = %id, recording_id = %recording.id, "call opened");
         Ok(Call {
             id,
             deps,
@@ -165,7 +181,7 @@ impl Call {
             buffer: VecDeque::new(),
             open: None,
             sealed: Vec::new(),
-            next_segment: 0,
+            next_segment,
             refused: false,
             last_input: now,
         })

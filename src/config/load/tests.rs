@@ -143,6 +143,8 @@ fn cross_field_checks_name_the_key() {
     );
     let e = err("[pci]\nlookback = \"1s\"\nguard = \"2s\"\n", &[]);
     assert!(e.contains("`pci.guard`"), "{e}");
+    let e = err("[recorder]\nidle_seal = \"1s\"\n", &[]);
+    assert!(e.contains("`recorder.idle_seal`"), "{e}");
     let e = err("[recorder]\nchunk_size = 12\n", &[]);
     assert!(e.contains("`recorder.chunk_size`"), "{e}");
     let e = err(
