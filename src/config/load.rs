@@ -191,10 +191,12 @@ impl Config {
             Duration::from_millis(1),
             Duration::from_secs(5),
         )?;
+        // a stream that closed without call.ended is sealed only after the look-back window, so a
+        // late pause is still honoured
         within(
             "recorder.idle_seal",
             self.recorder.idle_seal,
-            Duration::ZERO,
+            self.pci.lookback + self.pci.guard,
             Duration::from_secs(3600),
         )?;
         if self.recorder.max_calls == 0 {
