@@ -14,7 +14,7 @@ use super::auth::{Caller, TELEPHONY};
 use super::events::{apply, recorder_error};
 use super::{ApiError, ApiState};
 use crate::domain::CallId;
-use crate::ingest::media::{MediaMessage, MediaSession};
+use crate::ingest::media::{MAX_REASON_BYTES, MediaMessage, MediaSession};
 use crate::recorder::MediaSink;
 
 /// Largest WebSocket message read at all; the protocol's own limit (64 KiB) is checked per frame.
@@ -75,7 +75,14 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
                             } else {
                                 CLOSE_POLICY
                             };
-                            break (code, api.to_string());
+                            // the stable code first, as in a problem body: `stream_open: ...`
+                            let mut reason = format!("{}: {api}", api.code());
+                            let mut cut = reason.len().min(MAX_REASON_BYTES);
+                            while !reason.is_char_boundary(cut) {
+                                cut -= 1;
+                            }
+                            reason.truncate(cut);
+                            break (code, reason);
                         }
                     }
                 }

@@ -82,6 +82,11 @@ impl ApiError {
         ApiError::Internal
     }
 
+    /// The stable `code`, as the problem body gives it.
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),

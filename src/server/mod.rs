@@ -124,6 +124,8 @@ impl Daemon {
     /// Starts the daemon: every check that can fail on configuration or state, then the listeners.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Daemon, StartError> {
         info!(state_dir = %config.state_dir.display(), "starting callvault {}", env!("CARGO_PKG_VERSION"));
+        // install the metrics recorder before anything records: a metric set before it is lost
+        let _ = crate::telemetry::metrics();
         create_state_dir(&config)?;
         if config.secrets.create_missing {
             create_missing_secrets(&config, clock.now())?;

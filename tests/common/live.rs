@@ -28,6 +28,8 @@ pub struct Live {
     pub deployment: Deployment,
     pub config: Config,
     pub public: SocketAddr,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: SocketAddr,
     pub clock: ManualClock,
     pub catalog: Arc<dyn Catalog>,
     pub telephony: String,
@@ -59,6 +61,7 @@ impl Live {
             .await
             .expect("daemon starts");
         let public = daemon.public_addr();
+        let admin = daemon.admin_addr();
         let catalog = Arc::clone(&daemon.shared().catalog);
         let webhook = WebhookSecret::from_secret(&config.secrets.webhook.read().expect("secret"))
             .expect("whsec");
@@ -85,6 +88,7 @@ impl Live {
             deployment,
             config,
             public,
+            admin,
             clock,
             catalog,
             telephony,
