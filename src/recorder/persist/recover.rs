@@ -262,11 +262,18 @@ async fn recover_recording(
         let last_ms = rows.values().map(|r| r.media_end_ms).max().unwrap_or(0);
         let mut updated = recording.clone();
         updated.status = RecordingStatus::Sealed;
-        updated.ended_at = Some(
-            recording
-                .ended_at
-                .unwrap_or_else(|| ended_at(recording.started_at, last_ms)),
-        );
+        let end = recording
+            .ended_at
+            .unwrap_or_else(|| ended_at(recording.started_at, last_ms));
+        updated.ended_at = Some(end);
+        let retention = inner
+            .config
+            .retention
+            .get(&recording.policy)
+            .or(inner.config.default_retention.as_ref());
+        updated.expires_at = recording
+            .expires_at
+            .or_else(|| retention.and_then(|p| p.after(end)));
         updated.updated_at = inner.clock.now();
         inner.catalog.update_recording(&updated).await?;
         let details = serde_json::json!({ "segments": rows.len(), "media_end_ms": last_ms });

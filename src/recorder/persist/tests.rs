@@ -171,6 +171,9 @@ impl Env {
         config.sync_interval = sync_interval;
         config.retry_min = Duration::from_millis(20);
         config.retry_max = Duration::from_millis(100);
+        config
+            .retention
+            .insert("standard".into(), Period::months(3));
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 3, 1, 9, 30, 0).unwrap(),
         ));
@@ -460,7 +463,10 @@ async fn a_crash_keeps_exactly_the_whole_synced_chunks() {
     assert!(env.kinds(rec.id).await.contains(&"interrupted".to_owned()));
     let after = env.catalog.recording(rec.id).await.unwrap().unwrap();
     assert_eq!(after.status, RecordingStatus::Sealed);
-    assert!(after.ended_at.is_some());
+    let ended = after.ended_at.unwrap();
+    // It expires like any recording of its policy: its end plus 3 calendar months.
+    assert_eq!(after.expires_at, Period::months(3).after(ended));
+    assert!(after.expires_at.is_some());
     assert!(files_under(&env.spool()).is_empty());
 
     // A second recovery finds nothing left to do.
