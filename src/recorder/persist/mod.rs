@@ -229,7 +229,8 @@ impl Persistence {
     /// Start-up recovery, before serving: every `.part` left by a crash is made whole (its whole
     /// chunks kept, the last re-sealed as final), every sealed spool file is queued for upload, and
     /// a `crash_recovery` ledger entry says what was kept and lost. Recordings with spool files that
-    /// are still `live` are marked `sealed`, with an `interrupted` ledger entry.
+    /// are still `live` are marked `sealed`, with an `interrupted` ledger entry, and so are the
+    /// recordings still `live` with nothing on the spool.
     pub async fn recover(&self) -> Result<RecoveryReport, PersistError> {
         recover::run(&self.inner).await
     }

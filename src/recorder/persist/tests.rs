@@ -475,6 +475,52 @@ async fn a_crash_keeps_exactly_the_whole_synced_chunks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_any_spool_file_still_seals_the_recording() {
+    let env = Env::memory();
+    // One call whose audio was all in the look-back window, one whose segment row was written but
+    // not its file, and one sealed normally.
+    let early = env.recording().await;
+    let torn = env.recording().await;
+    env.catalog
+        .insert_segment(&SegmentRow {
+            recording_id: torn.id,
+            segment: SegmentNo(0),
+            object_key: String::new(),
+            kek_id: Some(env.keyring.active().clone()),
+            wrapped_key: Some(vec![1; 60]),
+            media_start_ms: 0,
+            media_end_ms: 0,
+            size: 0,
+            sha256: None,
+            status: SegmentStatus::Spooled,
+        })
+        .await
+        .unwrap();
+    let done = RecordingRow {
+        status: RecordingStatus::Sealed,
+        ..env.recording().await
+    };
+    env.catalog.update_recording(&done).await.unwrap();
+    let env = env.restart().await;
+
+    let report = env.p.recover().await.unwrap();
+    let mut want = vec![early.id, torn.id];
+    want.sort();
+    assert_eq!(report.interrupted, want);
+    for id in want {
+        let after = env.catalog.recording(id).await.unwrap().unwrap();
+        assert_eq!(after.status, RecordingStatus::Sealed);
+        assert_eq!(after.ended_at, Some(after.started_at));
+        assert_eq!(after.expires_at, Period::months(3).after(after.started_at));
+        assert_eq!(env.kinds(id).await, ["interrupted"]);
+    }
+    // the orphan row's key is shredded
+    assert_eq!(env.catalog.segments(torn.id).await.unwrap()[0].kek_id, None);
+    assert_eq!(env.kinds(done.id).await, Vec::<String>::new());
+    assert_eq!(env.p.recover().await.unwrap(), RecoveryReport::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_outage_keeps_segments_spooled_until_it_ends() {
     let flaky = Arc::new(FlakyStore::default());
     flaky.down.store(true, Ordering::SeqCst);
