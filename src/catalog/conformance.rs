@@ -30,6 +30,7 @@ macro_rules! catalog_conformance {
             check_answers,
             recordings_round_trip,
             recording_conflicts_and_absences,
+            recordings_by_status_in_id_order,
             times_are_kept_to_the_microsecond,
             segments_round_trip_in_order,
             segment_conflicts_and_absences,
@@ -221,6 +222,62 @@ pub(crate) async fn recordings_round_trip(c: Arc<dyn Catalog>) {
     }
     // the other row is untouched
     assert_eq!(c.recording(bare.id).await.expect("read"), Some(bare));
+}
+
+pub(crate) async fn recordings_by_status_in_id_order(c: Arc<dyn Catalog>) {
+    let mut live = Vec::new();
+    for i in 0..5 {
+        let row = recording(&format!("CA-live-{i}"));
+        stored(&*c, &row).await;
+        live.push(row);
+    }
+    let sealed = RecordingRow {
+        status: RecordingStatus::Sealed,
+        ..recording("CA-sealed")
+    };
+    stored(&*c, &sealed).await;
+    live.sort_by_key(|r| r.id);
+    assert_eq!(
+        c.recordings_by_status(RecordingStatus::Live, 100)
+            .await
+            .expect("read"),
+        live
+    );
+    assert_eq!(
+        c.recordings_by_status(RecordingStatus::Live, 2)
+            .await
+            .expect("read"),
+        live[..2]
+    );
+    assert_eq!(
+        c.recordings_by_status(RecordingStatus::Sealed, 100)
+            .await
+            .expect("read"),
+        vec![sealed.clone()]
+    );
+    assert_eq!(
+        c.recordings_by_status(RecordingStatus::Expired, 100)
+            .await
+            .expect("read"),
+        vec![]
+    );
+    // an update moves a recording from one status to the other
+    let mut first = live[0].clone();
+    first.status = RecordingStatus::Sealed;
+    c.update_recording(&first).await.expect("update");
+    assert_eq!(
+        c.recordings_by_status(RecordingStatus::Live, 100)
+            .await
+            .expect("read"),
+        live[1..]
+    );
+    assert_eq!(
+        c.recordings_by_status(RecordingStatus::Sealed, 100)
+            .await
+            .expect("read")
+            .len(),
+        2
+    );
 }
 
 pub(crate) async fn recording_conflicts_and_absences(c: Arc<dyn Catalog>) {

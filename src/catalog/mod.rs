@@ -131,6 +131,14 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         call_id: &CallId,
     ) -> Result<Option<RecordingRow>, CatalogError>;
 
+    /// Up to `limit` recordings with this status, oldest first (in id order). Start-up recovery
+    /// finds with it the recordings a crash left `live`.
+    async fn recordings_by_status(
+        &self,
+        status: RecordingStatus,
+        limit: usize,
+    ) -> Result<Vec<RecordingRow>, CatalogError>;
+
     /// Overwrites a recording's fields with `row`'s, found by `row.id`. [`CatalogError::NotFound`] if
     /// absent; [`CatalogError::Conflict`] if `row.call_id` belongs to another recording.
     async fn update_recording(&self, row: &RecordingRow) -> Result<(), CatalogError>;

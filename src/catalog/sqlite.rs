@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
-    Catalog, CatalogError, HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, SegmentRow,
-    TokenRow, WrappedKeyRow,
+    Catalog, CatalogError, HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus,
+    SegmentRow, TokenRow, WrappedKeyRow,
 };
 use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
@@ -186,6 +186,15 @@ impl Catalog for SqliteCatalog {
     ) -> Result<Option<RecordingRow>, CatalogError> {
         let call_id = call_id.clone();
         self.run(move |c| recordings::recording_by_call(c, &call_id))
+            .await
+    }
+
+    async fn recordings_by_status(
+        &self,
+        status: RecordingStatus,
+        limit: usize,
+    ) -> Result<Vec<RecordingRow>, CatalogError> {
+        self.run(move |c| recordings::recordings_by_status(c, status, limit))
             .await
     }
 

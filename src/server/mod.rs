@@ -216,6 +216,12 @@ impl Daemon {
         let mut persist = PersistConfig::new(config.spool_dir(), store_kind(config)?);
         persist.chunk_size = config.recorder.chunk_size;
         persist.sync_interval = config.recorder.spool_sync;
+        persist.retention = config
+            .policies
+            .iter()
+            .map(|(name, p)| (name.clone(), p.retention))
+            .collect();
+        persist.default_retention = Some(config.policy_for(None, None).retention);
         let persistence = Persistence::start(
             Arc::clone(&shared.catalog),
             Arc::clone(&shared.store),

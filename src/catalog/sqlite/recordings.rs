@@ -9,7 +9,7 @@ use super::convert::{
     collect, first, int, on_constraint, opt_blob, opt_hash32, opt_text, opt_ts, parse,
     parse_opt_ts, parse_ts, sql_limit, ts, uint,
 };
-use crate::catalog::{CatalogError, RecordingRow, SegmentRow, WrappedKeyRow};
+use crate::catalog::{CatalogError, RecordingRow, RecordingStatus, SegmentRow, WrappedKeyRow};
 use crate::domain::{CallId, Codec, KeyId, RecordingId, SegmentNo};
 
 const RECORDING_COLS: &str = "id, call_id, status, line, queue, agent, caller_tag, caller_sealed, \
@@ -103,6 +103,19 @@ pub(super) fn recording_by_call(
         c,
         &format!("SELECT {RECORDING_COLS} FROM recordings WHERE call_id = ?1"),
         [call_id.as_str()],
+        read_recording,
+    )
+}
+
+pub(super) fn recordings_by_status(
+    c: &Connection,
+    status: RecordingStatus,
+    limit: usize,
+) -> Result<Vec<RecordingRow>, CatalogError> {
+    collect(
+        c,
+        &format!("SELECT {RECORDING_COLS} FROM recordings WHERE status = ?1 ORDER BY id LIMIT ?2"),
+        params![status.as_str(), sql_limit(limit)],
         read_recording,
     )
 }

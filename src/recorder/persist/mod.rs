@@ -33,6 +33,7 @@ mod segment;
 mod spool;
 mod uploader;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +49,7 @@ use tracing::warn;
 use crate::catalog::{
     Catalog, CatalogError, NewLedgerEntry, RecordingRow, SegmentRow, SegmentStatus,
 };
-use crate::domain::{Clock, MediaFormat, RecordingId, SegmentNo};
+use crate::domain::{Clock, MediaFormat, Period, RecordingId, SegmentNo};
 use crate::vault::{self, DataKey, Header, Keyring, SegmentWriter, StoreKind, VaultError};
 
 pub use recover::{RecoveredSegment, RecoveryReport};
@@ -129,10 +130,17 @@ pub struct PersistConfig {
     pub retry_min: Duration,
     /// The longest wait between upload attempts.
     pub retry_max: Duration,
+    /// Retention periods by policy name: a recording that recovery seals expires at its end plus
+    /// its policy's period, as one sealed by its call would.
+    pub retention: BTreeMap<String, Period>,
+    /// The period of a recording whose policy is not in `retention` (the default policy's); with
+    /// neither, recovery leaves `expires_at` unset.
+    pub default_retention: Option<Period>,
 }
 
 impl PersistConfig {
-    /// The defaults: 16 KiB chunks, a sync every 200 ms, retries from 1 s doubling to 60 s.
+    /// The defaults: 16 KiB chunks, a sync every 200 ms, retries from 1 s doubling to 60 s, no
+    /// retention periods.
     pub fn new(spool_dir: PathBuf, store_kind: StoreKind) -> Self {
         Self {
             spool_dir,
@@ -141,6 +149,8 @@ impl PersistConfig {
             sync_interval: Duration::from_millis(200),
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
+            retention: BTreeMap::new(),
+            default_retention: None,
         }
     }
 }
@@ -219,7 +229,8 @@ impl Persistence {
     /// Start-up recovery, before serving: every `.part` left by a crash is made whole (its whole
     /// chunks kept, the last re-sealed as final), every sealed spool file is queued for upload, and
     /// a `crash_recovery` ledger entry says what was kept and lost. Recordings with spool files that
-    /// are still `live` are marked `sealed`, with an `interrupted` ledger entry.
+    /// are still `live` are marked `sealed`, with an `interrupted` ledger entry, and so are the
+    /// recordings still `live` with nothing on the spool.
     pub async fn recover(&self) -> Result<RecoveryReport, PersistError> {
         recover::run(&self.inner).await
     }

@@ -4,8 +4,9 @@
 //! authenticate kept, the last re-sealed as final) and becomes a `.cva`, with a `crash_recovery`
 //! ledger entry saying how much audio was kept and how much was torn; a `.cva` beside a `.part` is
 //! an interrupted re-seal and is redone; every `.cva` is queued for upload; a recording still `live`
-//! is marked `sealed` with an `interrupted` ledger entry. Files of segments whose key was shredded
-//! are deleted, never uploaded.
+//! is marked `sealed` with an `interrupted` ledger entry, and so is every other recording still
+//! `live` in the catalog (its call died before any of its audio reached the spool). Files of
+//! segments whose key was shredded are deleted, never uploaded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,9 @@ use crate::catalog::{RecordingStatus, SegmentRow, SegmentStatus};
 use crate::domain::{RecordingId, SegmentNo};
 use crate::vault::layout::{OBJECT_EXT, SPOOL_EXT};
 use crate::vault::{Header, Layout, WrappedKey};
+
+/// Live recordings read per catalog page when looking for those with nothing on the spool.
+const LIVE_PAGE: usize = 500;
 
 /// One `.part` made whole at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +124,24 @@ pub(super) async fn run(inner: &Arc<Inner>) -> Result<RecoveryReport, PersistErr
         recover_recording(inner, &recording, files, &mut report).await?;
         let dir = spool::recording_dir(&inner.config.spool_dir, id);
         blocking(move || spool::remove_dir_if_empty(&dir)).await?;
+    }
+    // Recordings still `live` with nothing on the spool: the crash came before their first segment
+    // was opened (all their audio was still in the look-back window, or none had come), or after
+    // their last spool file was uploaded. Their calls died with the process: seal them too. (The
+    // catalog is this node's alone; a shared catalog would need to know which node owns a call.)
+    let mut seen = BTreeSet::new();
+    loop {
+        let page = inner
+            .catalog
+            .recordings_by_status(RecordingStatus::Live, LIVE_PAGE)
+            .await?;
+        let fresh: Vec<_> = page.into_iter().filter(|r| seen.insert(r.id)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for recording in fresh {
+            recover_recording(inner, &recording, Files::default(), &mut report).await?;
+        }
     }
     info!(
         recovered = report.recovered.len(),
@@ -262,11 +284,18 @@ async fn recover_recording(
         let last_ms = rows.values().map(|r| r.media_end_ms).max().unwrap_or(0);
         let mut updated = recording.clone();
         updated.status = RecordingStatus::Sealed;
-        updated.ended_at = Some(
-            recording
-                .ended_at
-                .unwrap_or_else(|| ended_at(recording.started_at, last_ms)),
-        );
+        let end = recording
+            .ended_at
+            .unwrap_or_else(|| ended_at(recording.started_at, last_ms));
+        updated.ended_at = Some(end);
+        let retention = inner
+            .config
+            .retention
+            .get(&recording.policy)
+            .or(inner.config.default_retention.as_ref());
+        updated.expires_at = recording
+            .expires_at
+            .or_else(|| retention.and_then(|p| p.after(end)));
         updated.updated_at = inner.clock.now();
         inner.catalog.update_recording(&updated).await?;
         let details = serde_json::json!({ "segments": rows.len(), "media_end_ms": last_ms });

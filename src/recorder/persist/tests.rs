@@ -171,6 +171,9 @@ impl Env {
         config.sync_interval = sync_interval;
         config.retry_min = Duration::from_millis(20);
         config.retry_max = Duration::from_millis(100);
+        config
+            .retention
+            .insert("standard".into(), Period::months(3));
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 3, 1, 9, 30, 0).unwrap(),
         ));
@@ -460,12 +463,61 @@ async fn a_crash_keeps_exactly_the_whole_synced_chunks() {
     assert!(env.kinds(rec.id).await.contains(&"interrupted".to_owned()));
     let after = env.catalog.recording(rec.id).await.unwrap().unwrap();
     assert_eq!(after.status, RecordingStatus::Sealed);
-    assert!(after.ended_at.is_some());
+    let ended = after.ended_at.unwrap();
+    // It expires like any recording of its policy: its end plus 3 calendar months.
+    assert_eq!(after.expires_at, Period::months(3).after(ended));
+    assert!(after.expires_at.is_some());
     assert!(files_under(&env.spool()).is_empty());
 
     // A second recovery finds nothing left to do.
     let again = env.p.recover().await.unwrap();
     assert_eq!(again, RecoveryReport::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_any_spool_file_still_seals_the_recording() {
+    let env = Env::memory();
+    // One call whose audio was all in the look-back window, one whose segment row was written but
+    // not its file, and one sealed normally.
+    let early = env.recording().await;
+    let torn = env.recording().await;
+    env.catalog
+        .insert_segment(&SegmentRow {
+            recording_id: torn.id,
+            segment: SegmentNo(0),
+            object_key: String::new(),
+            kek_id: Some(env.keyring.active().clone()),
+            wrapped_key: Some(vec![1; 60]),
+            media_start_ms: 0,
+            media_end_ms: 0,
+            size: 0,
+            sha256: None,
+            status: SegmentStatus::Spooled,
+        })
+        .await
+        .unwrap();
+    let done = RecordingRow {
+        status: RecordingStatus::Sealed,
+        ..env.recording().await
+    };
+    env.catalog.update_recording(&done).await.unwrap();
+    let env = env.restart().await;
+
+    let report = env.p.recover().await.unwrap();
+    let mut want = vec![early.id, torn.id];
+    want.sort();
+    assert_eq!(report.interrupted, want);
+    for id in want {
+        let after = env.catalog.recording(id).await.unwrap().unwrap();
+        assert_eq!(after.status, RecordingStatus::Sealed);
+        assert_eq!(after.ended_at, Some(after.started_at));
+        assert_eq!(after.expires_at, Period::months(3).after(after.started_at));
+        assert_eq!(env.kinds(id).await, ["interrupted"]);
+    }
+    // the orphan row's key is shredded
+    assert_eq!(env.catalog.segments(torn.id).await.unwrap()[0].kek_id, None);
+    assert_eq!(env.kinds(done.id).await, Vec::<String>::new());
+    assert_eq!(env.p.recover().await.unwrap(), RecoveryReport::default());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
