@@ -75,6 +75,8 @@ enum Step {
     Webhook(&'static str, u64, Value),
     /// The same as a JSON control frame on the media socket, acknowledged before streaming on.
     Control(&'static str, u64),
+    /// The media socket closes and a new one opens, its start frame saying its first sample is now.
+    Reconnect,
 }
 
 /// A pause the ledger must show: its kind, instant, end (ms after t0) and lateness.
@@ -174,6 +176,22 @@ fn live_offset(live: &Live) -> u64 {
     u64::try_from((live.now() - t0()).num_milliseconds()).expect("after t0")
 }
 
+/// Opens the call's media socket with a start frame whose first sample is now.
+async fn open_media(live: &Live, call: &str) -> Socket {
+    let mut ws = live
+        .media_with(call, Some(&live.telephony))
+        .await
+        .expect("media socket opens");
+    let start = json!({
+        "type": "start", "codec": "PCMU", "sample_rate": 8000, "channels": 2,
+        "media_start": live.now().to_rfc3339(),
+    });
+    ws.send(Message::Text(start.to_string().into()))
+        .await
+        .expect("start frame");
+    ws
+}
+
 /// Plays the call: `call.started`, the media socket (anchored at t0), the audio with the steps at
 /// their offsets, `call.ended`; then lets the clock pass the look-back window and waits for the
 /// recording to be sealed and uploaded. Returns the recording's id.
@@ -187,17 +205,7 @@ async fn play_call(live: &Live, call: &str, steps: &[(u64, Step)]) -> String {
         )
         .await;
     assert_eq!(status, 200, "call.started: {body}");
-    let mut ws = live
-        .media_with(call, Some(&live.telephony))
-        .await
-        .expect("media socket opens");
-    let start = json!({
-        "type": "start", "codec": "PCMU", "sample_rate": 8000, "channels": 2,
-        "media_start": t0().to_rfc3339(),
-    });
-    ws.send(Message::Text(start.to_string().into()))
-        .await
-        .expect("start frame");
+    let mut ws = open_media(live, call).await;
     let (before, card, after) = call_audio();
     let audio = [before, card, after].concat();
     let mut pos = 0u64;
@@ -221,6 +229,15 @@ async fn play_call(live: &Live, call: &str, steps: &[(u64, Step)]) -> String {
             Step::Control(kind, at_ms) => {
                 let ack = control(&mut ws, call, kind, *at_ms).await;
                 assert_eq!(ack["status"], "applied", "{kind}: {ack}");
+            }
+            Step::Reconnect => {
+                ws.send(Message::Text(r#"{"type":"stop"}"#.into()))
+                    .await
+                    .expect("stop frame");
+                let closed = common::live::close_of(&mut ws).await;
+                assert_eq!(closed.map(|c| c.0), Some(1000), "the stream stops cleanly");
+                ws = open_media(live, call).await;
+                sync(&mut ws).await;
             }
         }
     }
@@ -583,6 +600,15 @@ async fn payment_one_second_late() {
 #[tokio::test(flavor = "multi_thread")]
 async fn payment_2_9_seconds_late() {
     run(late_case("late-2900ms", Render::Silence, 2_900)).await;
+}
+
+/// The media socket drops during the card digits and the platform reconnects: the new stream
+/// continues the call's timeline, so the audio before the pause stays where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn payment_with_a_media_reconnect_during_the_pause() {
+    let mut case = late_case("reconnect", Render::Silence, 0);
+    case.steps.insert(1, (10_000, Step::Reconnect));
+    run(case).await;
 }
 
 /// The boundary the design promises: a webhook exactly `lookback` late still keeps the card audio
