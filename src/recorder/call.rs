@@ -310,10 +310,18 @@ impl Call {
             self.recording.started_at = anchor;
         }
         self.save_row().await?;
+        // a reconnect in the same format continues the call's timeline: the positions of held,
+        // committed and sealed audio keep their wall times, and the new audio starts at its anchor
+        let (anchor, received) = match &self.stream {
+            Some(old) if old.format == format => {
+                (old.anchor, old.pos_ceil(anchor).max(old.received))
+            }
+            _ => (anchor, 0),
+        };
         self.stream = Some(Stream {
             format,
             anchor,
-            received: 0,
+            received,
             closed_at: None,
         });
         self.note_now(
