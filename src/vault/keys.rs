@@ -18,83 +18,59 @@ use crate::domain::KeyId;
 /// Length in bytes of every key in the vault (AES-256).
 pub const KEY_LEN: usize = 32;
 
-/// A random AES-256 key that seals one segment. One per segment, never reused, stored only wrapped.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct DataKey(Box<[u8; KEY_LEN]>);
+/// Declares a 32-byte AES-256 key type: boxed, zeroized on drop, `Debug` redacted. The two key
+/// kinds stay distinct types so one can never be passed where the other is meant.
+macro_rules! aes_key {
+    ($(#[$doc:meta])* $name:ident, $from:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Zeroize, ZeroizeOnDrop)]
+        pub struct $name(Box<[u8; KEY_LEN]>);
 
-impl DataKey {
-    /// A fresh key of 32 bytes from the operating system's random source.
-    pub fn generate() -> Self {
-        let mut key = Box::new([0u8; KEY_LEN]);
-        OsRng.fill_bytes(&mut key[..]);
-        Self(key)
-    }
+        impl $name {
+            /// A fresh key of 32 bytes from the operating system's random source.
+            pub fn generate() -> Self {
+                let mut key = Box::new([0u8; KEY_LEN]);
+                OsRng.fill_bytes(&mut key[..]);
+                Self(key)
+            }
 
-    /// A key from 32 bytes (as unwrapped from the catalog). `None` if the slice is not 32 bytes.
-    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
-        let mut key = Box::new([0u8; KEY_LEN]);
-        if bytes.len() != KEY_LEN {
-            return None;
+            #[doc = concat!("A key from 32 bytes (", $from, "). `None` if the slice is not 32 bytes.")]
+            pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
+                let key: [u8; KEY_LEN] = bytes.try_into().ok()?;
+                let key = zeroize::Zeroizing::new(key);
+                Some(Self(Box::new(*key)))
+            }
+
+            /// The key bytes, only for wrapping or writing the keyring file.
+            pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
+                &self.0
+            }
+
+            /// An AES-256-GCM cipher under this key.
+            pub(crate) fn cipher(&self) -> Aes256Gcm {
+                Aes256Gcm::new((&*self.0).into())
+            }
         }
-        key.copy_from_slice(bytes);
-        Some(Self(key))
-    }
 
-    /// The key bytes, only for wrapping.
-    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
-        &self.0
-    }
-
-    /// An AES-256-GCM cipher under this key.
-    pub(crate) fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new((&*self.0).into())
-    }
-}
-
-impl fmt::Debug for DataKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DataKey([redacted])")
-    }
-}
-
-/// A key-encryption key: an AES-256 key from the keyring that wraps data keys.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct Kek(Box<[u8; KEY_LEN]>);
-
-impl Kek {
-    /// A fresh key of 32 bytes from the operating system's random source.
-    pub fn generate() -> Self {
-        let mut key = Box::new([0u8; KEY_LEN]);
-        OsRng.fill_bytes(&mut key[..]);
-        Self(key)
-    }
-
-    /// A key from 32 bytes (as read from the keyring file). `None` if the slice is not 32 bytes.
-    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
-        let mut key = Box::new([0u8; KEY_LEN]);
-        if bytes.len() != KEY_LEN {
-            return None;
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
         }
-        key.copy_from_slice(bytes);
-        Some(Self(key))
-    }
-
-    /// The key bytes, only for writing the keyring file.
-    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
-        &self.0
-    }
-
-    /// An AES-256-GCM cipher under this key.
-    pub(crate) fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new((&*self.0).into())
-    }
+    };
 }
 
-impl fmt::Debug for Kek {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Kek([redacted])")
-    }
-}
+aes_key!(
+    /// A random AES-256 key that seals one segment. One per segment, never reused, stored only wrapped.
+    DataKey,
+    "as unwrapped from the catalog"
+);
+
+aes_key!(
+    /// A key-encryption key: an AES-256 key from the keyring that wraps data keys.
+    Kek,
+    "as read from the keyring file"
+);
 
 /// A data key sealed under a key-encryption key, as the catalog stores it beside the segment.
 ///
