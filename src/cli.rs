@@ -66,6 +66,10 @@ enum Command {
     Audit(AuditCommand),
     /// Play a simulated call into a running daemon: a WAV or a tone, with scripted events.
     Simulate(Box<crate::simulate::SimulateArgs>),
+    /// Load a running daemon with many simulated calls and measure its CPU and memory.
+    Loadgen(Box<crate::simulate::load::LoadArgs>),
+    /// Serve a bare-receive baseline that reads and discards the load generator's traffic.
+    LoadgenBaseline(crate::simulate::load::BaselineArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,10 +115,29 @@ enum AuditCommand {
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Simulate(args) = cli.command {
-        // a client of a daemon that may run elsewhere: no config of its own
-        return simulate(*args);
-    }
+    // clients of a daemon that may run elsewhere, and the baseline server: no config of their own
+    let cli = match cli.command {
+        Command::Simulate(args) => {
+            return client(async move {
+                let report = crate::simulate::simulate(args.into_options()?).await?;
+                Ok(report.to_string())
+            });
+        }
+        Command::Loadgen(args) => {
+            return client(
+                async move { Ok(crate::simulate::load::loadgen(*args).await?.to_string()) },
+            );
+        }
+        Command::LoadgenBaseline(args) => {
+            return client(async move {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(signals(shutdown.clone()));
+                crate::simulate::load::baseline(args, shutdown).await?;
+                Ok(String::new())
+            });
+        }
+        command => Cli { command, ..cli },
+    };
     let file = match &cli.command {
         Command::CheckConfig { file: Some(f) } => f.clone(),
         _ => cli.config.clone(),
@@ -167,29 +190,30 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
         Command::Keys(k) => keys(k, config, clock).await?,
         Command::Tokens(t) => tokens(t, config, clock).await?,
         Command::Audit(AuditCommand::Verify) => return audit_verify(config).await,
-        Command::Simulate(_) => unreachable!("handled before the config is loaded"),
+        Command::Simulate(_) | Command::Loadgen(_) | Command::LoadgenBaseline(_) => {
+            unreachable!("client commands are handled before the config is loaded")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn simulate(args: crate::simulate::SimulateArgs) -> ExitCode {
+/// Runs a client command on a fresh runtime and prints its result.
+fn client(run: impl std::future::Future<Output = anyhow::Result<String>>) -> ExitCode {
     crate::telemetry::init_logging(&crate::config::LogConfig::default());
-    let run = async {
-        let options = args.into_options()?;
-        crate::simulate::simulate(options).await
-    };
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|rt| rt.block_on(run));
     match result {
-        Ok(report) => {
-            println!("{report}");
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("callvault simulate: {e:#}");
+            eprintln!("callvault: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -11,6 +11,7 @@
 //! is sent) plus the event's offset, also when `realtime` is off.
 
 mod args;
+pub mod load;
 mod net;
 mod script;
 mod source;

@@ -161,6 +161,37 @@ impl Target {
         Ok(())
     }
 
+    /// GETs `path` with a bearer token on a fresh connection; returns the status and the body (read
+    /// whole: for checks on recordings after a load run, not for the audio path).
+    pub(super) async fn get(&self, path: &str, token: &Secret) -> anyhow::Result<(u16, Bytes)> {
+        let io = self.connect().await?;
+        let (mut sender, conn) = timeout(
+            TIMEOUT,
+            hyper::client::conn::http1::handshake(TokioIo::new(io)),
+        )
+        .await
+        .context("timed out in the http handshake")??;
+        let conn = tokio::spawn(conn);
+        let token = std::str::from_utf8(token.expose_trimmed()).context("the token is not text")?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).context("bad token")?;
+        auth.set_sensitive(true);
+        let req = hyper::Request::get(path)
+            .header(HOST, &self.authority)
+            .header(AUTHORIZATION, auth)
+            .body(Full::new(Bytes::new()))?;
+        let resp = timeout(TIMEOUT, sender.send_request(req))
+            .await
+            .with_context(|| format!("timed out getting {path}"))??;
+        let status = resp.status().as_u16();
+        let body = timeout(Duration::from_secs(60), resp.into_body().collect())
+            .await
+            .with_context(|| format!("timed out reading {path}"))??
+            .to_bytes();
+        drop(sender);
+        conn.abort();
+        Ok((status, body))
+    }
+
     /// Opens the media socket of `call_id` with a bearer token.
     pub(super) async fn media_socket(
         &self,
