@@ -66,6 +66,17 @@ enum Command {
     Audit(AuditCommand),
     /// Play a simulated call into a running daemon: a WAV or a tone, with scripted events.
     Simulate(Box<crate::simulate::SimulateArgs>),
+    /// Build a caller's signed subject-access bundle offline, from the catalog and object store.
+    Export(Box<crate::export::offline::ExportArgs>),
+    /// Check a bundle's hashes and signature offline, naming whatever fails.
+    Verify {
+        /// The bundle (ZIP).
+        bundle: PathBuf,
+        /// The signer's public key (base64, as `GET /v1/signing-key` gives it); without it, the key
+        /// the bundle carries is used, which proves integrity but not origin.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +125,16 @@ pub fn main() -> ExitCode {
     if let Command::Simulate(args) = cli.command {
         // a client of a daemon that may run elsewhere: no config of its own
         return simulate(*args);
+    }
+    if let Command::Verify { bundle, key } = &cli.command {
+        // an offline check, possibly on another machine: no config of its own
+        return match crate::export::offline::verify(bundle, key.as_deref()) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("callvault verify: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let file = match &cli.command {
         Command::CheckConfig { file: Some(f) } => f.clone(),
@@ -167,7 +188,12 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
         Command::Keys(k) => keys(k, config, clock).await?,
         Command::Tokens(t) => tokens(t, config, clock).await?,
         Command::Audit(AuditCommand::Verify) => return audit_verify(config).await,
-        Command::Simulate(_) => unreachable!("handled before the config is loaded"),
+        Command::Export(args) => {
+            return crate::export::offline::export(*args, config, clock, actor()).await;
+        }
+        Command::Simulate(_) | Command::Verify { .. } => {
+            unreachable!("handled before the config is loaded")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
