@@ -70,6 +70,17 @@ enum Command {
     Loadgen(Box<crate::simulate::load::LoadArgs>),
     /// Serve a bare-receive baseline that reads and discards the load generator's traffic.
     LoadgenBaseline(crate::simulate::load::BaselineArgs),
+    /// Build a caller's signed subject-access bundle offline, from the catalog and object store.
+    Export(Box<crate::export::offline::ExportArgs>),
+    /// Check a bundle's hashes and signature offline, naming whatever fails.
+    Verify {
+        /// The bundle (ZIP).
+        bundle: PathBuf,
+        /// The signer's public key (base64, as `GET /v1/signing-key` gives it); without it, the key
+        /// the bundle carries is used, which proves integrity but not origin.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +147,16 @@ pub fn main() -> ExitCode {
                 Ok(String::new())
             });
         }
+        Command::Verify { bundle, key } => {
+            // an offline check, possibly on another machine: no config of its own
+            return match crate::export::offline::verify(&bundle, key.as_deref()) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("callvault verify: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         command => Cli { command, ..cli },
     };
     let file = match &cli.command {
@@ -190,7 +211,13 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
         Command::Keys(k) => keys(k, config, clock).await?,
         Command::Tokens(t) => tokens(t, config, clock).await?,
         Command::Audit(AuditCommand::Verify) => return audit_verify(config).await,
-        Command::Simulate(_) | Command::Loadgen(_) | Command::LoadgenBaseline(_) => {
+        Command::Export(args) => {
+            return crate::export::offline::export(*args, config, clock, actor()).await;
+        }
+        Command::Simulate(_)
+        | Command::Loadgen(_)
+        | Command::LoadgenBaseline(_)
+        | Command::Verify { .. } => {
             unreachable!("client commands are handled before the config is loaded")
         }
     }

@@ -74,6 +74,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod export;
 pub mod ingest;
 pub mod recorder;
 pub mod server;

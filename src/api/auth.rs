@@ -49,7 +49,7 @@ mod tests {
     }
 }
 
-/// Who is calling, as their bearer token says.
+/// Who is calling, as their bearer token or OIDC JWT says.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The token's name (the actor recorded in the audit chain), prefixed `token:`.
@@ -90,7 +90,12 @@ impl FromRequestParts<ApiState> for Caller {
             .ok_or(ApiError::Unauthenticated)?
             .trim();
         if !token.starts_with(TOKEN_PREFIX) {
-            return Err(ApiError::InvalidToken);
+            // not a callvault token: an OIDC JWT, when configured (issue 5)
+            let oidc = state.oidc.as_ref().ok_or(ApiError::InvalidToken)?;
+            let (actor, role) = oidc
+                .verify(token, state.clock.now())
+                .ok_or(ApiError::InvalidToken)?;
+            return Ok(Caller { actor, role });
         }
         let row = state
             .catalog

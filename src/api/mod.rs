@@ -5,12 +5,17 @@
 //! authenticates: bearer tokens for people and media sockets, Standard Webhooks signatures for events.
 
 mod admin;
+mod audit_log;
 pub mod auth;
 mod events;
+mod exports;
+mod listen;
 mod media;
+pub mod oidc;
 mod problem;
 pub mod range;
 mod recordings;
+mod search;
 
 use std::sync::Arc;
 
@@ -20,14 +25,16 @@ use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 pub use admin::{Readiness, admin_router};
+pub use exports::ExportJobs;
 pub use problem::ApiError;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::domain::Clock;
+use crate::export::BundleSigner;
 use crate::ingest::webhook::WebhookSecret;
 use crate::recorder::Recorder;
-use crate::vault::Keyring;
+use crate::vault::{CallerKeys, Keyring};
 
 /// What the handlers share: a cheap `Clone` of handles.
 #[derive(Clone)]
@@ -48,6 +55,14 @@ pub struct ApiState {
     pub webhook: Arc<WebhookSecret>,
     /// Cancelled when the daemon stops; long-lived sockets close on it.
     pub shutdown: CancellationToken,
+    /// Caller numbers' lookup tags and sealing (issue 5).
+    pub callers: CallerKeys,
+    /// The key that signs export bundles (issue 5).
+    pub signer: Arc<BundleSigner>,
+    /// OIDC JWT verification, when configured (issue 5).
+    pub oidc: Option<Arc<oidc::OidcVerifier>>,
+    /// Export jobs of this node (issue 5).
+    pub exports: ExportJobs,
 }
 
 /// The public router.
@@ -56,9 +71,18 @@ pub fn public_router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/events", post(events::post_event))
         .route("/v1/calls/{call_id}/media", get(media::media))
-        .route("/v1/recordings", get(recordings::find))
         .route("/v1/recordings/{id}", get(recordings::get_one))
         .route("/v1/recordings/{id}/audio", get(recordings::audio))
+        // supervisor access (issue 5): search (or one call's recording with call_id=), exports and
+        // SARs, the bundle signing key, the audit trail, live listen
+        .route("/v1/recordings", get(search::list))
+        .route("/v1/exports", post(exports::start))
+        .route("/v1/exports/{id}", get(exports::status))
+        .route("/v1/exports/{id}/bundle", get(exports::bundle))
+        .route("/v1/sars", get(exports::sars))
+        .route("/v1/signing-key", get(exports::signing_key))
+        .route("/v1/audit", get(audit_log::list))
+        .route("/v1/calls/{call_id}/listen", get(listen::listen))
         .fallback(|| async { ApiError::NotFound })
         // bodies are read with an explicit limit by the handlers that take one; this is the backstop
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

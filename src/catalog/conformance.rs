@@ -48,6 +48,10 @@ macro_rules! catalog_conformance {
             audit_appends_race_without_forking,
             events_are_seen_once,
             tokens_round_trip_and_revoke,
+            // supervisor access (issue 5)
+            search_filters_and_pages,
+            sars_record_once_and_list_open_by_due,
+            audit_search_filters,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -966,4 +970,162 @@ pub(crate) async fn tokens_round_trip_and_revoke(c: Arc<dyn Catalog>) {
             .is_active()
     );
     assert_eq!(c.tokens().await.expect("read"), vec![revoked, b]);
+}
+
+// --- supervisor access (issue 5)
+
+pub(crate) async fn search_filters_and_pages(c: Arc<dyn Catalog>) {
+    use super::RecordingQuery;
+    let mut ids = Vec::new();
+    for i in 0..7i64 {
+        let mut r = recording(&format!("CA-search-{i}"));
+        r.started_at = t(i * 60);
+        r.caller_tag = Some(if i % 2 == 0 { [1; 32] } else { [2; 32] });
+        r.agent = Some(if i < 4 { "agent-a" } else { "agent-b" }.into());
+        c.insert_recording(&r).await.expect("insert");
+        ids.push(r.id);
+    }
+    let q = |tag: Option<[u8; 32]>| RecordingQuery {
+        caller_tag: tag,
+        limit: 2,
+        ..RecordingQuery::default()
+    };
+    // caller 1: recordings 0, 2, 4, 6, two a page
+    let mut seen = Vec::new();
+    let mut query = q(Some([1; 32]));
+    loop {
+        let page = c.search_recordings(&query).await.expect("search");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        let last = page.last().expect("non-empty");
+        query.after = Some((last.started_at, last.id));
+        seen.extend(page.iter().map(|r| r.id));
+    }
+    assert_eq!(seen, vec![ids[0], ids[2], ids[4], ids[6]]);
+    // a range and an agent narrow it
+    let found = c
+        .search_recordings(&RecordingQuery {
+            caller_tag: Some([1; 32]),
+            from: Some(t(60)),
+            to: Some(t(300)),
+            agent: Some("agent-a".into()),
+            limit: 10,
+            ..RecordingQuery::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[2]]);
+    let none = c
+        .search_recordings(&RecordingQuery {
+            caller_tag: Some([9; 32]),
+            limit: 10,
+            ..RecordingQuery::default()
+        })
+        .await
+        .expect("search");
+    assert!(none.is_empty());
+    let by_line = c
+        .search_recordings(&RecordingQuery {
+            line: Some("+441234567890".into()),
+            limit: 100,
+            ..RecordingQuery::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(by_line.len(), 7);
+}
+
+pub(crate) async fn sars_record_once_and_list_open_by_due(c: Arc<dyn Catalog>) {
+    use super::SarRow;
+    let sar = |reference: &str, received: i64| SarRow {
+        reference: reference.into(),
+        received_at: t(received),
+        due_at: t(received + 30 * 86_400),
+        caller_tag: Some([4; 32]),
+        actor: "alice".into(),
+        reason: "subject access request".into(),
+        closed_at: None,
+    };
+    let late = c.record_sar(&sar("SAR-2", 100)).await.expect("record");
+    assert_eq!(late, sar("SAR-2", 100));
+    let early = c.record_sar(&sar("SAR-1", 50)).await.expect("record");
+    // recording again keeps the first receipt
+    assert_eq!(c.record_sar(&sar("SAR-2", 999)).await.expect("again"), late);
+    assert_eq!(c.sar("SAR-2").await.expect("read"), Some(late.clone()));
+    assert_eq!(c.sar("SAR-none").await.expect("read"), None);
+    assert_eq!(
+        c.open_sars(10).await.expect("list"),
+        vec![early.clone(), late.clone()]
+    );
+    assert!(c.close_sar("SAR-1", t(200)).await.expect("close"));
+    assert!(!c.close_sar("SAR-1", t(300)).await.expect("close"));
+    assert!(!c.close_sar("SAR-none", t(300)).await.expect("close"));
+    assert_eq!(c.open_sars(10).await.expect("list"), vec![late]);
+    assert_eq!(
+        c.sar("SAR-1")
+            .await
+            .expect("read")
+            .and_then(|s| s.closed_at),
+        Some(t(200))
+    );
+}
+
+pub(crate) async fn audit_search_filters(c: Arc<dyn Catalog>) {
+    use super::AuditQuery;
+    for (i, (actor, action, subject)) in [
+        ("alice", "recording.play", "r1"),
+        ("bob", "recording.search", "caller"),
+        ("alice", "recording.export", "SAR-1"),
+        ("alice", "recording.play", "r2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        c.append_audit(NewAuditEntry::new(t(i as i64 * 10), actor, action, subject))
+            .await
+            .expect("append");
+    }
+    let seqs = |v: Vec<crate::audit::AuditEntry>| v.into_iter().map(|e| e.seq).collect::<Vec<_>>();
+    let all = AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        seqs(c.search_audit(&all).await.expect("search")),
+        vec![1, 2, 3, 4]
+    );
+    let alice_plays = AuditQuery {
+        actor: Some("alice".into()),
+        action: Some("recording.play".into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        seqs(c.search_audit(&alice_plays).await.expect("search")),
+        vec![1, 4]
+    );
+    let paged = AuditQuery {
+        after_seq: 1,
+        limit: 1,
+        ..alice_plays
+    };
+    assert_eq!(seqs(c.search_audit(&paged).await.expect("search")), vec![4]);
+    let timed = AuditQuery {
+        from: Some(t(10)),
+        to: Some(t(30)),
+        ..all.clone()
+    };
+    assert_eq!(
+        seqs(c.search_audit(&timed).await.expect("search")),
+        vec![2, 3]
+    );
+    let subject = AuditQuery {
+        subject: Some("SAR-1".into()),
+        ..all
+    };
+    assert_eq!(
+        seqs(c.search_audit(&subject).await.expect("search")),
+        vec![3]
+    );
 }

@@ -33,6 +33,7 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use rows::{AuditQuery, RecordingQuery, SarRow};
 pub use rows::{
     HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
     TokenRow, UnknownStatus, WrappedKeyRow,
@@ -285,4 +286,28 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Every token, revoked ones included, in the order they were created.
     async fn tokens(&self) -> Result<Vec<TokenRow>, CatalogError>;
+
+    // --- supervisor access (issue 5)
+
+    /// Recordings matching `query`, in `(started_at, id)` order, at most `query.limit`.
+    async fn search_recordings(
+        &self,
+        query: &RecordingQuery,
+    ) -> Result<Vec<RecordingRow>, CatalogError>;
+
+    /// Records a subject access request, or returns the one already recorded under its reference
+    /// (the first receipt and due date are kept).
+    async fn record_sar(&self, sar: &SarRow) -> Result<SarRow, CatalogError>;
+
+    /// The subject access request with this reference.
+    async fn sar(&self, reference: &str) -> Result<Option<SarRow>, CatalogError>;
+
+    /// Up to `limit` open subject access requests, soonest due first.
+    async fn open_sars(&self, limit: usize) -> Result<Vec<SarRow>, CatalogError>;
+
+    /// Closes an open request at `at`: true if it was open, false if unknown or closed already.
+    async fn close_sar(&self, reference: &str, at: DateTime<Utc>) -> Result<bool, CatalogError>;
+
+    /// Audit entries matching `query`, by seq, exactly as stored.
+    async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CatalogError>;
 }

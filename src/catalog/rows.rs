@@ -324,3 +324,64 @@ mod tests {
         assert_eq!("".parse::<SegmentStatus>(), Err(UnknownStatus));
     }
 }
+
+// --- supervisor access (issue 5)
+
+/// A search of recordings: every set field must match; results come in `(started_at, id)` order,
+/// after `after` when it is set (keyset paging: pass the last row's position for the next page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordingQuery {
+    /// The caller, as a keyed HMAC tag.
+    pub caller_tag: Option<[u8; 32]>,
+    /// Calls that started at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Calls that started before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// The dialled line (E.164).
+    pub line: Option<String>,
+    /// The agent.
+    pub agent: Option<String>,
+    /// Only recordings after this position: the last row's `(started_at, id)`.
+    pub after: Option<(DateTime<Utc>, RecordingId)>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+/// A subject access request: when it was received and when the answer is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SarRow {
+    /// The request's external reference (unique).
+    pub reference: String,
+    /// When the request was received.
+    pub received_at: DateTime<Utc>,
+    /// When the answer is due (one calendar month after receipt).
+    pub due_at: DateTime<Utc>,
+    /// The data subject, as a keyed HMAC tag of their number.
+    pub caller_tag: Option<[u8; 32]>,
+    /// Who recorded it.
+    pub actor: String,
+    /// Why, as given.
+    pub reason: String,
+    /// When it was answered; `None` while open.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// A search of the audit chain: every set field must match; entries come in `seq` order after
+/// `after_seq`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// The actor, exactly.
+    pub actor: Option<String>,
+    /// The action, exactly (e.g. `recording.play`).
+    pub action: Option<String>,
+    /// The subject, exactly (e.g. a recording id or a SAR reference).
+    pub subject: Option<String>,
+    /// Entries at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// Only entries with a greater `seq`.
+    pub after_seq: u64,
+    /// At most this many entries.
+    pub limit: usize,
+}

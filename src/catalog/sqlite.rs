@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 
+use super::{AuditQuery, RecordingQuery, SarRow};
 use super::{
     Catalog, CatalogError, HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus,
     SegmentRow, TokenRow, WrappedKeyRow,
@@ -26,6 +27,7 @@ use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
 mod access;
+mod access_sar;
 mod convert;
 mod holds;
 mod recordings;
@@ -35,7 +37,11 @@ use convert::ts;
 
 /// The schema migrations, in order: migration `i` (from 0) brings the schema to version `i + 1`.
 /// Released migrations are frozen; a change is a new file.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    // the second place is `0002_retention.sql` (retention issue); until it lands, 0003 is second
+    include_str!("migrations/sqlite/0003_supervisor.sql"),
+];
 
 /// How long a statement waits for another process (the CLI, say) to release the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -360,6 +366,42 @@ impl Catalog for SqliteCatalog {
 
     async fn tokens(&self) -> Result<Vec<TokenRow>, CatalogError> {
         self.run(|c| access::tokens(c)).await
+    }
+
+    // --- supervisor access (issue 5)
+
+    async fn search_recordings(
+        &self,
+        query: &RecordingQuery,
+    ) -> Result<Vec<RecordingRow>, CatalogError> {
+        let query = query.clone();
+        self.run(move |c| access_sar::search_recordings(c, &query))
+            .await
+    }
+
+    async fn record_sar(&self, sar: &SarRow) -> Result<SarRow, CatalogError> {
+        let sar = sar.clone();
+        self.run(move |c| access_sar::record_sar(c, &sar)).await
+    }
+
+    async fn sar(&self, reference: &str) -> Result<Option<SarRow>, CatalogError> {
+        let reference = reference.to_owned();
+        self.run(move |c| access_sar::sar(c, &reference)).await
+    }
+
+    async fn open_sars(&self, limit: usize) -> Result<Vec<SarRow>, CatalogError> {
+        self.run(move |c| access_sar::open_sars(c, limit)).await
+    }
+
+    async fn close_sar(&self, reference: &str, at: DateTime<Utc>) -> Result<bool, CatalogError> {
+        let reference = reference.to_owned();
+        self.run(move |c| access_sar::close_sar(c, &reference, at))
+            .await
+    }
+
+    async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CatalogError> {
+        let query = query.clone();
+        self.run(move |c| access_sar::search_audit(c, &query)).await
     }
 }
 

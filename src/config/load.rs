@@ -104,6 +104,9 @@ impl Config {
         if let Some(tls) = &mut config.public.tls {
             tls.cert = config_dir.join(&tls.cert);
         }
+        if let Some(oidc) = &mut config.auth.oidc {
+            oidc.jwks = config_dir.join(&oidc.jwks);
+        }
         for (key, secret) in config.secret_files_mut() {
             secret.resolve(key, config_dir, credentials_dir);
         }
@@ -152,6 +155,17 @@ impl Config {
             return Err(invalid(
                 "public.tls.cert",
                 format!("{} is not a readable file", tls.cert.display()),
+            ));
+        }
+        if let Some(oidc) = &self.auth.oidc
+            && let Some((value, role)) = oidc
+                .roles
+                .iter()
+                .find(|(_, r)| r.parse::<crate::domain::Role>().is_err())
+        {
+            return Err(invalid(
+                &format!("auth.oidc.roles.{value}"),
+                format!("{role:?} is not a role: supervisor, compliance, ops or telephony"),
             ));
         }
         if !(1024..=64 * 1024).contains(&self.public.max_body_bytes) {

@@ -21,3 +21,4 @@ pub use tree::{
     AdminConfig, CatalogConfig, Config, KeysConfig, LogConfig, LogFormat, PciConfig, PolicyConfig,
     PublicConfig, RecorderConfig, RetentionConfig, SecretsConfig, StorageConfig, TlsConfig,
 };
+pub use tree::{AuthConfig, OidcConfig};

@@ -49,6 +49,8 @@ pub struct Config {
     pub queues: BTreeMap<String, String>,
     /// Logging.
     pub log: LogConfig,
+    /// How people authenticate besides bearer tokens (issue 5).
+    pub auth: AuthConfig,
     /// The directory of the config file, against which relative paths were resolved.
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -73,6 +75,7 @@ impl Default for Config {
             lines: BTreeMap::new(),
             queues: BTreeMap::new(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
             config_dir: PathBuf::from("."),
         }
     }
@@ -448,6 +451,53 @@ impl Default for LogConfig {
             format: LogFormat::Text,
         }
     }
+}
+
+/// How people authenticate besides bearer tokens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// OIDC JWTs checked against a JWKS file; unset, only bearer tokens are accepted.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// OIDC JWTs: signed by a key of the JWKS file (RS256, ES256 or EdDSA), from `issuer`, for
+/// `audience`, not expired (give or take `leeway`); the roles come from `roles_claim` through `roles`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The JWKS file (the identity provider's public keys; not a secret).
+    pub jwks: PathBuf,
+    /// The `iss` a token must carry.
+    pub issuer: String,
+    /// The `aud` a token must carry.
+    pub audience: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(deserialize_with = "duration", default = "default_leeway")]
+    pub leeway: Duration,
+    /// The claim that holds the user's groups or roles (a string or an array of strings).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// Claim value to callvault role (`supervisor`, `compliance`, `ops`, `telephony`). A user whose
+    /// values map to several roles gets the first of compliance, supervisor, ops, telephony; no
+    /// mapped value, no access.
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+    /// The claim used as the actor in the audit chain.
+    #[serde(default = "default_actor_claim")]
+    pub actor_claim: String,
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_roles_claim() -> String {
+    "roles".to_owned()
+}
+
+fn default_actor_claim() -> String {
+    "sub".to_owned()
 }
 
 /// Log line format.

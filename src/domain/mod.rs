@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing here reads a file, a socket, or a clock other than through the
 //! [`Clock`] trait, so every rule can be unit-tested with a [`ManualClock`].
 
+mod caller;
 mod codec;
 mod event;
 mod ids;
@@ -13,6 +14,7 @@ mod policy;
 mod role;
 mod time;
 
+pub use caller::{CallerNumber, CallerNumberError, DEFAULT_REGION, mask_e164};
 pub use codec::Codec;
 pub use event::{CallEvent, EventKind, MediaFormat};
 pub use ids::{CallId, IdError, KeyId, RecordingId, SegmentNo};

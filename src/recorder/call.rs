@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::listen::{LISTEN_QUEUE, ListenFeed, ListenFrame};
 use super::persist::OpenSegment;
 use super::{Deps, EventOutcome, RecorderError};
 use crate::audit::NewAuditEntry;
@@ -21,7 +22,9 @@ use crate::domain::lifecycle::{
     Committed, Effect, Horizon, Lifecycle, Note, Remedy, Timing, bytes_to_duration,
     duration_to_bytes, late_pause_remedy, overlapping_segments,
 };
-use crate::domain::{CallEvent, CallId, EventKind, MediaFormat, RecordingId, SegmentNo};
+use crate::domain::{
+    CallEvent, CallId, CallerNumber, EventKind, MediaFormat, RecordingId, SegmentNo,
+};
 
 /// How often a call re-evaluates its buffer when no input comes.
 const TICK: StdDuration = StdDuration::from_millis(100);
@@ -51,6 +54,8 @@ pub(super) enum Input {
     Audio(bytes::Bytes),
     /// The media stream closed (by the platform, or on a bad frame).
     MediaClosed,
+    /// A supervisor listens live.
+    Listen { reply: oneshot::Sender<ListenFeed> },
 }
 
 /// A frame kept in memory, not yet committed: its byte position in the stream and its bytes.
@@ -120,6 +125,10 @@ pub(super) struct Call {
     next_segment: u32,
     refused: bool,
     last_input: DateTime<Utc>,
+    /// Live listeners, once one asked; they get committed audio and pause markers.
+    listeners: Option<tokio::sync::broadcast::Sender<ListenFrame>>,
+    /// The pause listeners were last told of, if one is on.
+    listen_paused: Option<&'static str>,
 }
 
 impl Call {
@@ -184,6 +193,8 @@ impl Call {
             next_segment,
             refused: false,
             last_input: now,
+            listeners: None,
+            listen_paused: None,
         })
     }
 
@@ -222,6 +233,7 @@ impl Call {
             if let Err(e) = self.advance(now).await {
                 warn!(call_id = %self.id, error = %e, "recorder step failed; will retry");
             }
+            self.mark_pause();
             if self.is_over(now) {
                 let ended = self.life.ended().unwrap_or(now);
                 self.finish(ended).await;
@@ -251,6 +263,16 @@ impl Call {
             }
             Input::Audio(bytes) => self.on_audio(&bytes, now).await,
             Input::MediaClosed => self.on_media_closed(),
+            Input::Listen { reply } => {
+                let tx = self
+                    .listeners
+                    .get_or_insert_with(|| tokio::sync::broadcast::channel(LISTEN_QUEUE).0);
+                let _ = reply.send(ListenFeed {
+                    format: self.stream.as_ref().map(|s| s.format),
+                    paused: self.listen_paused,
+                    frames: tx.subscribe(),
+                });
+            }
         }
     }
 
@@ -261,11 +283,24 @@ impl Call {
     ) -> Result<EventOutcome, RecorderError> {
         if let EventKind::CallStarted {
             line,
-            caller: _,
+            caller,
             agent,
             queue,
         } = &event.kind
         {
+            // only the keyed tag and the sealed number are kept; a number that is not one is not
+            // kept at all (and never logged)
+            match caller.as_deref().map(str::parse::<CallerNumber>) {
+                Some(Ok(number)) => {
+                    self.recording.caller_tag = Some(self.deps.callers.tag(&number));
+                    self.recording.caller_sealed =
+                        Some(self.deps.callers.seal(self.recording.id, &number));
+                }
+                Some(Err(e)) => {
+                    warn!(call_id = %self.id, error = %e, "call.started caller is not a number; not kept");
+                }
+                None => {}
+            }
             self.recording.line.clone_from(line);
             self.recording.agent.clone_from(agent);
             self.recording.queue.clone_from(queue);
@@ -324,6 +359,9 @@ impl Call {
             received,
             closed_at: None,
         });
+        if let Some(tx) = &self.listeners {
+            let _ = tx.send(ListenFrame::Format(format));
+        }
         self.note_now(
             "media.opened",
             serde_json::json!({ "codec": format.codec.name(), "sample_rate": format.sample_rate, "channels": format.channels }),
@@ -513,7 +551,47 @@ impl Call {
         Ok(())
     }
 
+    /// Hands committed audio to live listeners, saying first that capture resumed if they were
+    /// told of a pause.
+    fn forward(&mut self, bytes: &[u8]) {
+        let Some(tx) = &self.listeners else {
+            return;
+        };
+        if tx.receiver_count() == 0 {
+            return;
+        }
+        if self.listen_paused.take().is_some() {
+            let _ = tx.send(ListenFrame::Resumed);
+        }
+        let _ = tx.send(ListenFrame::Audio(bytes::Bytes::copy_from_slice(bytes)));
+    }
+
+    /// Tells listeners of a pause once every byte before it was forwarded (so the marker sits where
+    /// the pause is in what they hear).
+    fn mark_pause(&mut self) {
+        let Some(tx) = &self.listeners else {
+            return;
+        };
+        if self.listen_paused.is_some() {
+            return;
+        }
+        let Some(pause) = self.life.pauses().iter().rev().find(|p| p.to.is_none()) else {
+            return;
+        };
+        let before_pause = match (&self.stream, self.buffer.front()) {
+            (Some(s), Some(h)) => s.wall(h.pos) < pause.from,
+            _ => false,
+        };
+        if !before_pause {
+            self.listen_paused = Some(pause.kind.as_str());
+            let _ = tx.send(ListenFrame::Paused {
+                kind: pause.kind.as_str(),
+            });
+        }
+    }
+
     async fn commit(&mut self, pos: u64, bytes: &[u8]) -> Result<(), RecorderError> {
+        self.forward(bytes);
         let stream = self
             .stream
             .as_ref()

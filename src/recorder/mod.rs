@@ -6,6 +6,8 @@
 pub mod persist;
 
 mod call;
+mod listen;
 mod registry;
 
+pub use listen::{LISTEN_QUEUE, ListenFeed, ListenFrame};
 pub use registry::{Deps, EventOutcome, MediaSink, Recorder, RecorderError};

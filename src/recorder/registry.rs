@@ -24,6 +24,7 @@ use crate::catalog::{
 use crate::config::Config;
 use crate::domain::lifecycle::Refusal;
 use crate::domain::{CallEvent, CallId, Clock, EventKind, MediaFormat, RecordingId};
+use crate::vault::CallerKeys;
 
 /// Inputs queued per call before its task takes them; audio waits here when the task is busy.
 const CALL_QUEUE: usize = 256;
@@ -41,6 +42,8 @@ pub struct Deps {
     pub persistence: Persistence,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Turns `call.started`'s caller number into its lookup tag and sealed form.
+    pub callers: CallerKeys,
 }
 
 /// What happened to an event.
@@ -220,6 +223,18 @@ impl Recorder {
         .map_err(|_| RecorderError::Ended(now))?;
         answer.await.map_err(|_| RecorderError::Ended(now))??;
         Ok(MediaSink { tx })
+    }
+
+    /// Subscribes to a live call's committed audio and pause markers (see
+    /// [`ListenFeed`](super::ListenFeed)); `None` if the call has no live task.
+    pub async fn listen(&self, call_id: &CallId) -> Option<super::ListenFeed> {
+        let tx = match self.lock().get(call_id) {
+            Some(Slot::Live(tx)) => tx.clone(),
+            _ => return None,
+        };
+        let (reply, answer) = oneshot::channel();
+        tx.send(Input::Listen { reply }).await.ok()?;
+        answer.await.ok()
     }
 
     async fn slot(&self, call_id: &CallId) -> Result<Target, RecorderError> {

@@ -25,14 +25,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::api::oidc::OidcVerifier;
 use crate::api::{self, ApiState};
 use crate::catalog::{Catalog, CatalogError, SqliteCatalog};
 use crate::config::{CatalogConfig, Config, ConfigError, StorageConfig};
 use crate::domain::{Clock, KeyId};
+use crate::export::BundleSigner;
 use crate::ingest::webhook::WebhookSecret;
 use crate::recorder::persist::{PersistConfig, PersistError, Persistence};
 use crate::recorder::{Deps, Recorder};
-use crate::vault::{self, Keyring, StoreKind, VaultError};
+use crate::vault::{self, CallerKeys, Keyring, StoreKind, VaultError};
 
 pub use secrets::create_missing_secrets;
 
@@ -100,6 +102,12 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// The secret that signs native call events.
     pub webhook: Arc<WebhookSecret>,
+    /// Caller numbers' lookup tags and sealing (issue 5).
+    pub callers: CallerKeys,
+    /// The key that signs export bundles (issue 5).
+    pub signer: Arc<BundleSigner>,
+    /// OIDC JWT verification, when `[auth.oidc]` is set (issue 5).
+    pub oidc: Option<Arc<OidcVerifier>>,
 }
 
 /// A daemon that has started and bound its listeners, ready to [`run`](Daemon::run).
@@ -152,6 +160,12 @@ impl Daemon {
         })?;
         let store = vault::open_store(&store_kind(&config)?)?;
         info!("object store opened");
+        let keyring = Arc::new(keyring);
+        let SupervisorAccess {
+            callers,
+            signer,
+            oidc,
+        } = supervisor_access(&config, &keyring)?;
 
         let tls = config.public.tls.as_ref().map(tls::acceptor).transpose()?;
         let admin = listener::bind("admin", config.admin.listen).await?;
@@ -167,9 +181,12 @@ impl Daemon {
                 config: Arc::new(config),
                 catalog,
                 store,
-                keyring: Arc::new(keyring),
+                keyring,
                 clock,
                 webhook: Arc::new(webhook),
+                callers,
+                signer,
+                oidc,
             },
             public,
             admin,
@@ -239,6 +256,7 @@ impl Daemon {
                 catalog: Arc::clone(&shared.catalog),
                 persistence: persistence.clone(),
                 clock: Arc::clone(&shared.clock),
+                callers: shared.callers.clone(),
             },
             shutdown.child_token(),
             calls.clone(),
@@ -252,6 +270,10 @@ impl Daemon {
             recorder,
             webhook: Arc::clone(&shared.webhook),
             shutdown: shutdown.child_token(),
+            callers: shared.callers.clone(),
+            signer: Arc::clone(&shared.signer),
+            oidc: shared.oidc.clone(),
+            exports: api::ExportJobs::default(),
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
 
@@ -317,6 +339,48 @@ impl Daemon {
         info!("stopped");
         Ok(())
     }
+}
+
+/// The keys of supervisor access (issue 5).
+#[derive(Debug, Clone)]
+pub struct SupervisorAccess {
+    /// Caller numbers' lookup tags and sealing.
+    pub callers: CallerKeys,
+    /// The key that signs export bundles.
+    pub signer: Arc<BundleSigner>,
+    /// OIDC JWT verification, when configured.
+    pub oidc: Option<Arc<OidcVerifier>>,
+}
+
+/// The secrets and keys of supervisor access: the caller pepper, the bundle signing key, and the
+/// OIDC key set, each checked before any port is bound.
+pub fn supervisor_access(
+    config: &Config,
+    keyring: &Arc<Keyring>,
+) -> Result<SupervisorAccess, ConfigError> {
+    let callers = CallerKeys::new(config.secrets.caller_pepper.read()?, Arc::clone(keyring));
+    let signer = BundleSigner::from_secret(&config.secrets.signing_key.read()?).map_err(|e| {
+        ConfigError::Invalid {
+            key: "secrets.signing_key".to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    let oidc = config
+        .auth
+        .oidc
+        .as_ref()
+        .map(|o| {
+            OidcVerifier::load(o).map_err(|e| ConfigError::Invalid {
+                key: "auth.oidc.jwks".to_owned(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()?;
+    Ok(SupervisorAccess {
+        callers,
+        signer: Arc::new(signer),
+        oidc: oidc.map(Arc::new),
+    })
 }
 
 fn notify(state: sd_notify::NotifyState<'_>) {

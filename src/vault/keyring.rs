@@ -250,6 +250,11 @@ impl Keyring {
         self.keys.iter().map(|(id, e)| (id, e.created))
     }
 
+    /// The key-encryption key with this id, for the field sealing of [`super::field`].
+    pub(super) fn kek(&self, id: &KeyId) -> Option<&Kek> {
+        self.keys.get(id).map(|e| &e.kek)
+    }
+
     /// Wraps a data key under the active key, bound to its recording and segment.
     pub fn wrap(&self, key: &DataKey, recording: RecordingId, segment: SegmentNo) -> WrappedKey {
         let entry = self

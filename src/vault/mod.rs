@@ -17,6 +17,7 @@
 //! - the `CVA1` constants in [`container`] are frozen: a new layout gets a new version number.
 
 pub mod container;
+pub mod field;
 pub mod keyring;
 pub mod keys;
 pub mod layout;
@@ -25,6 +26,7 @@ mod recover;
 pub mod store;
 
 pub use container::{Header, Layout, Plaintext, SegmentWriter, open, open_range};
+pub use field::{CallerKeys, FieldError};
 pub use keyring::Keyring;
 pub use keys::{DataKey, Kek, WrappedKey};
 pub use layout::{object_path, parse_object_path, recording_prefix, spool_path};

@@ -83,9 +83,10 @@ pub(super) fn ledger(
     )
 }
 
-const AUDIT_COLS: &str = "seq, at, actor, action, subject, reason, details, prev_hash, hash";
+pub(super) const AUDIT_COLS: &str =
+    "seq, at, actor, action, subject, reason, details, prev_hash, hash";
 
-fn read_audit(r: &Row<'_>) -> Result<AuditEntry, CatalogError> {
+pub(super) fn read_audit(r: &Row<'_>) -> Result<AuditEntry, CatalogError> {
     let seq: i64 = r.get(0)?;
     let what = |col: &'static str| move || format!("audit {seq}: {col}");
     Ok(AuditEntry {

@@ -1,0 +1,116 @@
+//! `GET /v1/calls/{call_id}/listen?reason=` (WebSocket, supervisor or compliance): a live call's
+//! audio, both channels, as the recorder commits it (about `pci.lookback` behind real time, so a
+//! late payment event still keeps card audio out; see [`crate::recorder::ListenFeed`]).
+//!
+//! Frames sent: a JSON `{"type":"start","codec","sample_rate","channels"}` text frame once the
+//! stream's format is known; binary frames of audio in that format; `{"type":"paused","kind"}` when
+//! a pause is on (no audio follows until) `{"type":"resumed"}`; `{"type":"lagged","frames"}` when
+//! this listener fell behind and lost frames; and a close frame when the call ends.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::{Caller, READERS};
+use super::{ApiError, ApiState};
+use crate::audit::NewAuditEntry;
+use crate::domain::{CallId, MediaFormat};
+use crate::recorder::{ListenFeed, ListenFrame};
+
+fn start_frame(f: &MediaFormat) -> Message {
+    Message::Text(
+        json!({ "type": "start", "codec": f.codec.name(), "sample_rate": f.sample_rate, "channels": f.channels })
+            .to_string()
+            .into(),
+    )
+}
+
+/// Authenticates, checks the call is live, audits, then upgrades.
+pub(super) async fn listen(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let reason = q
+        .get("reason")
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing_field", "reason is required to listen"))?
+        .to_owned();
+    let call_id: CallId = call_id
+        .parse()
+        .map_err(|e| ApiError::bad_request("bad_field", format!("call_id: {e}")))?;
+    let feed = st
+        .recorder
+        .listen(&call_id)
+        .await
+        .ok_or(ApiError::NotFound)?;
+    let entry = NewAuditEntry::new(
+        st.clock.now(),
+        &caller.actor,
+        "call.listen",
+        call_id.to_string(),
+    )
+    .reason(reason)
+    .details(&json!({ "reference": q.get("reference") }));
+    st.catalog
+        .append_audit(entry)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(ws.on_upgrade(move |socket| send(st, feed, socket)))
+}
+
+async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket) {
+    if let Some(f) = &feed.format
+        && socket.send(start_frame(f)).await.is_err()
+    {
+        return;
+    }
+    if let Some(kind) = feed.paused {
+        let m = json!({ "type": "paused", "kind": kind }).to_string();
+        if socket.send(Message::Text(m.into())).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let frame = tokio::select! {
+            () = st.shutdown.cancelled() => break,
+            f = feed.frames.recv() => f,
+            // the listener closing (or anything it sends) ends the listen
+            m = socket.recv() => match m {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return,
+            },
+        };
+        let msg = match frame {
+            Ok(ListenFrame::Audio(b)) => Message::Binary(b),
+            Ok(ListenFrame::Paused { kind }) => {
+                Message::Text(json!({ "type": "paused", "kind": kind }).to_string().into())
+            }
+            Ok(ListenFrame::Resumed) => {
+                Message::Text(json!({ "type": "resumed" }).to_string().into())
+            }
+            Ok(ListenFrame::Format(f)) => start_frame(&f),
+            Err(RecvError::Lagged(n)) => {
+                Message::Text(json!({ "type": "lagged", "frames": n }).to_string().into())
+            }
+            Err(RecvError::Closed) => break,
+        };
+        if socket.send(msg).await.is_err() {
+            return;
+        }
+    }
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "call ended".into(),
+        })))
+        .await;
+}
