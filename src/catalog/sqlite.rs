@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
-    Catalog, CatalogError, HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus,
-    SegmentRow, TokenRow, WrappedKeyRow,
+    Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
+    RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, TokenRow, WrappedKeyRow,
 };
 use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
@@ -29,13 +29,17 @@ mod access;
 mod convert;
 mod holds;
 mod recordings;
+mod retention;
 mod trails;
 
 use convert::ts;
 
 /// The schema migrations, in order: migration `i` (from 0) brings the schema to version `i + 1`.
 /// Released migrations are frozen; a change is a new file.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0002_retention.sql"),
+];
 
 /// How long a statement waits for another process (the CLI, say) to release the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -360,6 +364,59 @@ impl Catalog for SqliteCatalog {
 
     async fn tokens(&self) -> Result<Vec<TokenRow>, CatalogError> {
         self.run(|c| access::tokens(c)).await
+    }
+
+    // --- retention (issue 4)
+
+    async fn expired_recordings(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RecordingRow>, CatalogError> {
+        self.run(move |c| retention::expired_recordings(c, now, limit))
+            .await
+    }
+
+    async fn begin_deletions(
+        &self,
+        pending: &[PendingDeletion],
+    ) -> Result<Vec<RecordingId>, CatalogError> {
+        let pending = pending.to_vec();
+        self.run(move |c| retention::begin_deletions(c, &pending))
+            .await
+    }
+
+    async fn pending_deletions(&self, limit: usize) -> Result<Vec<PendingDeletion>, CatalogError> {
+        self.run(move |c| retention::pending_deletions(c, limit))
+            .await
+    }
+
+    async fn finish_deletions(&self, done: &[FinishedDeletion]) -> Result<usize, CatalogError> {
+        let done = done.to_vec();
+        self.run(move |c| retention::finish_deletions(c, done))
+            .await
+    }
+
+    async fn retention_progress(&self) -> Result<RetentionProgress, CatalogError> {
+        self.run(|c| retention::retention_progress(c)).await
+    }
+
+    async fn save_retention_progress(
+        &self,
+        progress: &RetentionProgress,
+    ) -> Result<(), CatalogError> {
+        let progress = progress.clone();
+        self.run(move |c| retention::save_retention_progress(c, &progress))
+            .await
+    }
+
+    async fn recordings_after(
+        &self,
+        after: Option<RecordingId>,
+        limit: usize,
+    ) -> Result<Vec<RecordingRow>, CatalogError> {
+        self.run(move |c| retention::recordings_after(c, after, limit))
+            .await
     }
 }
 

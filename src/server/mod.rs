@@ -254,6 +254,17 @@ impl Daemon {
             shutdown: shutdown.child_token(),
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
+        // retention (issue 4): the expiry worker, on interval and on demand from the admin listener
+        let retention = crate::retention::worker::spawn(
+            crate::retention::Retention::new(
+                Arc::clone(&shared.catalog),
+                Arc::clone(&shared.store),
+                Arc::clone(&shared.clock),
+                Arc::clone(config),
+            ),
+            shutdown.child_token(),
+            &tracker,
+        );
 
         tracker.spawn(readiness(
             shared.clone(),
@@ -265,7 +276,7 @@ impl Daemon {
             "admin",
             admin,
             None,
-            api::admin_router(ready.clone()),
+            api::admin_router(ready.clone()).merge(api::retention_routes(retention)),
             shutdown.child_token(),
             grace,
         ));

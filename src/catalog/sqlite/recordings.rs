@@ -12,7 +12,7 @@ use super::convert::{
 use crate::catalog::{CatalogError, RecordingRow, RecordingStatus, SegmentRow, WrappedKeyRow};
 use crate::domain::{CallId, Codec, KeyId, RecordingId, SegmentNo};
 
-const RECORDING_COLS: &str = "id, call_id, status, line, queue, agent, caller_tag, caller_sealed, \
+pub(super) const RECORDING_COLS: &str = "id, call_id, status, line, queue, agent, caller_tag, caller_sealed, \
      policy, codec, sample_rate, channels, started_at, ended_at, expires_at, restricted, updated_at";
 
 /// `row`'s values in [`RECORDING_COLS`] order.
@@ -38,7 +38,7 @@ fn recording_values(r: &RecordingRow) -> Vec<Value> {
     ]
 }
 
-fn read_recording(r: &Row<'_>) -> Result<RecordingRow, CatalogError> {
+pub(super) fn read_recording(r: &Row<'_>) -> Result<RecordingRow, CatalogError> {
     let id: String = r.get(0)?;
     let what = |col: &'static str| {
         let id = id.clone();
