@@ -219,6 +219,8 @@ async fn three_and_twelve_month_lines_expire_on_their_day_including_31_january()
         keyring,
     } = start().await;
     let c = live.catalog.as_ref();
+    // before the calls' expiry, so the worker's own sweep at start-up has nothing to do
+    live.clock.set(at("2026-02-01T00:00:00Z"));
     let ended = at("2026-01-31T10:00:00Z");
     let short = seed(c, &store, &keyring, &live.config, "+441744000003", ended).await;
     let long = seed(c, &store, &keyring, &live.config, "+441744000012", ended).await;

@@ -72,7 +72,7 @@ impl Retention {
                 status: row.status,
             });
         }
-        let Some(deleted) = self.delete_objects_of(pending).await? else {
+        let Some(deleted) = self.delete_objects_of(pending, Some(row)).await? else {
             return Err(RetentionError::UnknownRecording(id));
         };
         self.catalog

@@ -121,6 +121,7 @@ impl Retention {
                 break;
             }
             let before = report.expired + report.erased;
+            let pending = pending.into_iter().map(|p| (p, None)).collect();
             if !self.delete_batch(pending, &mut report, &mut budget).await? {
                 return Ok(report);
             }
@@ -143,9 +144,15 @@ impl Retention {
                 })
                 .collect();
             let begun = self.catalog.begin_deletions(&pending).await?;
-            let pending: Vec<PendingDeletion> = pending
+            let mut rows: std::collections::HashMap<_, _> =
+                due.into_iter().map(|r| (r.id, r)).collect();
+            let pending: Vec<(PendingDeletion, Option<RecordingRow>)> = pending
                 .into_iter()
                 .filter(|p| begun.contains(&p.recording_id))
+                .map(|p| {
+                    let row = rows.remove(&p.recording_id);
+                    (p, row)
+                })
                 .collect();
             if pending.is_empty() {
                 // everything selected was held or deleted meanwhile; the query will not return it
@@ -162,7 +169,7 @@ impl Retention {
     /// False if the test hook stopped it first.
     async fn delete_batch(
         &self,
-        pending: Vec<PendingDeletion>,
+        pending: Vec<(PendingDeletion, Option<RecordingRow>)>,
         report: &mut SweepReport,
         budget: &mut Option<usize>,
     ) -> Result<bool, RetentionError> {
@@ -173,7 +180,7 @@ impl Retention {
         let stop = take < pending.len();
         let results: Vec<Result<Option<Deleted>, RetentionError>> =
             futures::stream::iter(pending.into_iter().take(take))
-                .map(|p| self.delete_objects_of(p))
+                .map(|(p, row)| self.delete_objects_of(p, row))
                 .buffered(CONCURRENT_DELETES)
                 .collect()
                 .await;
@@ -202,12 +209,18 @@ impl Retention {
     }
 
     /// The objects step of one pending deletion: deletes the recording's objects and builds what
-    /// finishing it writes. `None` if the recording is gone from the catalog.
+    /// finishing it writes; `row` is the recording's row when the caller has just read it. `None`
+    /// if the recording is gone from the catalog.
     pub(super) async fn delete_objects_of(
         &self,
         p: PendingDeletion,
+        row: Option<RecordingRow>,
     ) -> Result<Option<Deleted>, RetentionError> {
-        let Some(row) = self.catalog.recording(p.recording_id).await? else {
+        let row = match row {
+            Some(row) => Some(row),
+            None => self.catalog.recording(p.recording_id).await?,
+        };
+        let Some(row) = row else {
             warn!(recording = %p.recording_id, "pending deletion of an unknown recording");
             return Ok(None);
         };
