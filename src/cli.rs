@@ -81,6 +81,26 @@ enum Command {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Retention: plan a policy change, apply it, or sweep expired recordings now.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// List, changing nothing, each recording's expiry under today's policies or a proposed period.
+    Plan {
+        /// The policy whose period is proposed (with --period).
+        #[arg(long, requires = "period")]
+        policy: Option<String>,
+        /// The proposed period, e.g. "6 months".
+        #[arg(long, requires = "policy")]
+        period: Option<crate::domain::Period>,
+    },
+    /// Recompute stored expiry after a policy change (an audit entry per change).
+    Apply,
+    /// Run one sweep: delete every expired recording that no hold keeps.
+    Sweep,
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +240,7 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
         | Command::Verify { .. } => {
             unreachable!("client commands are handled before the config is loaded")
         }
+        Command::Retention(r) => retention(r, config, clock).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -436,6 +457,38 @@ async fn tokens(
                     t.created_at.to_rfc3339()
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn retention(
+    command: RetentionCommand,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let catalog = server::open_catalog(&config).await?;
+    let store = crate::vault::open_store(&server::store_kind(&config)?)?;
+    let retention = crate::retention::Retention::new(catalog, store, clock, Arc::new(config));
+    match command {
+        RetentionCommand::Plan { policy, period } => {
+            let proposal = policy
+                .zip(period)
+                .map(|(policy, period)| crate::retention::plan::Proposal { policy, period });
+            let summary = retention
+                .plan(proposal.as_ref(), |e| println!("{e}"))
+                .await?;
+            println!("{summary}");
+        }
+        RetentionCommand::Apply => {
+            let changed = retention.apply(&actor()).await?;
+            println!("recomputed expiry of {changed} recordings");
+        }
+        RetentionCommand::Sweep => {
+            let report = retention
+                .sweep(&crate::retention::SweepOptions::default())
+                .await?;
+            println!("{report}");
         }
     }
     Ok(())

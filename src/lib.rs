@@ -49,8 +49,13 @@
 //!   and catalog rows, and recovers the spool after a crash.
 //! - [`simulate`]: a scripted telephony platform ([`simulate::simulate`]) that posts signed events
 //!   and streams a call's audio, for demos and end-to-end tests (`callvault simulate`).
-//! - Still to come: the Twilio, AudioHook and AudioSocket adapters in [`ingest`], and `retention`
-//!   (the expiry worker and holds).
+//! - [`retention`]: [`retention::Retention`] deletes expired recordings in batches through a
+//!   journal of pending deletions (objects, then keys, then a receipt in the ledger and the audit
+//!   chain), erases, restricts and excises on request; [`retention::worker`] sweeps on an interval
+//!   and on demand (`/retention` on the admin listener); [`retention::holds`] places and releases
+//!   complaint holds for the API and `complaint.*` events alike; [`retention::plan`] plans and
+//!   applies policy changes.
+//! - Still to come: the Twilio, AudioHook and AudioSocket adapters in [`ingest`].
 //!
 //! # Architecture invariants
 //!
@@ -66,6 +71,7 @@
 //!   must be fixed exits 64, and systemd does not restart on it.
 //! - The daemon does not start when the catalog references a key-encryption key the keyring lacks.
 //! - Every state change and access is an audit entry; entries are only appended.
+//! - A recording under an active hold is never deleted: the catalog refuses to begin its deletion.
 
 pub mod api;
 pub mod audio;
@@ -77,6 +83,7 @@ pub mod domain;
 pub mod export;
 pub mod ingest;
 pub mod recorder;
+pub mod retention;
 pub mod server;
 pub mod simulate;
 pub mod telemetry;

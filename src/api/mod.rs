@@ -16,17 +16,22 @@ mod problem;
 pub mod range;
 mod recordings;
 mod search;
+// retention (issue 4)
+mod erasure;
+mod holds;
+mod retention_admin;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 pub use admin::{Readiness, admin_router};
 pub use exports::ExportJobs;
 pub use problem::ApiError;
+pub use retention_admin::retention_routes;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -83,6 +88,16 @@ pub fn public_router(state: ApiState) -> Router {
         .route("/v1/signing-key", get(exports::signing_key))
         .route("/v1/audit", get(audit_log::list))
         .route("/v1/calls/{call_id}/listen", get(listen::listen))
+        // retention (issue 4): holds, erasure, restriction, excision
+        .route("/v1/holds", post(holds::place).get(holds::list))
+        .route("/v1/holds/{reference}/release", post(holds::release))
+        .route("/v1/recordings/{id}", delete(erasure::erase))
+        .route("/v1/recordings/{id}/restrict", post(erasure::restrict))
+        .route("/v1/recordings/{id}/unrestrict", post(erasure::unrestrict))
+        .route(
+            "/v1/recordings/{id}/segments/{n}/excise",
+            post(erasure::excise),
+        )
         .fallback(|| async { ApiError::NotFound })
         // bodies are read with an explicit limit by the handlers that take one; this is the backstop
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

@@ -157,3 +157,37 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+// --- retention (issue 4): how retention, hold and remedy errors answer
+impl From<crate::retention::RetentionError> for ApiError {
+    fn from(e: crate::retention::RetentionError) -> Self {
+        use crate::retention::RetentionError as R;
+        match e {
+            R::Catalog(e) => ApiError::internal(&e),
+            R::UnknownRecording(_) | R::UnknownSegment { .. } | R::UnknownHold(_) => {
+                ApiError::NotFound
+            }
+            R::Held { .. } => ApiError::Conflict {
+                code: "held",
+                detail: e.to_string(),
+            },
+            R::NoAudio { .. } => ApiError::Conflict {
+                code: "no_audio",
+                detail: e.to_string(),
+            },
+            R::SegmentNotStored { .. } => ApiError::Conflict {
+                code: "segment_not_stored",
+                detail: e.to_string(),
+            },
+            R::NotUploaded(_) => ApiError::Unavailable {
+                code: "not_uploaded",
+                detail: "a segment is still waiting for upload; try again shortly".into(),
+            },
+            R::HoldReleased(_) => ApiError::Conflict {
+                code: "hold_released",
+                detail: e.to_string(),
+            },
+            R::ReasonRequired => ApiError::bad_request("missing_field", "reason is required"),
+        }
+    }
+}

@@ -52,6 +52,7 @@ macro_rules! catalog_conformance {
             search_filters_and_pages,
             sars_record_once_and_list_open_by_due,
             audit_search_filters,
+            retention_skips_held_and_finishes_pending,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1128,4 +1129,134 @@ pub(crate) async fn audit_search_filters(c: Arc<dyn Catalog>) {
         seqs(c.search_audit(&subject).await.expect("search")),
         vec![3]
     );
+}
+
+// --- retention (issue 4)
+
+pub(crate) async fn retention_skips_held_and_finishes_pending(c: Arc<dyn Catalog>) {
+    use super::{DeletionCause, FinishedDeletion, PendingDeletion, RetentionProgress};
+    let now = t(100 * 86_400);
+    let mut rows = Vec::new();
+    for i in 0..3 {
+        let mut r = recording(&format!("ret-{i}"));
+        r.status = RecordingStatus::Sealed;
+        r.caller_tag = Some([i as u8 + 1; 32]);
+        r.expires_at = Some(t(90 * 86_400 + i));
+        stored(c.as_ref(), &r).await;
+        c.insert_segment(&SegmentRow {
+            status: SegmentStatus::Stored,
+            ..segment(r.id, 0, "kek-a")
+        })
+        .await
+        .expect("segment");
+        rows.push(r);
+    }
+    // one not yet due, one still spooled
+    let mut later = recording("ret-later");
+    later.status = RecordingStatus::Sealed;
+    later.expires_at = Some(now + chrono::Duration::days(1));
+    stored(c.as_ref(), &later).await;
+    c.insert_hold(&hold("H-1", t(5))).await.expect("hold");
+    c.link_hold("H-1", rows[0].id).await.expect("link");
+    c.insert_hold(&HoldRow {
+        caller_tag: Some([2; 32]),
+        ..hold("H-2", t(6))
+    })
+    .await
+    .expect("caller hold");
+    let due = c.expired_recordings(now, 10).await.expect("due");
+    assert_eq!(
+        due.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![rows[2].id],
+        "held (linked and by caller) and not yet due are left out"
+    );
+    let pending: Vec<PendingDeletion> = rows
+        .iter()
+        .map(|r| PendingDeletion {
+            recording_id: r.id,
+            cause: DeletionCause::Expired,
+            actor: "system:retention".into(),
+            reason: None,
+            requested_at: now,
+        })
+        .collect();
+    let begun = c.begin_deletions(&pending).await.expect("begin");
+    assert_eq!(begun, vec![rows[2].id], "a held recording cannot begin");
+    assert_eq!(
+        c.begin_deletions(&pending[2..]).await.expect("again"),
+        vec![rows[2].id],
+        "idempotent"
+    );
+    assert!(c.expired_recordings(now, 10).await.expect("due").is_empty());
+    assert_eq!(
+        c.pending_deletions(10).await.expect("pending"),
+        vec![pending[2].clone()]
+    );
+    let finish = FinishedDeletion {
+        recording_id: rows[2].id,
+        status: RecordingStatus::Expired,
+        at: now,
+        ledger: ledger_entry(rows[2].id, "deleted", now),
+        audit: NewAuditEntry::new(now, "system:retention", "recording.expire", "x"),
+    };
+    assert_eq!(
+        c.finish_deletions(std::slice::from_ref(&finish))
+            .await
+            .expect("finish"),
+        1
+    );
+    assert_eq!(
+        c.finish_deletions(&[finish]).await.expect("again"),
+        0,
+        "done once"
+    );
+    let row = c
+        .recording(rows[2].id)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(row.status, RecordingStatus::Expired);
+    let segs = c.segments(rows[2].id).await.expect("segments");
+    assert!(segs[0].wrapped_key.is_none());
+    assert_eq!(segs[0].status, SegmentStatus::Deleted);
+    assert_eq!(c.ledger(rows[2].id).await.expect("ledger").len(), 1);
+    assert_eq!(c.audit_head().await.expect("head").seq, 1);
+    assert!(c.pending_deletions(10).await.expect("pending").is_empty());
+
+    // releasing the caller hold makes rows[1] due; rows[0] stays linked to H-1
+    c.release_hold("H-2", t(7), "bob", None)
+        .await
+        .expect("release");
+    let due = c.expired_recordings(now, 10).await.expect("due");
+    assert_eq!(
+        due.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![rows[1].id]
+    );
+
+    assert_eq!(
+        c.retention_progress().await.expect("read"),
+        RetentionProgress::default()
+    );
+    let p = RetentionProgress {
+        sweeps: 2,
+        expired: 5,
+        erased: 1,
+        last_started_at: Some(t(1)),
+        last_finished_at: Some(t(2)),
+        last_deleted: 3,
+        last_error: Some("boom".into()),
+    };
+    c.save_retention_progress(&p).await.expect("save");
+    assert_eq!(c.retention_progress().await.expect("read"), p);
+
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = c.recordings_after(after, 2).await.expect("page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        all.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "id order");
 }

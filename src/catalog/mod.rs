@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
+mod retention;
 mod rows;
 mod sqlite;
 
@@ -34,6 +35,7 @@ mod sqlite;
 pub(crate) mod conformance;
 
 pub use rows::{AuditQuery, RecordingQuery, SarRow};
+pub use retention::{DeletionCause, FinishedDeletion, PendingDeletion, RetentionProgress};
 pub use rows::{
     HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
     TokenRow, UnknownStatus, WrappedKeyRow,
@@ -310,4 +312,48 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Audit entries matching `query`, by seq, exactly as stored.
     async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CatalogError>;
+
+    // --- retention (issue 4)
+
+    /// Up to `limit` recordings whose audio is due for deletion at `now`: status `sealed`,
+    /// `pci_review` or `quarantined`, `expires_at <= now`, no segment still spooled, not pending
+    /// deletion already, and under no active hold (linked, or on its caller as
+    /// [`Catalog::holds_for_recording`] finds). Earliest expiry first.
+    async fn expired_recordings(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RecordingRow>, CatalogError>;
+
+    /// Commits to deleting recordings, in one transaction: stores a pending row for each that is not
+    /// held and still has audio (or is pending already), and returns their ids, in the order given.
+    /// A held recording is left out, so no deletion of it can start.
+    async fn begin_deletions(
+        &self,
+        pending: &[PendingDeletion],
+    ) -> Result<Vec<RecordingId>, CatalogError>;
+
+    /// Up to `limit` deletions committed to and not finished, oldest first.
+    async fn pending_deletions(&self, limit: usize) -> Result<Vec<PendingDeletion>, CatalogError>;
+
+    /// Finishes deletions, all in one transaction (see [`FinishedDeletion`]). A recording that is no
+    /// longer pending is skipped (finished already). Returns how many were finished.
+    async fn finish_deletions(&self, done: &[FinishedDeletion]) -> Result<usize, CatalogError>;
+
+    /// The retention worker's counters (all zero before its first sweep).
+    async fn retention_progress(&self) -> Result<RetentionProgress, CatalogError>;
+
+    /// Stores the retention worker's counters.
+    async fn save_retention_progress(
+        &self,
+        progress: &RetentionProgress,
+    ) -> Result<(), CatalogError>;
+
+    /// Up to `limit` recordings after `after` in id order (from the start when `None`), whatever
+    /// their status: retention planning pages through them.
+    async fn recordings_after(
+        &self,
+        after: Option<RecordingId>,
+        limit: usize,
+    ) -> Result<Vec<RecordingRow>, CatalogError>;
 }

@@ -20,8 +20,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{AuditQuery, RecordingQuery, SarRow};
 use super::{
-    Catalog, CatalogError, HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus,
-    SegmentRow, TokenRow, WrappedKeyRow,
+    Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
+    RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, TokenRow, WrappedKeyRow,
 };
 use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
@@ -31,6 +31,7 @@ mod access_sar;
 mod convert;
 mod holds;
 mod recordings;
+mod retention;
 mod trails;
 
 use convert::ts;
@@ -39,7 +40,7 @@ use convert::ts;
 /// Released migrations are frozen; a change is a new file.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
-    // the second place is `0002_retention.sql` (retention issue); until it lands, 0003 is second
+    include_str!("migrations/sqlite/0002_retention.sql"),
     include_str!("migrations/sqlite/0003_supervisor.sql"),
 ];
 
@@ -402,6 +403,59 @@ impl Catalog for SqliteCatalog {
     async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CatalogError> {
         let query = query.clone();
         self.run(move |c| access_sar::search_audit(c, &query)).await
+    }
+
+    // --- retention (issue 4)
+
+    async fn expired_recordings(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RecordingRow>, CatalogError> {
+        self.run(move |c| retention::expired_recordings(c, now, limit))
+            .await
+    }
+
+    async fn begin_deletions(
+        &self,
+        pending: &[PendingDeletion],
+    ) -> Result<Vec<RecordingId>, CatalogError> {
+        let pending = pending.to_vec();
+        self.run(move |c| retention::begin_deletions(c, &pending))
+            .await
+    }
+
+    async fn pending_deletions(&self, limit: usize) -> Result<Vec<PendingDeletion>, CatalogError> {
+        self.run(move |c| retention::pending_deletions(c, limit))
+            .await
+    }
+
+    async fn finish_deletions(&self, done: &[FinishedDeletion]) -> Result<usize, CatalogError> {
+        let done = done.to_vec();
+        self.run(move |c| retention::finish_deletions(c, done))
+            .await
+    }
+
+    async fn retention_progress(&self) -> Result<RetentionProgress, CatalogError> {
+        self.run(|c| retention::retention_progress(c)).await
+    }
+
+    async fn save_retention_progress(
+        &self,
+        progress: &RetentionProgress,
+    ) -> Result<(), CatalogError> {
+        let progress = progress.clone();
+        self.run(move |c| retention::save_retention_progress(c, &progress))
+            .await
+    }
+
+    async fn recordings_after(
+        &self,
+        after: Option<RecordingId>,
+        limit: usize,
+    ) -> Result<Vec<RecordingRow>, CatalogError> {
+        self.run(move |c| retention::recordings_after(c, after, limit))
+            .await
     }
 }
 

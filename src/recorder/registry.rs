@@ -18,13 +18,12 @@ use tracing::{info, warn};
 use super::call::{Call, Input};
 use super::persist::{PersistError, Persistence};
 use crate::audit::NewAuditEntry;
-use crate::catalog::{
-    Catalog, CatalogError, HoldRow, NewLedgerEntry, RecordingRow, RecordingStatus,
-};
+use crate::catalog::{Catalog, CatalogError, NewLedgerEntry, RecordingRow, RecordingStatus};
 use crate::config::Config;
 use crate::domain::lifecycle::Refusal;
 use crate::domain::{CallEvent, CallId, Clock, EventKind, MediaFormat, RecordingId};
 use crate::vault::CallerKeys;
+use crate::retention::{RetentionError, holds};
 
 /// Inputs queued per call before its task takes them; audio waits here when the task is busy.
 const CALL_QUEUE: usize = 256;
@@ -396,69 +395,46 @@ impl Recorder {
                 call_ids,
                 caller: _,
             } => {
-                if deps
-                    .catalog
-                    .hold(reference)
-                    .await?
-                    .is_none_or(|h| !h.is_active())
-                {
-                    deps.catalog
-                        .insert_hold(&HoldRow {
-                            reference: reference.clone(),
-                            reason: "complaint opened by the telephony platform".to_owned(),
-                            actor: "telephony".to_owned(),
-                            created_at: now,
-                            caller_tag: None,
-                            from: None,
-                            to: None,
-                            released_at: None,
-                            released_by: None,
-                            release_reason: None,
-                        })
-                        .await?;
-                    self.audit(
-                        "hold.place",
-                        reference.clone(),
-                        serde_json::json!({ "via": "complaint.opened" }),
-                    )
-                    .await;
-                }
-                let mut linked = Vec::new();
+                let mut recordings = Vec::new();
                 for call in std::iter::once(&event.call_id).chain(call_ids) {
                     if let Some(row) = deps.catalog.recording_by_call(call).await? {
-                        deps.catalog.link_hold(reference, row.id).await?;
-                        self.ledger(
-                            row.id,
-                            "hold",
-                            serde_json::json!({ "reference": reference }),
-                        )
-                        .await;
-                        linked.push(row.id.to_string());
+                        recordings.push(row.id);
                     }
                 }
-                info!(reference, linked = linked.len(), "complaint hold placed");
+                let request = holds::HoldRequest {
+                    reference: reference.clone(),
+                    reason: "complaint opened by the telephony platform".to_owned(),
+                    actor: "telephony".to_owned(),
+                    recordings,
+                    via: "complaint.opened",
+                };
+                match holds::place_hold(&deps.catalog, now, request).await {
+                    Ok(placed) => {
+                        info!(
+                            reference,
+                            linked = placed.linked.len(),
+                            "complaint hold placed"
+                        );
+                    }
+                    Err(RetentionError::Catalog(e)) => return Err(e.into()),
+                    Err(e) => warn!(reference, error = %e, "complaint hold not placed"),
+                }
             }
             EventKind::ComplaintResolved { reference } => {
-                match deps
-                    .catalog
-                    .release_hold(
-                        reference,
-                        now,
-                        "telephony",
-                        Some("complaint.resolved event"),
-                    )
-                    .await
+                match holds::release_hold(
+                    &deps.catalog,
+                    now,
+                    reference,
+                    "telephony",
+                    "complaint.resolved event",
+                    "complaint.resolved",
+                )
+                .await
                 {
-                    Ok(_) => {
-                        self.audit(
-                            "hold.release",
-                            reference.clone(),
-                            serde_json::json!({ "via": "complaint.resolved" }),
-                        )
-                        .await;
-                    }
-                    Err(CatalogError::NotFound { .. } | CatalogError::Conflict { .. }) => {}
-                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                    Err(RetentionError::Catalog(e)) => return Err(e.into()),
+                    // unknown, or released already: nothing to do
+                    Err(_) => {}
                 }
             }
             _ => {}

@@ -276,6 +276,17 @@ impl Daemon {
             exports: api::ExportJobs::default(),
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
+        // retention (issue 4): the expiry worker, on interval and on demand from the admin listener
+        let retention = crate::retention::worker::spawn(
+            crate::retention::Retention::new(
+                Arc::clone(&shared.catalog),
+                Arc::clone(&shared.store),
+                Arc::clone(&shared.clock),
+                Arc::clone(config),
+            ),
+            shutdown.child_token(),
+            &tracker,
+        );
 
         tracker.spawn(readiness(
             shared.clone(),
@@ -287,7 +298,7 @@ impl Daemon {
             "admin",
             admin,
             None,
-            api::admin_router(ready.clone()),
+            api::admin_router(ready.clone()).merge(api::retention_routes(retention)),
             shutdown.child_token(),
             grace,
         ));

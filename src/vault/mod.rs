@@ -32,7 +32,7 @@ pub use keys::{DataKey, Kek, WrappedKey};
 pub use layout::{object_path, parse_object_path, recording_prefix, spool_path};
 pub use reader::ObjectReader;
 pub use recover::{Recovered, recover_partial};
-pub use store::{StoreKind, open_store, put_verified};
+pub use store::{DeletedObjects, StoreKind, delete_objects, open_store, put_verified};
 
 use crate::domain::KeyId;
 

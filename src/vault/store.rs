@@ -168,6 +168,61 @@ pub async fn put_verified(
     Ok((actual, digest))
 }
 
+/// What [`delete_objects`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeletedObjects {
+    /// Keys deleted, sorted.
+    pub deleted: Vec<String>,
+    /// Keys that were already absent (never uploaded, or deleted by an earlier attempt).
+    pub absent: Vec<String>,
+    /// Keys that could not be deleted (the store failed); their data keys are shredded all the same.
+    pub failed: Vec<String>,
+}
+
+/// Deletes the objects `named`, and, when `prefix` is given, every object listed under it too (to
+/// catch one uploaded while the catalog did not yet name it). Idempotent: an absent object is
+/// reported as such. A listing that fails is logged and the named objects are still deleted.
+pub async fn delete_objects(
+    store: &Arc<dyn ObjectStore>,
+    prefix: Option<&Path>,
+    named: &[Path],
+) -> DeletedObjects {
+    use futures::TryStreamExt;
+    let mut keys: Vec<Path> = match prefix {
+        Some(prefix) => match store
+            .list(Some(prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+        {
+            Ok(keys) => keys,
+            Err(error) => {
+                tracing::warn!(%prefix, %error, "cannot list objects; deleting those named");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    for key in named {
+        if !key.as_ref().is_empty() && !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
+    let mut out = DeletedObjects::default();
+    for key in keys {
+        match store.delete(&key).await {
+            Ok(()) => out.deleted.push(key.to_string()),
+            Err(object_store::Error::NotFound { .. }) => out.absent.push(key.to_string()),
+            Err(error) => {
+                tracing::warn!(object = %key, %error, "cannot delete object; its key is shredded");
+                out.failed.push(key.to_string());
+            }
+        }
+    }
+    out.deleted.sort();
+    out
+}
+
 /// Syncs a local object's file and each directory from its parent up to the store root, so the
 /// rename `object_store` did and any directories it created survive a power cut.
 fn sync_local(root: &std::path::Path, path: &Path) -> Result<(), VaultError> {

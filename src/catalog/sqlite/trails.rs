@@ -41,6 +41,17 @@ pub(super) fn append_ledger(
     if !recording_exists(&tx, &id)? {
         return Err(CatalogError::not_found(format!("recording {id}")));
     }
+    let stored = insert_ledger(&tx, e)?;
+    tx.commit()?;
+    Ok(stored)
+}
+
+/// Appends a ledger entry inside the caller's write transaction (the recording must exist).
+pub(super) fn insert_ledger(
+    tx: &Connection,
+    e: NewLedgerEntry,
+) -> Result<LedgerEntry, CatalogError> {
+    let id = e.recording_id.to_string();
     let seq: i64 = tx.query_row(
         "SELECT coalesce(max(seq), 0) + 1 FROM ledger WHERE recording_id = ?1",
         [&id],
@@ -59,7 +70,6 @@ pub(super) fn append_ledger(
         e.reason,
         e.details
     ])?;
-    tx.commit()?;
     Ok(LedgerEntry {
         seq: uint(seq, &|| format!("ledger {id}: seq"))?,
         recording_id: e.recording_id,
@@ -130,7 +140,18 @@ pub(super) fn append_audit(
     // IMMEDIATE: the write lock is taken before the head is read, so no other writer can append
     // between the read and the insert and fork the chain
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let e = AuditEntry::chained(audit_head(&tx)?, entry);
+    let e = insert_audit(&tx, entry)?;
+    tx.commit()?;
+    Ok(e)
+}
+
+/// Appends to the audit chain inside the caller's write transaction.
+pub(super) fn insert_audit(
+    tx: &Connection,
+    mut entry: NewAuditEntry,
+) -> Result<AuditEntry, CatalogError> {
+    entry.at = entry.at.trunc_subsecs(6);
+    let e = AuditEntry::chained(audit_head(tx)?, entry);
     tx.prepare_cached(&format!(
         "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
     ))?
@@ -145,7 +166,6 @@ pub(super) fn append_audit(
         e.prev_hash,
         e.hash
     ])?;
-    tx.commit()?;
     Ok(e)
 }
 

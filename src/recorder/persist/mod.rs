@@ -39,12 +39,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use object_store::ObjectStore;
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
 
 use crate::catalog::{
     Catalog, CatalogError, NewLedgerEntry, RecordingRow, SegmentRow, SegmentStatus,
@@ -382,40 +380,12 @@ async fn delete_objects(
     segments: &[SegmentRow],
 ) -> (Vec<String>, Vec<String>) {
     let prefix = vault::recording_prefix(recording.started_at, recording.id);
-    let mut keys: Vec<object_store::path::Path> = match store
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-    {
-        Ok(keys) => keys,
-        Err(error) => {
-            warn!(recording = %recording.id, %error, "cannot list the recording's objects; deleting those the catalog names");
-            Vec::new()
-        }
-    };
-    for row in segments {
-        if !row.object_key.is_empty() {
-            let key = object_store::path::Path::from(row.object_key.as_str());
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-    }
-    let (mut deleted, mut failed) = (Vec::new(), Vec::new());
-    for key in keys {
-        match store.delete(&key).await {
-            Ok(()) => deleted.push(key.to_string()),
-            // Never uploaded (still spooled, or destroyed first): nothing to delete.
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(error) => {
-                warn!(recording = %recording.id, object = %key, %error, "cannot delete object; its key is shredded");
-                failed.push(key.to_string());
-            }
-        }
-    }
-    deleted.sort();
-    (deleted, failed)
+    let named: Vec<object_store::path::Path> = segments
+        .iter()
+        .map(|row| object_store::path::Path::from(row.object_key.as_str()))
+        .collect();
+    let done = vault::delete_objects(store, Some(&prefix), &named).await;
+    (done.deleted, done.failed)
 }
 
 /// Shreds a segment's data key and marks it `deleted` (an `excised` segment stays so).

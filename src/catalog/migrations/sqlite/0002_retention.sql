@@ -1,0 +1,26 @@
+-- callvault catalog, SQLite schema version 2: the retention worker.
+
+-- deletions committed to but not finished: a sweep that stops half-way is finished by the next
+CREATE TABLE retention_pending (
+    recording_id TEXT NOT NULL PRIMARY KEY REFERENCES recordings (id),
+    cause        TEXT NOT NULL CHECK (cause IN ('expired', 'erased')),
+    actor        TEXT NOT NULL,
+    reason       TEXT,
+    requested_at TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- the worker's counters, one row
+CREATE TABLE retention_progress (
+    id               INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    sweeps           INTEGER NOT NULL CHECK (sweeps >= 0),
+    expired          INTEGER NOT NULL CHECK (expired >= 0),
+    erased           INTEGER NOT NULL CHECK (erased >= 0),
+    last_started_at  TEXT,
+    last_finished_at TEXT,
+    last_deleted     INTEGER NOT NULL CHECK (last_deleted >= 0),
+    last_error       TEXT
+) STRICT;
+
+-- held recordings are skipped by the sweep: find a recording's links fast (exists: by recording)
+-- and a recording's segments still spooled
+CREATE INDEX segments_spooled ON segments (recording_id) WHERE status = 'spooled';

@@ -1,0 +1,311 @@
+//! Deleting recordings: the sweep of what expired, and the one path every deletion takes (pending
+//! row, objects, then keys, status and receipt in one transaction).
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{Retention, RetentionError, SYSTEM_ACTOR};
+use crate::audit::NewAuditEntry;
+use crate::catalog::{
+    DeletionCause, FinishedDeletion, NewLedgerEntry, PendingDeletion, RecordingRow, SegmentRow,
+};
+use crate::vault;
+
+/// Recordings whose objects are deleted at the same time.
+const CONCURRENT_DELETES: usize = 16;
+
+/// How a sweep runs.
+#[derive(Debug, Clone, Default)]
+pub struct SweepOptions {
+    /// Recordings taken per batch (`retention.batch_size` when zero).
+    pub batch_size: usize,
+    /// Test hook: stop, as a crash would, once this many recordings have had their objects deleted,
+    /// before their batch is finished in the catalog. The next sweep finishes them.
+    #[doc(hidden)]
+    pub stop_after: Option<usize>,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Recordings deleted at expiry.
+    pub expired: u64,
+    /// Erasures left unfinished by an earlier run and finished by this one.
+    pub erased: u64,
+    /// Of those deleted, how many an earlier, interrupted run had begun.
+    pub resumed: u64,
+    /// Objects deleted from the store.
+    pub objects_deleted: u64,
+    /// Objects the store failed to delete (their keys are shredded all the same).
+    pub objects_failed: u64,
+    /// Batches done.
+    pub batches: u64,
+    /// Stopped by the test hook before finishing.
+    pub stopped: bool,
+}
+
+impl std::fmt::Display for SweepReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "deleted {} expired and {} erased recordings ({} resumed from an earlier run); {} objects deleted, {} failed",
+            self.expired, self.erased, self.resumed, self.objects_deleted, self.objects_failed
+        )
+    }
+}
+
+/// One deletion whose objects are gone, ready to finish in the catalog.
+pub(super) struct Deleted {
+    pub(super) finished: FinishedDeletion,
+    pub(super) receipt: serde_json::Value,
+    pub(super) objects_deleted: u64,
+    pub(super) objects_failed: u64,
+}
+
+impl Retention {
+    /// Runs one sweep: finishes the deletions an earlier run left pending, then deletes every
+    /// expired, unheld recording, a batch at a time, and saves the worker's counters.
+    pub async fn sweep(&self, options: &SweepOptions) -> Result<SweepReport, RetentionError> {
+        let batch = match options.batch_size {
+            0 => self.config.retention.batch_size.max(1),
+            n => n,
+        };
+        let started = self.clock.now();
+        let mut progress = self.catalog.retention_progress().await?;
+        progress.last_started_at = Some(started);
+        self.catalog.save_retention_progress(&progress).await?;
+        let result = self.sweep_batches(batch, options.stop_after).await;
+        let mut progress = self.catalog.retention_progress().await?;
+        match &result {
+            Ok(report) => {
+                progress.expired += report.expired;
+                progress.erased += report.erased;
+                if !report.stopped {
+                    progress.sweeps += 1;
+                    progress.last_finished_at = Some(self.clock.now());
+                    progress.last_deleted = report.expired + report.erased;
+                    progress.last_error = None;
+                }
+                metrics::counter!("callvault_retention_sweeps_total").increment(1);
+                if report.expired + report.erased > 0 {
+                    info!(
+                        expired = report.expired,
+                        erased = report.erased,
+                        resumed = report.resumed,
+                        "retention sweep deleted recordings"
+                    );
+                }
+            }
+            Err(e) => {
+                progress.last_error = Some(e.to_string());
+                metrics::counter!("callvault_retention_sweep_failures_total").increment(1);
+            }
+        }
+        self.catalog.save_retention_progress(&progress).await?;
+        result
+    }
+
+    async fn sweep_batches(
+        &self,
+        batch: usize,
+        stop_after: Option<usize>,
+    ) -> Result<SweepReport, RetentionError> {
+        let mut report = SweepReport::default();
+        let mut budget = stop_after;
+        // first what an earlier run committed to and did not finish
+        loop {
+            let pending = self.catalog.pending_deletions(batch).await?;
+            if pending.is_empty() {
+                break;
+            }
+            let before = report.expired + report.erased;
+            let pending = pending.into_iter().map(|p| (p, None)).collect();
+            if !self.delete_batch(pending, &mut report, &mut budget).await? {
+                return Ok(report);
+            }
+            report.resumed += report.expired + report.erased - before;
+        }
+        let now = self.clock.now();
+        loop {
+            let due = self.catalog.expired_recordings(now, batch).await?;
+            if due.is_empty() {
+                break;
+            }
+            let pending: Vec<PendingDeletion> = due
+                .iter()
+                .map(|r| PendingDeletion {
+                    recording_id: r.id,
+                    cause: DeletionCause::Expired,
+                    actor: SYSTEM_ACTOR.to_owned(),
+                    reason: Some(format!("retention period of policy {} ended", r.policy)),
+                    requested_at: now,
+                })
+                .collect();
+            let begun = self.catalog.begin_deletions(&pending).await?;
+            let mut rows: std::collections::HashMap<_, _> =
+                due.into_iter().map(|r| (r.id, r)).collect();
+            let pending: Vec<(PendingDeletion, Option<RecordingRow>)> = pending
+                .into_iter()
+                .filter(|p| begun.contains(&p.recording_id))
+                .map(|p| {
+                    let row = rows.remove(&p.recording_id);
+                    (p, row)
+                })
+                .collect();
+            if pending.is_empty() {
+                // everything selected was held or deleted meanwhile; the query will not return it
+                continue;
+            }
+            if !self.delete_batch(pending, &mut report, &mut budget).await? {
+                return Ok(report);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Deletes the objects of a batch of pending deletions, then finishes them in one transaction.
+    /// False if the test hook stopped it first.
+    async fn delete_batch(
+        &self,
+        pending: Vec<(PendingDeletion, Option<RecordingRow>)>,
+        report: &mut SweepReport,
+        budget: &mut Option<usize>,
+    ) -> Result<bool, RetentionError> {
+        let take = match budget {
+            Some(left) => pending.len().min(*left),
+            None => pending.len(),
+        };
+        let stop = take < pending.len();
+        let results: Vec<Result<Option<Deleted>, RetentionError>> =
+            futures::stream::iter(pending.into_iter().take(take))
+                .map(|(p, row)| self.delete_objects_of(p, row))
+                .buffered(CONCURRENT_DELETES)
+                .collect()
+                .await;
+        if let Some(left) = budget {
+            *left -= take;
+        }
+        if stop {
+            report.stopped = true;
+            return Ok(false);
+        }
+        let mut finished = Vec::with_capacity(results.len());
+        for r in results {
+            let Some(d) = r? else { continue };
+            report.objects_deleted += d.objects_deleted;
+            report.objects_failed += d.objects_failed;
+            match d.finished.status {
+                crate::catalog::RecordingStatus::Erased => report.erased += 1,
+                _ => report.expired += 1,
+            }
+            finished.push(d.finished);
+        }
+        let n = self.catalog.finish_deletions(&finished).await?;
+        report.batches += 1;
+        metrics::counter!("callvault_retention_deleted_total").increment(n as u64);
+        Ok(true)
+    }
+
+    /// The objects step of one pending deletion: deletes the recording's objects and builds what
+    /// finishing it writes; `row` is the recording's row when the caller has just read it. `None`
+    /// if the recording is gone from the catalog.
+    pub(super) async fn delete_objects_of(
+        &self,
+        p: PendingDeletion,
+        row: Option<RecordingRow>,
+    ) -> Result<Option<Deleted>, RetentionError> {
+        let row = match row {
+            Some(row) => Some(row),
+            None => self.catalog.recording(p.recording_id).await?,
+        };
+        let Some(row) = row else {
+            warn!(recording = %p.recording_id, "pending deletion of an unknown recording");
+            return Ok(None);
+        };
+        let segments = self.catalog.segments(row.id).await?;
+        let named: Vec<object_store::path::Path> = segments
+            .iter()
+            .map(|s| object_store::path::Path::from(s.object_key.as_str()))
+            .collect();
+        let prefix = vault::recording_prefix(row.started_at, row.id);
+        let done = vault::delete_objects(&self.store, Some(&prefix), &named).await;
+        metrics::counter!("callvault_retention_objects_deleted_total")
+            .increment(done.deleted.len() as u64);
+        if !done.failed.is_empty() {
+            metrics::counter!("callvault_retention_object_delete_failures_total")
+                .increment(done.failed.len() as u64);
+        }
+        let at = self.clock.now();
+        let receipt = receipt(&row, &segments, &p, at, &done.failed);
+        Ok(Some(Deleted {
+            finished: finished(&row, &p, at, &receipt),
+            receipt,
+            objects_deleted: done.deleted.len() as u64,
+            objects_failed: done.failed.len() as u64,
+        }))
+    }
+}
+
+/// The deletion receipt: what was deleted, with the SHA-256 each object had when stored.
+fn receipt(
+    row: &RecordingRow,
+    segments: &[SegmentRow],
+    p: &PendingDeletion,
+    at: DateTime<Utc>,
+    failed: &[String],
+) -> serde_json::Value {
+    let objects: Vec<_> = segments
+        .iter()
+        .map(|s| {
+            json!({
+                "segment": s.segment.0,
+                "key": s.object_key,
+                "sha256": s.sha256.map(hex::encode),
+                "size": s.size,
+                "status_before": s.status.as_str(),
+            })
+        })
+        .collect();
+    json!({
+        "receipt": "deletion",
+        "recording_id": row.id.to_string(),
+        "cause": p.cause.as_str(),
+        "policy": row.policy,
+        "expires_at": row.expires_at.map(|t| t.to_rfc3339()),
+        "requested_at": p.requested_at.to_rfc3339(),
+        "deleted_at": at.to_rfc3339(),
+        "objects": objects,
+        "undeleted_objects": failed,
+        "data_keys_shredded": segments.iter().filter(|s| s.wrapped_key.is_some()).count(),
+    })
+}
+
+fn finished(
+    row: &RecordingRow,
+    p: &PendingDeletion,
+    at: DateTime<Utc>,
+    receipt: &serde_json::Value,
+) -> FinishedDeletion {
+    let action = match p.cause {
+        DeletionCause::Expired => "recording.expire",
+        DeletionCause::Erased => "recording.erase",
+    };
+    let mut audit = NewAuditEntry::new(at, &p.actor, action, row.id.to_string()).details(receipt);
+    audit.reason = p.reason.clone();
+    FinishedDeletion {
+        recording_id: row.id,
+        status: p.cause.status(),
+        at,
+        ledger: NewLedgerEntry {
+            recording_id: row.id,
+            at,
+            kind: "deleted".to_owned(),
+            actor: p.actor.clone(),
+            reason: p.reason.clone(),
+            details: receipt.to_string(),
+        },
+        audit,
+    }
+}
