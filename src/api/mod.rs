@@ -5,12 +5,15 @@
 //! authenticates: bearer tokens for people and media sockets, Standard Webhooks signatures for events.
 
 mod admin;
+mod audiohook;
 pub mod auth;
 mod events;
 mod media;
+mod platforms;
 mod problem;
 pub mod range;
 mod recordings;
+mod twilio;
 
 use std::sync::Arc;
 
@@ -20,6 +23,7 @@ use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 pub use admin::{Readiness, admin_router};
+pub use platforms::Platforms;
 pub use problem::ApiError;
 
 use crate::catalog::Catalog;
@@ -48,6 +52,8 @@ pub struct ApiState {
     pub webhook: Arc<WebhookSecret>,
     /// Cancelled when the daemon stops; long-lived sockets close on it.
     pub shutdown: CancellationToken,
+    /// The keys of the telephony platform adapters.
+    pub platforms: Arc<Platforms>,
 }
 
 /// The public router.
@@ -56,6 +62,10 @@ pub fn public_router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/events", post(events::post_event))
         .route("/v1/calls/{call_id}/media", get(media::media))
+        // telephony platform adapters (Twilio, Genesys AudioHook); 404 unless enabled
+        .route("/v1/twilio/events", post(twilio::events))
+        .route("/v1/twilio/media", get(twilio::media))
+        .route("/v1/audiohook", get(audiohook::audiohook))
         .route("/v1/recordings", get(recordings::find))
         .route("/v1/recordings/{id}", get(recordings::get_one))
         .route("/v1/recordings/{id}/audio", get(recordings::audio))

@@ -10,8 +10,11 @@
 //! Architecture invariant: protocol types never leave `ingest`. What leaves is a domain type or an
 //! [`IngestError`], whose [`IngestError::code`] the API puts in `application/problem+json`.
 
+pub mod audiohook;
+pub mod audiosocket;
 pub mod media;
 pub mod native;
+pub mod twilio;
 pub mod webhook;
 
 /// Why something a platform sent was refused. Each variant names what was wrong, and

@@ -120,6 +120,8 @@ pub(super) struct Call {
     next_segment: u32,
     refused: bool,
     last_input: DateTime<Utc>,
+    /// Told whether a payment pause is on (`Recorder::watch_pauses`).
+    pub(super) paused: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Call {
@@ -184,6 +186,7 @@ impl Call {
             next_segment,
             refused: false,
             last_input: now,
+            paused: None,
         })
     }
 
@@ -222,6 +225,7 @@ impl Call {
             if let Err(e) = self.advance(now).await {
                 warn!(call_id = %self.id, error = %e, "recorder step failed; will retry");
             }
+            self.publish_pause();
             if self.is_over(now) {
                 let ended = self.life.ended().unwrap_or(now);
                 self.finish(ended).await;
@@ -240,6 +244,7 @@ impl Call {
                 reply,
             } => {
                 let result = self.on_event(event, arrival).await;
+                self.publish_pause();
                 let _ = reply.send(result);
             }
             Input::MediaOpen {
@@ -251,6 +256,17 @@ impl Call {
             }
             Input::Audio(bytes) => self.on_audio(&bytes, now).await,
             Input::MediaClosed => self.on_media_closed(),
+        }
+    }
+
+    fn publish_pause(&self) {
+        let on = self
+            .life
+            .pauses()
+            .iter()
+            .any(|p| p.kind == crate::domain::lifecycle::PauseKind::Payment && p.to.is_none());
+        if let Some(w) = &self.paused {
+            w.send_if_modified(|v| std::mem::replace(v, on) != on);
         }
     }
 

@@ -7,6 +7,7 @@
 //! serves until its [`CancellationToken`] is cancelled. One token and one [`TaskTracker`] at the root;
 //! every long task gets a child token.
 
+mod audiosocket;
 mod listener;
 mod secrets;
 mod tls;
@@ -100,6 +101,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// The secret that signs native call events.
     pub webhook: Arc<WebhookSecret>,
+    /// The keys of the telephony platform adapters.
+    pub platforms: Arc<api::Platforms>,
 }
 
 /// A daemon that has started and bound its listeners, ready to [`run`](Daemon::run).
@@ -150,6 +153,7 @@ impl Daemon {
                 reason: e.to_string(),
             }
         })?;
+        let platforms = api::Platforms::load(&config)?;
         let store = vault::open_store(&store_kind(&config)?)?;
         info!("object store opened");
 
@@ -170,6 +174,7 @@ impl Daemon {
                 keyring: Arc::new(keyring),
                 clock,
                 webhook: Arc::new(webhook),
+                platforms: Arc::new(platforms),
             },
             public,
             admin,
@@ -252,6 +257,7 @@ impl Daemon {
             recorder,
             webhook: Arc::clone(&shared.webhook),
             shutdown: shutdown.child_token(),
+            platforms: Arc::clone(&shared.platforms),
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
 
@@ -268,6 +274,13 @@ impl Daemon {
             api::admin_router(ready.clone()),
             shutdown.child_token(),
             grace,
+        ));
+        // Asterisk AudioSocket, when `audiosocket.listen` is set
+        tracker.spawn(audiosocket::serve(
+            config.audiosocket.clone(),
+            state.recorder.clone(),
+            Arc::clone(&shared.clock),
+            shutdown.child_token(),
         ));
         tracker.spawn(listener::serve(
             "public",
