@@ -112,6 +112,9 @@ struct Live {
     pause_sent: bool,
     /// The client paused on its own; its `resumed` ends the payment pause.
     client_pause: bool,
+    /// The `seq` of the last `resume` sent: a `paused` from a client that had not seen it yet
+    /// answers the earlier `pause`.
+    resume_seq: u64,
     events: u64,
 }
 
@@ -124,6 +127,7 @@ async fn session(st: ApiState, mut socket: WebSocket) {
         pauses: None,
         pause_sent: false,
         client_pause: false,
+        resume_seq: 0,
         events: 0,
     };
     let outcome: Result<(), String> = loop {
@@ -224,7 +228,9 @@ async fn sync_pause(
         hook.pause()
     } else if !want && live.pause_sent {
         live.pause_sent = false;
-        hook.resume()
+        let m = hook.resume();
+        live.resume_seq = hook.server_seq();
+        m
     } else {
         return Ok(());
     };
@@ -238,7 +244,6 @@ async fn on_output(
     socket: &mut WebSocket,
     out: HookOutput,
 ) -> Result<(), ()> {
-    let _ = hook;
     match out {
         HookOutput::Send(text) => socket
             .send(Message::Text(text.into()))
@@ -272,13 +277,14 @@ async fn on_output(
             live.call = Some(call_id);
         }
         HookOutput::Paused => {
-            if !live.pause_sent && !live.client_pause {
+            let answers_our_pause = live.pause_sent || hook.acked() < live.resume_seq;
+            if !answers_our_pause && !live.client_pause {
                 live.client_pause = true;
                 event(st, live, EventKind::PaymentStarted).await;
             }
         }
         HookOutput::Resumed { start, discarded } | HookOutput::Discarded { start, discarded } => {
-            let by_client = live.client_pause && !live.pause_sent;
+            let by_client = live.client_pause;
             let was_pause = matches!(out, HookOutput::Resumed { .. });
             if let Some(call) = &live.call {
                 let details = json!({

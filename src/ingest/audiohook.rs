@@ -85,6 +85,8 @@ pub struct HookSession {
     session_id: Option<String>,
     client_seq: u64,
     server_seq: u64,
+    /// The last `serverseq` the client sent: the server messages it had seen.
+    acked: u64,
     format: Option<MediaFormat>,
     paused: bool,
 }
@@ -103,6 +105,7 @@ impl HookSession {
             session_id: None,
             client_seq: 0,
             server_seq: 0,
+            acked: 0,
             format: None,
             paused: false,
         }
@@ -111,6 +114,16 @@ impl HookSession {
     /// Whether the client has said it is paused (and not resumed since).
     pub fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    /// The `seq` of the last server message built.
+    pub fn server_seq(&self) -> u64 {
+        self.server_seq
+    }
+
+    /// The server messages the client had seen when it sent its last message (its `serverseq`).
+    pub fn acked(&self) -> u64 {
+        self.acked
     }
 
     /// Whether the session is open (after `open`, before `close`).
@@ -155,13 +168,19 @@ impl HookSession {
                 format!("expected {}, got {seq}", self.client_seq + 1),
             ));
         }
+        // a server message may be in flight when the client sends: `serverseq` may lag what was
+        // sent, but never run ahead of it nor go backwards
         let serverseq = uint(&m, "serverseq")?;
-        if serverseq != self.server_seq {
+        if serverseq > self.server_seq || serverseq < self.acked {
             return Err(IngestError::bad(
                 "serverseq",
-                format!("expected {}, got {serverseq}", self.server_seq),
+                format!(
+                    "expected {} to {}, got {serverseq}",
+                    self.acked, self.server_seq
+                ),
             ));
         }
+        self.acked = serverseq;
         self.client_seq = seq;
         let ty = m
             .get("type")

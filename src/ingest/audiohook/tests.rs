@@ -180,8 +180,17 @@ fn a_whole_session() {
     );
     let pause: Value = serde_json::from_str(&s.pause()).expect("json");
     assert_eq!(pause["seq"], 3);
-    // the client must now acknowledge server seq 3
-    assert!(s.on_text(&msg("paused", 3, 2, json!({})), now).is_err());
+    // the pause may still be in flight: serverseq 2 is fine, 4 (never sent) is not
+    assert!(
+        s.clone()
+            .on_text(&msg("paused", 3, 4, json!({})), now)
+            .is_err()
+    );
+    assert!(
+        s.clone()
+            .on_text(&msg("paused", 3, 2, json!({})), now)
+            .is_ok()
+    );
     let mut s2 = s.clone();
     assert_eq!(
         s2.on_text(&msg("paused", 3, 3, json!({})), now),
@@ -237,9 +246,16 @@ fn sequence_errors() {
     );
     assert!(
         s.clone()
-            .on_text(&msg("ping", 2, 0, json!({})), now)
+            .on_text(&msg("ping", 2, 2, json!({})), now)
             .is_err(),
-        "serverseq"
+        "serverseq ahead"
+    );
+    let mut s3 = s.clone();
+    s3.on_text(&msg("ping", 2, 1, json!({})), now)
+        .expect("ping");
+    assert!(
+        s3.on_text(&msg("ping", 3, 0, json!({})), now).is_err(),
+        "serverseq backwards"
     );
     assert!(
         s.clone()
