@@ -32,17 +32,22 @@
 //! - [`audit`]: the hash chain: [`audit::AuditEntry::chained`] is the only place an entry's hash is
 //!   computed, and [`audit::ChainVerifier`] names the first altered, missing or reordered entry.
 //! - [`ingest`]: wire formats into [`domain::CallEvent`]s and audio: the native event JSON
-//!   ([`ingest::native`]), Standard Webhooks signatures ([`ingest::webhook`]), and the native media
-//!   socket protocol ([`ingest::media::MediaSession`]); one [`ingest::IngestError`] with stable codes.
+//!   ([`ingest::native`]), Standard Webhooks signatures ([`ingest::webhook`]), the native media
+//!   socket protocol ([`ingest::media::MediaSession`]), and the platforms: Twilio signatures, status
+//!   callbacks and Media Streams with their two-track interleaver ([`ingest::twilio`],
+//!   [`ingest::twilio::stream::StreamSession`]), Genesys AudioHook v2 with its message signature
+//!   ([`ingest::audiohook::HookSession`], [`ingest::audiohook::HookAuth`]) and Asterisk AudioSocket
+//!   framing ([`ingest::audiosocket`]); one [`ingest::IngestError`] with stable codes.
 //! - [`audio`]: codecs ([`audio::g711`]), WAV headers ([`audio::wav`]), pause sounds
 //!   ([`audio::tone`]), and playback rendering ([`audio::render::Timeline`]): a recording's segments
 //!   and rendered gaps as one WAV, streamed by byte range without holding it in memory.
 //! - [`config`]: the TOML tree ([`config::Config::load`]), `--set` overrides, and
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
 //! - [`server`]: [`server::Daemon`]: start-up checks, listeners (rustls), readiness, shutdown, systemd
-//!   notification.
+//!   notification, and the AudioSocket TCP listener (peers outside `audiosocket.allow` refused).
 //! - [`api`]: HTTP routes, authentication ([`api::auth`]), and [`api::ApiError`], the one place
-//!   where errors become status codes and `application/problem+json`.
+//!   where errors become status codes and `application/problem+json`; the Twilio and AudioHook
+//!   sockets and callbacks, with the platforms' keys in [`api::Platforms`].
 //! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line.
 //! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent) over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
@@ -55,7 +60,6 @@
 //!   and on demand (`/retention` on the admin listener); [`retention::holds`] places and releases
 //!   complaint holds for the API and `complaint.*` events alike; [`retention::plan`] plans and
 //!   applies policy changes.
-//! - Still to come: the Twilio, AudioHook and AudioSocket adapters in [`ingest`].
 //!
 //! # Architecture invariants
 //!

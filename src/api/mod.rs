@@ -5,6 +5,7 @@
 //! authenticates: bearer tokens for people and media sockets, Standard Webhooks signatures for events.
 
 mod admin;
+mod audiohook;
 mod audit_log;
 pub mod auth;
 mod events;
@@ -19,7 +20,9 @@ mod search;
 // retention (issue 4)
 mod erasure;
 mod holds;
+mod platforms;
 mod retention_admin;
+mod twilio;
 
 use std::sync::Arc;
 
@@ -30,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use admin::{Readiness, admin_router};
 pub use exports::ExportJobs;
+pub use platforms::Platforms;
 pub use problem::ApiError;
 pub use retention_admin::retention_routes;
 
@@ -68,6 +72,8 @@ pub struct ApiState {
     pub oidc: Option<Arc<oidc::OidcVerifier>>,
     /// Export jobs of this node (issue 5).
     pub exports: ExportJobs,
+    /// The keys of the telephony platform adapters.
+    pub platforms: Arc<Platforms>,
 }
 
 /// The public router.
@@ -76,6 +82,10 @@ pub fn public_router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/events", post(events::post_event))
         .route("/v1/calls/{call_id}/media", get(media::media))
+        // telephony platform adapters (Twilio, Genesys AudioHook); 404 unless enabled
+        .route("/v1/twilio/events", post(twilio::events))
+        .route("/v1/twilio/media", get(twilio::media))
+        .route("/v1/audiohook", get(audiohook::audiohook))
         .route("/v1/recordings/{id}", get(recordings::get_one))
         .route("/v1/recordings/{id}/audio", get(recordings::audio))
         // supervisor access (issue 5): search (or one call's recording with call_id=), exports and

@@ -34,8 +34,8 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-pub use rows::{AuditQuery, RecordingQuery, SarRow};
 pub use retention::{DeletionCause, FinishedDeletion, PendingDeletion, RetentionProgress};
+pub use rows::{AuditQuery, RecordingQuery, SarRow};
 pub use rows::{
     HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
     TokenRow, UnknownStatus, WrappedKeyRow,

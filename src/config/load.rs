@@ -232,6 +232,19 @@ impl Config {
         {
             return Err(invalid("catalog.url", "must not be empty"));
         }
+        if self.twilio.enabled {
+            match self.twilio.public_url.as_deref() {
+                Some(u)
+                    if (u.starts_with("https://") || u.starts_with("http://"))
+                        && !u.ends_with('/') => {}
+                _ => {
+                    return Err(invalid(
+                        "twilio.public_url",
+                        "required when twilio is enabled: the base URL Twilio calls, such as \"https://rec.example.gov.uk\", without a trailing slash",
+                    ));
+                }
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", format!("not a tracing filter: {e}")));
         }

@@ -12,10 +12,12 @@
 //! are [`SecretFile`]s until a component reads them into a [`Secret`].
 
 mod load;
+mod platforms;
 mod secret;
 mod tree;
 
 pub use load::ConfigError;
+pub use platforms::{AudioHookConfig, AudioSocketConfig, Cidr, TwilioConfig};
 pub use secret::{Secret, SecretFile};
 pub use tree::{
     AdminConfig, CatalogConfig, Config, KeysConfig, LogConfig, LogFormat, PciConfig, PolicyConfig,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::SecretFile;
+use super::platforms::{AudioHookConfig, AudioSocketConfig, TwilioConfig};
 use crate::domain::{ConsentMode, PauseRender, Period, Policy};
 
 /// The whole configuration. Relative paths are relative to the config file's directory, except those
@@ -51,6 +52,12 @@ pub struct Config {
     pub log: LogConfig,
     /// How people authenticate besides bearer tokens (issue 5).
     pub auth: AuthConfig,
+    /// Twilio Media Streams and status callbacks (off by default).
+    pub twilio: TwilioConfig,
+    /// Genesys Cloud AudioHook (off by default).
+    pub audiohook: AudioHookConfig,
+    /// Asterisk AudioSocket listener (off by default).
+    pub audiosocket: AudioSocketConfig,
     /// The directory of the config file, against which relative paths were resolved.
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -76,6 +83,9 @@ impl Default for Config {
             queues: BTreeMap::new(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),
+            twilio: TwilioConfig::default(),
+            audiohook: AudioHookConfig::default(),
+            audiosocket: AudioSocketConfig::default(),
             config_dir: PathBuf::from("."),
         }
     }
@@ -128,6 +138,13 @@ impl Config {
         {
             v.push(p);
         }
+        if self.twilio.enabled {
+            v.push(&self.twilio.auth_token);
+            v.extend(self.twilio.shared_key.as_ref());
+        }
+        if self.audiohook.enabled {
+            v.extend([&self.audiohook.api_key, &self.audiohook.client_secret]);
+        }
         v
     }
 
@@ -159,6 +176,19 @@ impl Config {
         } = &mut self.catalog
         {
             v.push(("catalog.password", p));
+        }
+        if self.twilio.enabled {
+            v.push(("twilio.auth_token", &mut self.twilio.auth_token));
+            v.extend(
+                self.twilio
+                    .shared_key
+                    .as_mut()
+                    .map(|k| ("twilio.shared_key", k)),
+            );
+        }
+        if self.audiohook.enabled {
+            v.push(("audiohook.api_key", &mut self.audiohook.api_key));
+            v.push(("audiohook.client_secret", &mut self.audiohook.client_secret));
         }
         v
     }

@@ -3,15 +3,19 @@
 //! plus validated audio bytes.
 //!
 //! It owns the wire formats and their checks: the native event JSON ([`native`]), Standard Webhooks
-//! signatures ([`webhook`]), and the native media WebSocket protocol ([`media`]). It does no I/O and
-//! keeps no state beyond one media session's position in its protocol; the `api` module reads the
-//! sockets and bodies and hands the bytes here.
+//! signatures ([`webhook`]), the native media WebSocket protocol ([`media`]), and the telephony
+//! platforms: Twilio ([`twilio`]), Genesys AudioHook ([`audiohook`]) and Asterisk AudioSocket
+//! ([`audiosocket`]). It does no I/O and keeps no state beyond one session's position in its
+//! protocol; `api` and `server` read the sockets and bodies and hand the bytes here.
 //!
 //! Architecture invariant: protocol types never leave `ingest`. What leaves is a domain type or an
 //! [`IngestError`], whose [`IngestError::code`] the API puts in `application/problem+json`.
 
+pub mod audiohook;
+pub mod audiosocket;
 pub mod media;
 pub mod native;
+pub mod twilio;
 pub mod webhook;
 
 /// Why something a platform sent was refused. Each variant names what was wrong, and

@@ -129,6 +129,8 @@ pub(super) struct Call {
     listeners: Option<tokio::sync::broadcast::Sender<ListenFrame>>,
     /// The pause listeners were last told of, if one is on.
     listen_paused: Option<&'static str>,
+    /// Told whether a payment pause is on (`Recorder::watch_pauses`).
+    pub(super) paused: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Call {
@@ -195,6 +197,7 @@ impl Call {
             last_input: now,
             listeners: None,
             listen_paused: None,
+            paused: None,
         })
     }
 
@@ -234,6 +237,7 @@ impl Call {
                 warn!(call_id = %self.id, error = %e, "recorder step failed; will retry");
             }
             self.mark_pause();
+            self.publish_pause();
             if self.is_over(now) {
                 let ended = self.life.ended().unwrap_or(now);
                 self.finish(ended).await;
@@ -252,6 +256,7 @@ impl Call {
                 reply,
             } => {
                 let result = self.on_event(event, arrival).await;
+                self.publish_pause();
                 let _ = reply.send(result);
             }
             Input::MediaOpen {
@@ -273,6 +278,17 @@ impl Call {
                     frames: tx.subscribe(),
                 });
             }
+        }
+    }
+
+    fn publish_pause(&self) {
+        let on = self
+            .life
+            .pauses()
+            .iter()
+            .any(|p| p.kind == crate::domain::lifecycle::PauseKind::Payment && p.to.is_none());
+        if let Some(w) = &self.paused {
+            w.send_if_modified(|v| std::mem::replace(v, on) != on);
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -22,8 +22,8 @@ use crate::catalog::{Catalog, CatalogError, NewLedgerEntry, RecordingRow, Record
 use crate::config::Config;
 use crate::domain::lifecycle::Refusal;
 use crate::domain::{CallEvent, CallId, Clock, EventKind, MediaFormat, RecordingId};
-use crate::vault::CallerKeys;
 use crate::retention::{RetentionError, holds};
+use crate::vault::CallerKeys;
 
 /// Inputs queued per call before its task takes them; audio waits here when the task is busy.
 const CALL_QUEUE: usize = 256;
@@ -98,6 +98,9 @@ struct Inner {
     calls: Mutex<HashMap<CallId, Slot>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Each live call's payment-pause state, fed by its task (see [`Recorder::watch_pauses`]).
+    /// Held like `calls`: never across an `.await`.
+    pauses: Mutex<HashMap<CallId, watch::Sender<bool>>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -143,6 +146,7 @@ impl Recorder {
                 calls: Mutex::new(HashMap::new()),
                 shutdown,
                 tracker,
+                pauses: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -275,13 +279,16 @@ impl Recorder {
         calls.insert(call_id.clone(), Slot::Live(tx.clone()));
         metrics::gauge!("callvault_live_calls").set((live + 1) as f64);
         drop(calls);
+        let (paused, _) = watch::channel(false);
+        self.pause_map().insert(call_id.clone(), paused.clone());
         let this = self.clone();
         let call_id = call_id.clone();
         self.inner.tracker.spawn(async move {
             let deps = this.inner.deps.clone();
             let now = deps.clock.now();
             let outcome = match Call::create(call_id.clone(), deps, now).await {
-                Ok(call) => {
+                Ok(mut call) => {
+                    call.paused = Some(paused);
                     let recording = call.recording_id();
                     let (_, ended) = call.run(rx, this.inner.shutdown.clone()).await;
                     Some((recording, ended))
@@ -297,6 +304,7 @@ impl Recorder {
     }
 
     fn finished(&self, call_id: &CallId, outcome: Option<(RecordingId, DateTime<Utc>)>) {
+        self.pause_map().remove(call_id);
         let now = self.inner.deps.clock.now();
         let mut calls = self.lock();
         match outcome {
@@ -316,6 +324,34 @@ impl Recorder {
             .filter(|s| matches!(s, Slot::Live(_)))
             .count();
         metrics::gauge!("callvault_live_calls").set(live as f64);
+    }
+
+    /// Whether a live call is in a payment pause, now and as it changes, for adapters whose
+    /// platform must be told (AudioHook's server `pause`/`resume`). `None` when the call has no live
+    /// task; the sender closes when the call ends.
+    pub fn watch_pauses(&self, call_id: &CallId) -> Option<watch::Receiver<bool>> {
+        self.pause_map().get(call_id).map(watch::Sender::subscribe)
+    }
+
+    /// Appends a ledger entry of `kind` to the recording of `call_id` (an adapter's note, such as how
+    /// much audio the platform discarded during a pause). Does nothing when the call has no recording.
+    pub async fn note(
+        &self,
+        call_id: &CallId,
+        kind: &str,
+        details: serde_json::Value,
+    ) -> Result<(), RecorderError> {
+        if let Some(row) = self.inner.deps.catalog.recording_by_call(call_id).await? {
+            self.ledger(row.id, kind, details).await;
+        }
+        Ok(())
+    }
+
+    fn pause_map(&self) -> std::sync::MutexGuard<'_, HashMap<CallId, watch::Sender<bool>>> {
+        self.inner
+            .pauses
+            .lock()
+            .expect("the pause map lock is never poisoned: no panics while held")
     }
 
     /// An event for a call that is over.

@@ -7,6 +7,7 @@
 //! serves until its [`CancellationToken`] is cancelled. One token and one [`TaskTracker`] at the root;
 //! every long task gets a child token.
 
+mod audiosocket;
 mod listener;
 mod secrets;
 mod tls;
@@ -108,6 +109,8 @@ pub struct Shared {
     pub signer: Arc<BundleSigner>,
     /// OIDC JWT verification, when `[auth.oidc]` is set (issue 5).
     pub oidc: Option<Arc<OidcVerifier>>,
+    /// The keys of the telephony platform adapters.
+    pub platforms: Arc<api::Platforms>,
 }
 
 /// A daemon that has started and bound its listeners, ready to [`run`](Daemon::run).
@@ -158,6 +161,7 @@ impl Daemon {
                 reason: e.to_string(),
             }
         })?;
+        let platforms = api::Platforms::load(&config)?;
         let store = vault::open_store(&store_kind(&config)?)?;
         info!("object store opened");
         let keyring = Arc::new(keyring);
@@ -187,6 +191,7 @@ impl Daemon {
                 callers,
                 signer,
                 oidc,
+                platforms: Arc::new(platforms),
             },
             public,
             admin,
@@ -274,6 +279,7 @@ impl Daemon {
             signer: Arc::clone(&shared.signer),
             oidc: shared.oidc.clone(),
             exports: api::ExportJobs::default(),
+            platforms: Arc::clone(&shared.platforms),
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
         // retention (issue 4): the expiry worker, on interval and on demand from the admin listener
@@ -301,6 +307,13 @@ impl Daemon {
             api::admin_router(ready.clone()).merge(api::retention_routes(retention)),
             shutdown.child_token(),
             grace,
+        ));
+        // Asterisk AudioSocket, when `audiosocket.listen` is set
+        tracker.spawn(audiosocket::serve(
+            config.audiosocket.clone(),
+            state.recorder.clone(),
+            Arc::clone(&shared.clock),
+            shutdown.child_token(),
         ));
         tracker.spawn(listener::serve(
             "public",

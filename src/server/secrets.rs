@@ -43,7 +43,16 @@ pub fn create_missing_secrets(config: &Config, now: DateTime<Utc>) -> Result<(),
         ),
         (&config.secrets.signing_key, &random),
         (&config.secrets.caller_pepper, &random),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        // platform secrets, only for the adapters that are on
+        config
+            .secret_files()
+            .into_iter()
+            .filter(|f| f.key().starts_with("twilio.") || f.key().starts_with("audiohook."))
+            .map(|f| (f, &random as &dyn Fn() -> Zeroizing<Vec<u8>>)),
+    ) {
         if !file.path().exists() {
             ensure_parent(file)?;
             write_new(file, &make())?;

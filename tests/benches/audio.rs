@@ -36,7 +36,11 @@ impl SegmentSource for Memory {
 }
 
 fn audio(secs: usize) -> Bytes {
-    Bytes::from((0..secs * 16_000).map(|i| (i % 253) as u8).collect::<Vec<u8>>())
+    Bytes::from(
+        (0..secs * 16_000)
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<u8>>(),
+    )
 }
 
 fn bench_g711(c: &mut Criterion) {
@@ -47,7 +51,10 @@ fn bench_g711(c: &mut Criterion) {
         let mut out = Vec::with_capacity(ulaw.len() * 2);
         b.iter(|| {
             out.clear();
-            out.extend(ulaw.iter().flat_map(|&u| ULAW_TO_LINEAR[usize::from(u)].to_le_bytes()));
+            out.extend(
+                ulaw.iter()
+                    .flat_map(|&u| ULAW_TO_LINEAR[usize::from(u)].to_le_bytes()),
+            );
             black_box(out.len())
         })
     });
@@ -55,10 +62,15 @@ fn bench_g711(c: &mut Criterion) {
 }
 
 fn bench_render(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let (a, b) = (audio(120), audio(120));
     let mut group = c.benchmark_group("wav_render");
-    for (name, output) in [("stored", OutputFormat::Stored), ("pcm16", OutputFormat::Pcm16)] {
+    for (name, output) in [
+        ("stored", OutputFormat::Stored),
+        ("pcm16", OutputFormat::Pcm16),
+    ] {
         let pieces = vec![
             Piece::Audio(Arc::new(Memory(a.clone()))),
             Piece::gap_ms(&FORMAT, 10_000, PauseRender::Tone),

@@ -1,0 +1,193 @@
+//! The Asterisk AudioSocket listener: plain TCP, one connection per call.
+//!
+//! The protocol has no authentication, so a peer outside `audiosocket.allow` is closed at once and
+//! logged. Each connection's frames are checked by [`crate::ingest::audiosocket`]; the UUID frame
+//! names the call, audio goes to the recorder, a hangup or end of file ends the call, and a bad frame
+//! (unknown kind, a length beyond the payload) ends only that connection's stream, with its reason
+//! logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::AudioSocketConfig;
+use crate::domain::{CallEvent, CallId, Clock, EventKind};
+use crate::ingest::IngestError;
+use crate::ingest::audiosocket::{SocketOutput, SocketSession, decode};
+use crate::recorder::{MediaSink, Recorder};
+
+/// A connection silent this long is closed (Asterisk sends audio every 20 ms).
+const IDLE: Duration = Duration::from_secs(30);
+/// Largest buffered input: one full frame (3 + 65535 bytes) and a read's worth.
+const MAX_BUFFER: usize = 3 + 65_535 + 16 * 1024;
+
+/// Binds `config.listen` and serves until `shutdown`; a bind failure is logged.
+pub async fn serve(
+    config: AudioSocketConfig,
+    recorder: Recorder,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let Some(addr) = config.listen else {
+        return;
+    };
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(%addr, error = %e, "cannot bind the audiosocket listener");
+            return;
+        }
+    };
+    info!(%addr, allow = ?config.allow, "audiosocket listening");
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "audiosocket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if !config.allows(peer.ip()) {
+            warn!(%peer, "audiosocket connection from outside audiosocket.allow refused");
+            metrics::counter!("callvault_media_rejected_total").increment(1);
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        connections.spawn(connection(
+            stream,
+            peer,
+            recorder.clone(),
+            Arc::clone(&clock),
+            shutdown.child_token(),
+        ));
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+enum End {
+    Hangup,
+    Eof,
+    Shutdown,
+    Bad(IngestError),
+    Asterisk(Option<u8>),
+    Refused(String),
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    recorder: Recorder,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let mut session = SocketSession::new();
+    let mut sink: Option<MediaSink> = None;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let end = 'conn: loop {
+        let n = tokio::select! {
+            () = shutdown.cancelled() => break End::Shutdown,
+            r = tokio::time::timeout(IDLE, stream.read(&mut chunk)) => match r {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => break End::Refused(format!("read failed: {e}")),
+                Err(_) => break End::Refused("idle for 30s".into()),
+            },
+        };
+        if n == 0 {
+            if buf.is_empty() {
+                break End::Eof;
+            }
+            break End::Bad(IngestError::BadAudioFrame {
+                reason: format!(
+                    "stream ended inside a frame: the length is beyond the payload ({} bytes left)",
+                    buf.len()
+                ),
+            });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut used = 0;
+        loop {
+            let (frame, len) = match decode(&buf[used..]) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => break 'conn End::Bad(e),
+            };
+            used += len;
+            match session.on_frame(frame) {
+                Ok(SocketOutput::Call(id)) => info!(call_id = %id, %peer, "audiosocket call"),
+                Ok(SocketOutput::Open(format)) => {
+                    let Some(id) = session.call() else { continue };
+                    match recorder.open_media(id, format, None).await {
+                        Ok(s) => sink = Some(s),
+                        Err(e) => break 'conn End::Refused(format!("media not opened: {e}")),
+                    }
+                }
+                Ok(SocketOutput::Audio(bytes)) => {
+                    if let Some(s) = &sink
+                        && s.audio(bytes::Bytes::copy_from_slice(bytes)).await.is_err()
+                    {
+                        break 'conn End::Refused("call ended".into());
+                    }
+                }
+                Ok(SocketOutput::Nothing) => {}
+                Ok(SocketOutput::Hangup) => break 'conn End::Hangup,
+                Ok(SocketOutput::Error(code)) => break 'conn End::Asterisk(code),
+                Err(e) => break 'conn End::Bad(e),
+            }
+        }
+        buf.drain(..used);
+        if buf.len() > MAX_BUFFER {
+            break End::Bad(IngestError::FrameTooLarge {
+                len: buf.len(),
+                max: MAX_BUFFER,
+            });
+        }
+    };
+    let call = session.call().cloned();
+    let call_name = call.as_ref().map_or_else(String::new, ToString::to_string);
+    drop(sink);
+    match end {
+        End::Hangup | End::Eof => {
+            info!(call_id = %call_name, %peer, "audiosocket call ended");
+            if let Some(id) = call {
+                end_call(&recorder, clock.as_ref(), id).await;
+            }
+        }
+        End::Shutdown => info!(call_id = %call_name, "audiosocket closed at shutdown"),
+        End::Bad(e) => {
+            warn!(call_id = %call_name, %peer, code = e.code(), reason = %e, "audiosocket stream ended on a bad frame");
+            metrics::counter!("callvault_media_rejected_total").increment(1);
+        }
+        End::Asterisk(code) => {
+            warn!(call_id = %call_name, %peer, code = ?code, "asterisk reported an error; stream ended");
+        }
+        End::Refused(reason) => {
+            warn!(call_id = %call_name, %peer, %reason, "audiosocket stream ended")
+        }
+    }
+}
+
+async fn end_call(recorder: &Recorder, clock: &dyn Clock, call_id: CallId) {
+    let now = clock.now();
+    let event = CallEvent {
+        id: format!("audiosocket:{call_id}:call.ended"),
+        call_id: call_id.clone(),
+        at: now,
+        kind: EventKind::CallEnded,
+    };
+    if let Err(e) = recorder.event(event, now).await {
+        warn!(call_id = %call_id, error = %e, "call.ended from audiosocket refused");
+    }
+}
