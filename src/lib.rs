@@ -20,12 +20,14 @@
 //! # Code map
 //!
 //! - [`domain`]: pure rules with no I/O: ids ([`domain::RecordingId`], [`domain::CallId`],
-//!   [`domain::KeyId`]), codecs, roles, policies, calendar [`domain::Period`]s and the [`domain::Clock`].
+//!   [`domain::KeyId`]), codecs, roles, policies, calendar [`domain::Period`]s and the [`domain::Clock`],
+//!   and caller numbers normalised to E.164 ([`domain::CallerNumber`], masked for supervisors).
 //! - [`vault`]: the only code that touches `aes-gcm` and `object_store`: the `CVA1` container
 //!   ([`vault::SegmentWriter`], [`vault::open`], [`vault::ObjectReader`]), the [`vault::Keyring`] of
 //!   key-encryption keys and the wrapping of per-segment [`vault::DataKey`]s, object layout
-//!   ([`vault::object_path`]), crash recovery of spool files ([`vault::recover_partial`]), and the
-//!   object store itself ([`vault::open_store`]).
+//!   ([`vault::object_path`]), crash recovery of spool files ([`vault::recover_partial`]), the
+//!   object store itself ([`vault::open_store`]), and sealed short fields: a caller's number and its
+//!   keyed lookup tag ([`vault::CallerKeys`]).
 //! - [`catalog`]: metadata behind the [`catalog::Catalog`] trait: recordings, segments and their
 //!   wrapped keys, ledgers, holds, audit entries, seen event ids, API tokens. [`catalog::SqliteCatalog`]
 //!   is the embedded default; every backend runs the same conformance suite.
@@ -45,11 +47,16 @@
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
 //! - [`server`]: [`server::Daemon`]: start-up checks, listeners (rustls), readiness, shutdown, systemd
 //!   notification, and the AudioSocket TCP listener (peers outside `audiosocket.allow` refused).
-//! - [`api`]: HTTP routes, authentication ([`api::auth`]), and [`api::ApiError`], the one place
-//!   where errors become status codes and `application/problem+json`; the Twilio and AudioHook
-//!   sockets and callbacks, with the platforms' keys in [`api::Platforms`].
+//! - [`api`]: HTTP routes, authentication ([`api::auth`]: bearer tokens and OIDC JWTs,
+//!   [`api::oidc`]), caller search, exports, live listen, the audit log, the Twilio and AudioHook
+//!   sockets and callbacks (the platforms' keys in [`api::Platforms`]), and [`api::ApiError`], the
+//!   one place where errors become status codes and `application/problem+json`.
+//! - [`export`]: subject-access bundles: [`export::plan`] picks the recordings,
+//!   [`export::write_bundle`] streams the signed ZIP ([`export::BundleSigner`], Ed25519), and
+//!   [`export::verify_bundle`] checks one offline (`callvault export`, `callvault verify`).
 //! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line.
-//! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent) over
+//! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent, live listeners fed
+//!   committed audio only: [`recorder::ListenFeed`]) over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
 //!   and catalog rows, and recovers the spool after a crash.
 //! - [`simulate`]: a scripted telephony platform ([`simulate::simulate`]) that posts signed events
@@ -76,6 +83,10 @@
 //! - The daemon does not start when the catalog references a key-encryption key the keyring lacks.
 //! - Every state change and access is an audit entry; entries are only appended.
 //! - A recording under an active hold is never deleted: the catalog refuses to begin its deletion.
+//! - A caller's number is stored only sealed and searched only by its keyed tag; it never reaches a
+//!   log line or an audit entry, and only the compliance role sees it whole.
+//! - Live listeners hear only committed audio: nothing dropped on arrival, nothing inside the
+//!   look-back window of a pause.
 
 pub mod api;
 pub mod audio;
