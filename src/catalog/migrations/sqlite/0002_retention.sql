@@ -21,6 +21,9 @@ CREATE TABLE retention_progress (
     last_error       TEXT
 ) STRICT;
 
--- held recordings are skipped by the sweep: find a recording's links fast (exists: by recording)
--- and a recording's segments still spooled
+-- the sweep's candidates, in the order it takes them: a recording leaves the index once deleted,
+-- so each batch reads only what is still due (the index of 0001 keeps deleted rows in range)
+CREATE INDEX recordings_due ON recordings (expires_at, id)
+    WHERE expires_at IS NOT NULL AND status IN ('sealed', 'pci_review', 'quarantined');
+-- a recording's segments still spooled
 CREATE INDEX segments_spooled ON segments (recording_id) WHERE status = 'spooled';
