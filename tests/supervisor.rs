@@ -577,7 +577,35 @@ const ROUTES: &[(&str, &str, Access)] = &[
         "/v1/calls/CA-matrix/listen?reason=x",
         Access::Roles(SUP_COMP),
     ),
-    // issue 4 (retention) adds: holds, hold release, erasure, restriction; one line each here
+    ("POST", "/v1/holds", Access::Roles(SUP_COMP)),
+    ("GET", "/v1/holds", Access::Roles(SUP_COMP)),
+    (
+        "POST",
+        "/v1/holds/CMP-matrix/release",
+        Access::Roles(&[Role::Compliance]),
+    ),
+    (
+        "DELETE",
+        "/v1/recordings/0190f0c4-0000-7000-8000-000000000000?reason=x",
+        Access::Roles(&[Role::Compliance]),
+    ),
+    (
+        "POST",
+        "/v1/recordings/0190f0c4-0000-7000-8000-000000000000/restrict",
+        Access::Roles(&[Role::Compliance]),
+    ),
+    (
+        "POST",
+        "/v1/recordings/0190f0c4-0000-7000-8000-000000000000/unrestrict",
+        Access::Roles(&[Role::Compliance]),
+    ),
+    (
+        "POST",
+        "/v1/recordings/0190f0c4-0000-7000-8000-000000000000/segments/0/excise",
+        Access::Roles(&[Role::Compliance]),
+    ),
+    // the Twilio and AudioHook routes authenticate with the platforms' own signatures and are
+    // covered by tests/twilio.rs and tests/audiohook.rs
 ];
 
 /// One matrix request: plain HTTP with a `{}` body, or a WebSocket handshake (101 when upgraded).
