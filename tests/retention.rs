@@ -295,10 +295,10 @@ async fn holds_keep_recordings_past_expiry_until_the_last_is_released() {
                        "recording_ids": [a.id.to_string(), b.id.to_string()] });
     let (code, body) = call(p, "POST", "/v1/holds", &live.supervisor, Some(hold)).await;
     assert_eq!(code, 201, "{body}");
-    // caller holds are not in this build yet
-    let caller = json!({ "reference": "CMP-3", "reason": "x", "caller": "+447700900123" });
+    // a caller that is not a phone number is refused
+    let caller = json!({ "reference": "CMP-3", "reason": "x", "caller": "not a number" });
     let (code, body) = call(p, "POST", "/v1/holds", &live.supervisor, Some(caller)).await;
-    assert_eq!((code, body["code"].as_str()), (400, Some("unsupported")));
+    assert_eq!((code, body["code"].as_str()), (400, Some("bad_caller")));
     let (code, body) = call(p, "GET", "/v1/holds", &live.supervisor, None).await;
     assert_eq!(code, 200);
     assert_eq!(body["holds"].as_array().expect("holds").len(), 2);
@@ -397,6 +397,118 @@ async fn holds_keep_recordings_past_expiry_until_the_last_is_released() {
         &["hold.place", "hold.release", "recording.expire"],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_on_a_caller_keeps_all_their_recordings_made_before_and_while_it_is_open() {
+    let Env {
+        live,
+        store,
+        keyring,
+    } = start().await;
+    let c = live.catalog.as_ref();
+    let pepper = live.config.secrets.caller_pepper.read().expect("pepper");
+    let keyring_file = live.config.keys.keyring.read().expect("keyring file");
+    let shared = Arc::new(Keyring::from_bytes(keyring_file.expose()).expect("keyring"));
+    let keys = callvault::vault::CallerKeys::new(pepper, shared);
+    let tag = keys.tag(&"+441744676789".parse().expect("a number"));
+    let with_caller = |mut r: RecordingRow, t: [u8; 32]| {
+        r.caller_tag = Some(t);
+        r
+    };
+    let ended = live.now() - chrono::Duration::days(1);
+    let before = seed(c, &store, &keyring, &live.config, "+441744000003", ended).await;
+    let before = with_caller(before, tag);
+    c.update_recording(&before).await.expect("tag");
+    let other = seed(c, &store, &keyring, &live.config, "+441744000003", ended).await;
+    let other = with_caller(other, [7; 32]);
+    c.update_recording(&other).await.expect("tag");
+
+    // the platform opens a complaint on the caller (a national-format number)
+    let (code, body) = live
+        .event(
+            "complaint-call-1",
+            "complaint.opened",
+            None,
+            json!({ "reference": "CMP-C", "caller": "01744 676789" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // a month later the caller calls again, while the hold is open
+    live.clock.set(live.now() + chrono::Duration::days(30));
+    let later_end = live.now() - chrono::Duration::hours(1);
+    let later = seed(
+        c,
+        &store,
+        &keyring,
+        &live.config,
+        "+441744000003",
+        later_end,
+    )
+    .await;
+    let later = with_caller(later, tag);
+    c.update_recording(&later).await.expect("tag");
+    // and a supervisor places a second hold on the same caller by API, written another way
+    let hold =
+        json!({ "reference": "CMP-D", "reason": "ombudsman", "caller": "+44 (0)1744 676789" });
+    let (code, body) = call(
+        live.public,
+        "POST",
+        "/v1/holds",
+        &live.supervisor,
+        Some(hold),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+
+    // long past every expiry: the other caller's recording goes, this caller's stay
+    live.clock.set(live.now() + chrono::Duration::days(200));
+    assert_eq!(sweep(&live).await["expired"], 1);
+    assert_deleted(c, &store, &other, RecordingStatus::Expired).await;
+    assert_eq!(status(c, before.id).await, RecordingStatus::Sealed);
+    assert_eq!(status(c, later.id).await, RecordingStatus::Sealed);
+    let (_, body) = call(
+        live.public,
+        "GET",
+        &format!("/v1/recordings/{}", later.id),
+        &live.supervisor,
+        None,
+    )
+    .await;
+    assert_eq!(body["holds"].as_array().expect("holds").len(), 2, "{body}");
+
+    // one released: still held by the other
+    let (code, _) = live
+        .event(
+            "complaint-call-1",
+            "complaint.resolved",
+            None,
+            json!({ "reference": "CMP-C" }),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(sweep(&live).await["expired"], 0);
+    // both released: both go at the next sweep
+    let release = json!({ "reason": "ombudsman closed the case" });
+    let (code, body) = call(
+        live.public,
+        "POST",
+        "/v1/holds/CMP-D/release",
+        &live.compliance,
+        Some(release),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(sweep(&live).await["expired"], 2);
+    assert_deleted(c, &store, &before, RecordingStatus::Expired).await;
+    assert_deleted(c, &store, &later, RecordingStatus::Expired).await;
+    // the number itself is in no audit entry
+    let entries = c.audit_after(0, 1000).await.expect("audit");
+    assert!(
+        entries
+            .iter()
+            .all(|e| !e.entry.details.contains("1744") && !e.entry.subject.contains("1744"))
+    );
 }
 
 /// Asserts the deployment's audit chain has an entry for each action.

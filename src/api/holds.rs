@@ -12,8 +12,10 @@ use serde_json::{Value, json};
 use super::auth::{Caller, READERS};
 use super::{ApiError, ApiState};
 use crate::audit::NewAuditEntry;
+use chrono::{DateTime, Utc};
+
 use crate::catalog::HoldRow;
-use crate::domain::{RecordingId, Role};
+use crate::domain::{CallerNumber, RecordingId, Role};
 use crate::retention::{holds, required_reason};
 
 #[derive(Deserialize)]
@@ -81,16 +83,43 @@ pub(super) async fn place(
         ));
     }
     let reason = required_reason(body.reason.as_deref())?;
-    if body.caller.is_some() || body.from.is_some() || body.to.is_some() {
-        return Err(ApiError::bad_request(
-            "unsupported",
-            "holds on a caller (caller, from, to) are not available yet; give recording_ids",
-        ));
-    }
-    if body.recording_ids.is_empty() {
+    let time = |field: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
+        v.as_deref()
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        ApiError::bad_request(
+                            "bad_field",
+                            format!("{field}: expected an rfc 3339 time"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let caller_hold = match &body.caller {
+        Some(number) => {
+            let number: CallerNumber = number
+                .parse()
+                .map_err(|e| ApiError::bad_request("bad_caller", format!("caller: {e}")))?;
+            Some(holds::CallerHold {
+                tag: st.callers.tag(&number),
+                from: time("from", &body.from)?,
+                to: time("to", &body.to)?,
+            })
+        }
+        None if body.from.is_some() || body.to.is_some() => {
+            return Err(ApiError::bad_request(
+                "missing_field",
+                "from and to need caller",
+            ));
+        }
+        None => None,
+    };
+    if body.recording_ids.is_empty() && caller_hold.is_none() {
         return Err(ApiError::bad_request(
             "missing_field",
-            "recording_ids is required",
+            "recording_ids or caller is required",
         ));
     }
     let recordings = body
@@ -107,6 +136,7 @@ pub(super) async fn place(
         reason,
         actor: caller.actor.clone(),
         recordings,
+        caller: caller_hold,
         via: "api",
     };
     let placed = holds::place_hold(&st.catalog, st.clock.now(), request)

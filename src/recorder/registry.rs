@@ -429,7 +429,7 @@ impl Recorder {
             EventKind::ComplaintOpened {
                 reference,
                 call_ids,
-                caller: _,
+                caller,
             } => {
                 let mut recordings = Vec::new();
                 for call in std::iter::once(&event.call_id).chain(call_ids) {
@@ -442,6 +442,15 @@ impl Recorder {
                     reason: "complaint opened by the telephony platform".to_owned(),
                     actor: "telephony".to_owned(),
                     recordings,
+                    // an unparsable number holds nothing by caller; the calls named still count
+                    caller: caller
+                        .as_deref()
+                        .and_then(|n| n.parse::<crate::domain::CallerNumber>().ok())
+                        .map(|n| holds::CallerHold {
+                            tag: deps.callers.tag(&n),
+                            from: None,
+                            to: None,
+                        }),
                     via: "complaint.opened",
                 };
                 match holds::place_hold(&deps.catalog, now, request).await {

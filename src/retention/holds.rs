@@ -28,8 +28,21 @@ pub struct HoldRequest {
     pub actor: String,
     /// The recordings it covers.
     pub recordings: Vec<RecordingId>,
+    /// A caller whose recordings it covers, those made later while it is open included.
+    pub caller: Option<CallerHold>,
     /// How it was placed, for the audit entry (`api`, `complaint.opened`).
     pub via: &'static str,
+}
+
+/// A hold on every recording of one caller in a time range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerHold {
+    /// The caller's keyed lookup tag (never the number).
+    pub tag: [u8; 32],
+    /// Recordings that started at or after this; `None` for all earlier ones.
+    pub from: Option<DateTime<Utc>>,
+    /// Recordings that started before this; `None` for all later ones, while the hold is open.
+    pub to: Option<DateTime<Utc>>,
 }
 
 /// What placing a hold did.
@@ -68,9 +81,9 @@ pub async fn place_hold(
                 reason: request.reason.clone(),
                 actor: request.actor.clone(),
                 created_at: now,
-                caller_tag: None,
-                from: None,
-                to: None,
+                caller_tag: request.caller.map(|c| c.tag),
+                from: request.caller.and_then(|c| c.from),
+                to: request.caller.and_then(|c| c.to),
                 released_at: None,
                 released_by: None,
                 release_reason: None,
@@ -110,7 +123,10 @@ pub async fn place_hold(
         .append_audit(
             NewAuditEntry::new(now, &request.actor, "hold.place", &request.reference)
                 .reason(&request.reason)
-                .details(&json!({ "via": request.via, "created": created, "recordings": ids })),
+                .details(&json!({
+                    "via": request.via, "created": created, "recordings": ids,
+                    "on_caller": request.caller.is_some(),
+                })),
         )
         .await?;
     metrics::counter!("callvault_holds_placed_total").increment(u64::from(created));
