@@ -334,3 +334,85 @@ fn audit_verify_passes_then_names_an_edited_deleted_or_reordered_entry() {
         stdout(&o)
     );
 }
+
+#[test]
+fn retention_plan_changes_nothing_and_apply_recomputes_expiry_with_an_audit_entry() {
+    let d = deployment_with_secrets();
+    let keyring =
+        Keyring::from_bytes(&std::fs::read(d.path("keyring")).expect("read")).expect("keyring");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cat = catalog(&d);
+    let seeded = rt.block_on(common::seed_segments(&cat, &keyring, 1, 1));
+    let id = seeded[0].recording_id;
+    // the call ended on 31 January: 3 months is 30 April, 6 months is 31 July
+    let ended = chrono::DateTime::parse_from_rfc3339("2026-01-31T10:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    rt.block_on(async {
+        let mut row = cat.recording(id).await.expect("read").expect("row");
+        row.ended_at = Some(ended);
+        row.expires_at = callvault::domain::Period::months(3).after(ended);
+        cat.update_recording(&row).await.expect("update");
+    });
+    drop(cat);
+    let expiry = || {
+        let cat = catalog(&d);
+        rt.block_on(cat.recording(id))
+            .expect("read")
+            .expect("row")
+            .expires_at
+            .expect("expiry")
+    };
+    let three = expiry();
+    assert_eq!(three.to_rfc3339(), "2026-04-30T10:00:00+00:00");
+
+    let o = callvault(
+        &d,
+        &[
+            "retention",
+            "plan",
+            "--policy",
+            "standard",
+            "--period",
+            "6 months",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&id.to_string()) && out.contains("-> 2026-07-31T10:00:00+00:00"),
+        "{out}"
+    );
+    assert_eq!(expiry(), three, "a plan changes nothing");
+
+    let o = callvault(
+        &d,
+        &[
+            "--set",
+            "policies.standard.retention=6 months",
+            "retention",
+            "apply",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("recomputed expiry of 1 recordings"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(expiry().to_rfc3339(), "2026-07-31T10:00:00+00:00");
+    let cat = catalog(&d);
+    let actions: Vec<String> = rt
+        .block_on(cat.audit_after(0, 100))
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.entry.action)
+        .collect();
+    assert!(
+        actions.iter().any(|a| a == "retention.apply"),
+        "{actions:?}"
+    );
+    drop(cat);
+    let o = callvault(&d, &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+}
