@@ -1,7 +1,7 @@
 //! Recordings: find a call's recording, read its metadata, segments and ledger, and play it.
 
+use crate::audio::playback::{LayoutError, layout};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
@@ -14,11 +14,10 @@ use serde_json::Value;
 use super::auth::{Caller, READERS};
 use super::range::{ByteRange, content_range, parse_range};
 use super::{ApiError, ApiState};
-use crate::audio::render::{OutputFormat, Piece, SegmentSource, Timeline, VaultSegmentSource};
+use crate::audio::render::{OutputFormat, Timeline};
 use crate::audit::NewAuditEntry;
-use crate::catalog::{LedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus};
-use crate::domain::{CallId, MediaFormat, PauseRender, RecordingId, Role};
-use crate::vault::{ObjectReader, WrappedKey};
+use crate::catalog::{LedgerEntry, RecordingRow, RecordingStatus, SegmentRow};
+use crate::domain::{CallId, PauseRender, RecordingId, Role};
 
 /// One recording, as a listing shows it.
 #[derive(Serialize)]
@@ -343,17 +342,12 @@ fn check_playable(row: &RecordingRow, caller: &Caller) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Lays out the recording: its stored segments, with the gaps between them rendered per policy.
+/// Lays out the recording for playback ([`crate::audio::playback::layout`]).
 async fn timeline(
     st: &ApiState,
     row: &RecordingRow,
     output: OutputFormat,
 ) -> Result<Timeline, ApiError> {
-    let format = MediaFormat {
-        codec: row.codec,
-        sample_rate: row.sample_rate,
-        channels: row.channels,
-    };
     let render = st
         .config
         .policy(&row.policy)
@@ -363,51 +357,13 @@ async fn timeline(
         .segments(row.id)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    let mut pieces = Vec::new();
-    let mut prev_end: Option<u64> = None;
-    for s in &segments {
-        if let Some(end) = prev_end
-            && s.media_start_ms > end
-        {
-            pieces.push(Piece::gap_ms(&format, s.media_start_ms - end, render));
-        }
-        prev_end = Some(s.media_end_ms.max(prev_end.unwrap_or(0)));
-        match s.status {
-            SegmentStatus::Stored => {}
-            SegmentStatus::Spooled => {
-                return Err(ApiError::Unavailable {
-                    code: "not_uploaded",
-                    detail: "a segment is still waiting for upload; try again shortly".into(),
-                });
-            }
-            // an excised or deleted segment plays as a gap
-            SegmentStatus::Excised | SegmentStatus::Deleted => {
-                pieces.push(Piece::gap_ms(
-                    &format,
-                    s.media_end_ms.saturating_sub(s.media_start_ms),
-                    render,
-                ));
-                continue;
-            }
-        }
-        let (Some(kek_id), Some(bytes)) = (s.kek_id.clone(), s.wrapped_key.clone()) else {
-            pieces.push(Piece::gap_ms(
-                &format,
-                s.media_end_ms.saturating_sub(s.media_start_ms),
-                render,
-            ));
-            continue;
-        };
-        let key = st
-            .keyring
-            .unwrap(&WrappedKey { kek_id, bytes }, row.id, s.segment)
-            .map_err(|e| ApiError::internal(&e))?;
-        let path = object_store::path::Path::from(s.object_key.as_str());
-        let reader = ObjectReader::open(Arc::clone(&st.store), path)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        let source: Arc<dyn SegmentSource> = Arc::new(VaultSegmentSource::new(reader, key));
-        pieces.push(Piece::Audio(source));
-    }
-    Timeline::new(format, output, pieces).map_err(|e| ApiError::internal(&e))
+    layout(row, &segments, render, &st.keyring, &st.store, output)
+        .await
+        .map_err(|e| match e {
+            LayoutError::NotUploaded => ApiError::Unavailable {
+                code: "not_uploaded",
+                detail: "a segment is still waiting for upload; try again shortly".into(),
+            },
+            e => ApiError::internal(&e),
+        })
 }

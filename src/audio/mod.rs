@@ -8,6 +8,7 @@
 //! job.
 
 pub mod g711;
+pub mod playback;
 pub mod render;
 pub mod tone;
 pub mod wav;

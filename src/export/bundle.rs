@@ -1,5 +1,6 @@
 //! Planning and writing a bundle.
 
+use crate::audio::playback::{LayoutError, layout};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -13,13 +14,13 @@ use zip::CompressionMethod;
 use zip::write::SimpleFileOptions;
 
 use super::{BUNDLE_FORMAT, BundleSigner, ExportError, INDEX, MANIFEST, PUBLIC_KEY, SIGNATURE};
-use crate::audio::render::{OutputFormat, Piece, SegmentSource, Timeline, VaultSegmentSource};
+use crate::audio::render::{OutputFormat, Timeline};
 use crate::catalog::{
     Catalog, LedgerEntry, RecordingQuery, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
 };
 use crate::config::Config;
-use crate::domain::{MediaFormat, PauseRender, RecordingId};
-use crate::vault::{Keyring, ObjectReader, WrappedKey};
+use crate::domain::{PauseRender, RecordingId};
+use crate::vault::Keyring;
 
 /// Rows read per catalog page while planning.
 const PAGE: usize = 500;
@@ -396,54 +397,21 @@ fn index_html(plan: &BundlePlan) -> String {
     )
 }
 
-/// The recording's stored segments with the gaps between them rendered per policy, as playback
-/// lays them out (the API's playback and this must agree; both follow DESIGN.md section 2).
+/// The recording laid out as playback lays it out ([`crate::audio::playback::layout`]).
 async fn timeline(src: &Sources, p: &PlannedRecording) -> Result<Timeline, ExportError> {
-    let row = &p.row;
-    let id = || row.id.to_string();
-    let format = MediaFormat {
-        codec: row.codec,
-        sample_rate: row.sample_rate,
-        channels: row.channels,
-    };
-    let mut pieces = Vec::new();
-    let mut prev_end: Option<u64> = None;
-    for s in &p.segments {
-        if let Some(end) = prev_end
-            && s.media_start_ms > end
-        {
-            pieces.push(Piece::gap_ms(&format, s.media_start_ms - end, p.render));
-        }
-        prev_end = Some(s.media_end_ms.max(prev_end.unwrap_or(0)));
-        let gap = Piece::gap_ms(
-            &format,
-            s.media_end_ms.saturating_sub(s.media_start_ms),
-            p.render,
-        );
-        match s.status {
-            SegmentStatus::Stored => {}
-            SegmentStatus::Spooled => return Err(ExportError::NotUploaded(id())),
-            SegmentStatus::Excised | SegmentStatus::Deleted => {
-                pieces.push(gap);
-                continue;
-            }
-        }
-        let (Some(kek_id), Some(bytes)) = (s.kek_id.clone(), s.wrapped_key.clone()) else {
-            pieces.push(gap);
-            continue;
-        };
-        let vault = |source| ExportError::Vault { id: id(), source };
-        let key = src
-            .keyring
-            .unwrap(&WrappedKey { kek_id, bytes }, row.id, s.segment)
-            .map_err(vault)?;
-        let path = object_store::path::Path::from(s.object_key.as_str());
-        let reader = ObjectReader::open(Arc::clone(&src.store), path)
-            .await
-            .map_err(vault)?;
-        let source: Arc<dyn SegmentSource> = Arc::new(VaultSegmentSource::new(reader, key));
-        pieces.push(Piece::Audio(source));
-    }
-    Timeline::new(format, OutputFormat::Pcm16, pieces)
-        .map_err(|source| ExportError::Render { id: id(), source })
+    let id = || p.row.id.to_string();
+    layout(
+        &p.row,
+        &p.segments,
+        p.render,
+        &src.keyring,
+        &src.store,
+        OutputFormat::Pcm16,
+    )
+    .await
+    .map_err(|e| match e {
+        LayoutError::NotUploaded => ExportError::NotUploaded(id()),
+        LayoutError::Vault(source) => ExportError::Vault { id: id(), source },
+        LayoutError::Render(source) => ExportError::Render { id: id(), source },
+    })
 }
