@@ -42,7 +42,8 @@
 //!   framing ([`ingest::audiosocket`]); one [`ingest::IngestError`] with stable codes.
 //! - [`audio`]: codecs ([`audio::g711`]), WAV headers ([`audio::wav`]), pause sounds
 //!   ([`audio::tone`]), and playback rendering ([`audio::render::Timeline`]): a recording's segments
-//!   and rendered gaps as one WAV, streamed by byte range without holding it in memory.
+//!   and rendered gaps as one WAV, streamed by byte range without holding it in memory, laid out
+//!   once for playback and export alike ([`audio::playback::layout`]).
 //! - [`config`]: the TOML tree ([`config::Config::load`]), `--set` overrides, and
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
 //! - [`server`]: [`server::Daemon`]: start-up checks, listeners (rustls), readiness, shutdown, systemd
