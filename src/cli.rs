@@ -275,21 +275,26 @@ async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartError> 
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.
-async fn signals(shutdown: CancellationToken) {
+/// Installs the SIGTERM and SIGINT handlers now (so a signal that comes right after `READY=1` is
+/// never the default, fatal one) and returns a task that cancels `shutdown` on the first of them.
+fn signals(shutdown: CancellationToken) -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    info!(signal = name, "shutdown requested");
-    shutdown.cancel();
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(signal = name, "shutdown requested");
+        shutdown.cancel();
+    }
 }
 
 fn actor() -> String {
