@@ -977,3 +977,25 @@ async fn the_simulator_records_end_to_end() {
     simulated_call(&live, "sim-control-frames", false).await;
     follower.abort();
 }
+
+/// A call with no `call.started` whose every frame comes after its `call.ended` still seals.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_whose_audio_all_comes_after_its_end_still_seals() {
+    let live = Live::start("").await;
+    let (code, body) = live
+        .event("late-audio", "call.ended", None, json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let mut ws = live.media("late-audio").await;
+    live.stream(&mut ws, &vec![0x55u8; 320 * 50]).await;
+    drop(ws);
+    live.advance_ms(5_000);
+    let row = live.wait_sealed("late-audio").await;
+    assert_eq!(row.status, callvault::catalog::RecordingStatus::Sealed);
+    let segments = live.catalog.segments(row.id).await.expect("segments");
+    assert!(
+        segments.is_empty(),
+        "audio after the end is not kept: {segments:?}"
+    );
+    live.stop().await;
+}

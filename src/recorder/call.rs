@@ -526,7 +526,8 @@ impl Call {
         let effects = self.life.tick(now);
         self.apply_effects(effects).await;
         if self.life.policy().is_none() {
-            // no call.started yet: once audio is older than the window, the default policy applies
+            // no call.started yet: once audio is older than the window, or the call is over (so it
+            // can seal even if all its audio came after the end), the default policy applies
             let window =
                 Duration::from_std(self.deps.config.pci.lookback + self.deps.config.pci.guard)
                     .unwrap_or(Duration::seconds(4));
@@ -534,7 +535,7 @@ impl Call {
                 (Some(s), Some(h)) => s.wall(h.pos) + window <= now,
                 _ => false,
             };
-            if stale {
+            if stale || self.life.ended().is_some() {
                 let policy = self.deps.config.policy_for(None, None);
                 let started = self.stream.as_ref().map_or(now, |s| s.anchor);
                 self.life.set_policy(policy, started);
