@@ -38,12 +38,7 @@ pub(super) async fn listen(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
-    let reason = q
-        .get("reason")
-        .map(|r| r.trim())
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing_field", "reason is required to listen"))?
-        .to_owned();
+    let reason = super::query_reason(&q, "listen")?;
     let call_id: CallId = call_id
         .parse()
         .map_err(|e| ApiError::bad_request("bad_field", format!("call_id: {e}")))?;

@@ -45,6 +45,21 @@ use crate::ingest::webhook::WebhookSecret;
 use crate::recorder::Recorder;
 use crate::vault::{CallerKeys, Keyring};
 
+/// The `reason` query parameter an access must give (playing, listening), trimmed and non-empty;
+/// otherwise 400 `missing_field` saying what it is required for.
+pub(crate) fn query_reason(
+    q: &std::collections::HashMap<String, String>,
+    to: &str,
+) -> Result<String, ApiError> {
+    q.get("reason")
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ApiError::bad_request("missing_field", format!("reason is required to {to}"))
+        })
+}
+
 /// What the handlers share: a cheap `Clone` of handles.
 #[derive(Clone)]
 pub struct ApiState {

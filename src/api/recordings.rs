@@ -242,13 +242,7 @@ pub(super) async fn audio(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
-    let reason = q
-        .get("reason")
-        .map(|r| r.trim())
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request("missing_field", "reason is required to play a recording")
-        })?;
+    let reason = super::query_reason(&q, "play a recording")?;
     let output = match q.get("format").map(String::as_str) {
         None | Some("stored") => OutputFormat::Stored,
         Some("pcm16") => OutputFormat::Pcm16,
@@ -283,7 +277,7 @@ pub(super) async fn audio(
         &caller,
         "recording.play",
         id.to_string(),
-        Some(reason),
+        Some(&reason),
         serde_json::json!({ "range": [span.start, span.end], "format": if output == OutputFormat::Pcm16 { "pcm16" } else { "stored" } }),
     )
     .await?;
