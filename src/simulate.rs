@@ -11,6 +11,7 @@
 //! is sent) plus the event's offset, also when `realtime` is off.
 
 mod args;
+mod fleet;
 pub mod load;
 mod net;
 mod script;
@@ -341,23 +342,32 @@ impl Call {
             .as_ref()
             .context("posting events needs a webhook secret")?;
         let event = self.event(kind, at);
-        let body = encode_event(&event);
-        let msg_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
-        let timestamp = Utc::now().timestamp();
-        let signature = secret.sign(&msg_id, timestamp, body.as_bytes());
-        let headers = [
-            (webhook::ID_HEADER, msg_id),
-            (webhook::TIMESTAMP_HEADER, timestamp.to_string()),
-            (webhook::SIGNATURE_HEADER, signature),
-        ];
-        self.target
-            .post_json("/v1/events", &headers, body)
-            .await
-            .with_context(|| format!("cannot post {}", event.kind.name()))?;
+        post_event(&self.target, secret, &event).await?;
         info!(call_id = %self.call_id, event = event.kind.name(), "posted event");
         self.sent.push(event);
         Ok(())
     }
+}
+
+/// Posts `event` to `/v1/events`, signed the Standard Webhooks way.
+async fn post_event(
+    target: &Target,
+    secret: &WebhookSecret,
+    event: &CallEvent,
+) -> anyhow::Result<()> {
+    let body = encode_event(event);
+    let msg_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    let timestamp = Utc::now().timestamp();
+    let signature = secret.sign(&msg_id, timestamp, body.as_bytes());
+    let headers = [
+        (webhook::ID_HEADER, msg_id),
+        (webhook::TIMESTAMP_HEADER, timestamp.to_string()),
+        (webhook::SIGNATURE_HEADER, signature),
+    ];
+    target
+        .post_json("/v1/events", &headers, body)
+        .await
+        .with_context(|| format!("cannot post {}", event.kind.name()))
 }
 
 async fn send(sink: &mut Sink, msg: Message) -> anyhow::Result<()> {

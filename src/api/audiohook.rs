@@ -29,7 +29,6 @@ use crate::domain::{CallEvent, CallId, Codec, EventKind, MediaFormat};
 use crate::ingest::audiohook::{HookOutput, HookSession, SignedRequest};
 use crate::recorder::MediaSink;
 
-const MAX_MESSAGE: usize = 1 << 20;
 const CLOSE_NORMAL: u16 = 1000;
 const UNAUTHORIZED_DELAY: Duration = Duration::from_millis(500);
 
@@ -76,15 +75,14 @@ pub(super) async fn audiohook(
         .chars()
         .take(64)
         .collect::<String>();
-    Ok(ws
-        .max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
+    Ok(
+        super::telephony_socket(ws).on_upgrade(move |socket| async move {
             match verdict {
                 Ok(()) => session(st, socket).await,
                 Err(e) => unauthorized(socket, &session_id, &e).await,
             }
-        }))
+        }),
+    )
 }
 
 async fn unauthorized(mut socket: WebSocket, session_id: &str, e: &crate::ingest::IngestError) {
@@ -171,8 +169,7 @@ async fn session(st: ApiState, mut socket: WebSocket) {
             }
             Some(Ok(Message::Binary(bytes))) => match hook.on_binary(&bytes) {
                 Ok(audio) => {
-                    let audio = bytes.slice_ref(audio);
-                    if let Some(s) = &live.sink
+                    if let Some(s) = &mut live.sink
                         && s.audio(audio).await.is_err()
                     {
                         live.sink = None;
@@ -318,8 +315,8 @@ async fn on_output(
 }
 
 /// Feeds `gap` of silence, so audio after a gap keeps its place on the call's timeline.
-async fn fill(live: &Live, gap: Duration) {
-    let (Some(sink), Some(format)) = (&live.sink, live.format) else {
+async fn fill(live: &mut Live, gap: Duration) {
+    let (Some(sink), Some(format)) = (&mut live.sink, live.format) else {
         return;
     };
     let frame = u64::from(format.frame_bytes());
@@ -333,7 +330,7 @@ async fn fill(live: &Live, gap: Duration) {
     let mut left = bytes;
     while left > 0 {
         let n = left.min(frame * u64::from(format.sample_rate));
-        if sink.audio(vec![silence; n as usize].into()).await.is_err() {
+        if sink.audio(&vec![silence; n as usize]).await.is_err() {
             return;
         }
         left -= n;

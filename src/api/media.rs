@@ -7,6 +7,7 @@
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use futures::FutureExt;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
@@ -17,8 +18,6 @@ use crate::domain::CallId;
 use crate::ingest::media::{MAX_REASON_BYTES, MediaMessage, MediaSession};
 use crate::recorder::MediaSink;
 
-/// Largest WebSocket message read at all; the protocol's own limit (64 KiB) is checked per frame.
-const MAX_MESSAGE: usize = 1 << 20;
 /// Close codes (RFC 6455).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -36,20 +35,31 @@ pub(super) async fn media(
     let call_id: CallId = call_id
         .parse()
         .map_err(|e| ApiError::bad_request("bad_field", format!("call_id: {e}")))?;
-    Ok(ws
-        .max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| stream(st, call_id, socket)))
+    Ok(super::telephony_socket(ws).on_upgrade(move |socket| stream(st, call_id, socket)))
 }
 
 async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
     let mut session = MediaSession::new(call_id.clone());
     let mut sink: Option<MediaSink> = None;
     let mut frames = 0u64;
+    let cancelled = st.shutdown.cancelled();
+    tokio::pin!(cancelled);
     let (code, reason): (u16, String) = loop {
-        let msg = tokio::select! {
-            () = st.shutdown.cancelled() => break (CLOSE_GOING_AWAY, "server shutting down".into()),
-            msg = socket.recv() => msg,
+        // a frame already read is taken at once; before waiting on the socket, the audio read so
+        // far goes to the call in one batch (see `MediaSink`)
+        let msg = match socket.recv().now_or_never() {
+            Some(msg) => msg,
+            None => {
+                if let Some(s) = &mut sink
+                    && s.flush().await.is_err()
+                {
+                    break (CLOSE_NORMAL, "call ended".into());
+                }
+                tokio::select! {
+                    () = &mut cancelled => break (CLOSE_GOING_AWAY, "server shutting down".into()),
+                    msg = socket.recv() => msg,
+                }
+            }
         };
         let msg = match msg {
             Some(Ok(m)) => m,
@@ -59,6 +69,12 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
             }
             None => break (CLOSE_NORMAL, String::new()),
         };
+        if matches!(msg, Message::Text(_))
+            && let Some(s) = &mut sink
+            && s.flush().await.is_err()
+        {
+            break (CLOSE_NORMAL, "call ended".into());
+        }
         match msg {
             Message::Text(text) => match session.on_text(text.as_str()) {
                 Ok(MediaMessage::Start(start)) => {
@@ -107,12 +123,11 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
             },
             Message::Binary(bytes) => match session.on_binary(&bytes) {
                 Ok(audio) => {
-                    let Some(s) = &sink else {
+                    let Some(s) = &mut sink else {
                         break (CLOSE_POLICY, "audio before start".into());
                     };
                     frames += 1;
-                    let audio = bytes.slice_ref(audio);
-                    if s.audio(audio).await.is_err() {
+                    if s.push(audio) && s.flush().await.is_err() {
                         break (CLOSE_NORMAL, "call ended".into());
                     }
                 }
@@ -128,7 +143,9 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
         warn!(call_id = %call_id, frames, code, %reason, "media stream closed on a bad frame");
         metrics::counter!("callvault_media_rejected_total").increment(1);
     }
-    drop(sink);
+    if let Some(mut s) = sink {
+        let _ = s.flush().await;
+    }
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code,

@@ -37,6 +37,8 @@ pub use platforms::Platforms;
 pub use problem::ApiError;
 pub use retention_admin::retention_routes;
 
+use axum::extract::ws::WebSocketUpgrade;
+
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::domain::Clock;
@@ -58,6 +60,23 @@ pub(crate) fn query_reason(
         .ok_or_else(|| {
             ApiError::bad_request("missing_field", format!("reason is required to {to}"))
         })
+}
+
+/// Largest WebSocket message a telephony socket reads at all; each protocol checks its own,
+/// smaller limit per frame.
+const MAX_SOCKET_MESSAGE: usize = 1 << 20;
+/// Initial read buffer of a telephony socket. A platform sends a frame every 20 ms, a few hundred
+/// bytes to a few KiB, so a small buffer is read as often as a large one; tungstenite's default
+/// (128 KiB) would cost 128 KiB of memory per call once its pages are touched. A larger message
+/// grows the buffer for as long as it needs.
+const SOCKET_READ_BUFFER: usize = 4 * 1024;
+
+/// The limits and buffers every telephony WebSocket (native media, Twilio, AudioHook) is read
+/// with; the load generator's baseline uses the same, so the two are compared like for like.
+pub fn telephony_socket(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.read_buffer_size(SOCKET_READ_BUFFER)
+        .max_message_size(MAX_SOCKET_MESSAGE)
+        .max_frame_size(MAX_SOCKET_MESSAGE)
 }
 
 /// What the handlers share: a cheap `Clone` of handles.

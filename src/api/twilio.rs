@@ -20,7 +20,6 @@ use crate::ingest::twilio::{
 };
 use crate::recorder::MediaSink;
 
-const MAX_MESSAGE: usize = 1 << 20;
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_INVALID: u16 = 1007;
@@ -110,10 +109,7 @@ pub(super) async fn media(
         )
         .map_err(|e| ingest_error(&e))?;
     }
-    Ok(ws
-        .max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| stream(st, socket)))
+    Ok(super::telephony_socket(ws).on_upgrade(move |socket| stream(st, socket)))
 }
 
 async fn stream(st: ApiState, mut socket: WebSocket) {
@@ -173,8 +169,8 @@ async fn stream(st: ApiState, mut socket: WebSocket) {
                     call = Some(call_id);
                 }
                 StreamOutput::Audio(audio) => {
-                    if let Some(s) = &sink
-                        && s.audio(audio.into()).await.is_err()
+                    if let Some(s) = &mut sink
+                        && s.audio(&audio).await.is_err()
                     {
                         stop = Some((CLOSE_NORMAL, "call ended".into()));
                     }
@@ -191,10 +187,10 @@ async fn stream(st: ApiState, mut socket: WebSocket) {
     };
     // an abrupt close without `stop` still delivers what was buffered
     let rest = session.finish();
-    if let Some(s) = &sink
+    if let Some(s) = &mut sink
         && !rest.is_empty()
     {
-        let _ = s.audio(rest.into()).await;
+        let _ = s.audio(&rest).await;
     }
     let call = call.as_ref().map_or_else(String::new, ToString::to_string);
     if code == CLOSE_NORMAL || code == CLOSE_GOING_AWAY {

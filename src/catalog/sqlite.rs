@@ -54,6 +54,11 @@ pub struct SqliteCatalog {
     // connections would only trade waiting here for SQLITE_BUSY retries. The lock is taken only
     // inside `spawn_blocking` and never held across an `.await`, so a std mutex is the right kind.
     conn: Arc<Mutex<Connection>>,
+    // Admits one operation at a time to the blocking pool. Without it, a burst of operations (a
+    // few thousand calls ending together) would park one blocking-pool thread each on the mutex,
+    // and the spool and the local object store, which need that pool too, would wait behind them.
+    // Waiting here costs a queued future, not a thread; the semaphore is fair, so order is kept.
+    gate: Arc<tokio::sync::Semaphore>,
     path: Option<Arc<Path>>,
 }
 
@@ -77,6 +82,7 @@ impl SqliteCatalog {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            gate: Arc::new(tokio::sync::Semaphore::new(1)),
             path: Some(Arc::from(path)),
         })
     }
@@ -88,6 +94,7 @@ impl SqliteCatalog {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            gate: Arc::new(tokio::sync::Semaphore::new(1)),
             path: None,
         })
     }
@@ -104,7 +111,13 @@ impl SqliteCatalog {
         F: FnOnce(&mut Connection) -> Result<T, CatalogError> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
+        let permit = Arc::clone(&self.gate)
+            .acquire_owned()
+            .await
+            .map_err(|e| CatalogError::Backend(Box::new(e)))?;
         let joined = tokio::task::spawn_blocking(move || {
+            // held until the operation is over, also if the caller stops waiting for it
+            let _permit = permit;
             // A panic while the lock was held poisons it, but the connection is still sound: the
             // transaction the panic interrupted was rolled back when it was dropped.
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);

@@ -32,6 +32,8 @@ const TICK: StdDuration = StdDuration::from_millis(100);
 const SEGMENT_MAX: StdDuration = StdDuration::from_secs(300);
 /// A call with no stream and no event for this long ends by itself.
 const IDLE_LIMIT: StdDuration = StdDuration::from_secs(3600);
+/// Most inputs a call takes from its queue before it advances its buffer.
+const DRAIN_MAX: usize = 64;
 /// How far audio may run ahead of the wall clock before the stream is refused.
 const MAX_AHEAD: StdDuration = StdDuration::from_secs(20);
 
@@ -215,14 +217,26 @@ impl Call {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutting_down = false;
+        // made once: a new `cancelled()` each turn would queue and unqueue a waiter every frame
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             tokio::select! {
                 input = rx.recv() => match input {
-                    Some(input) => self.on_input(input).await,
+                    Some(input) => {
+                        self.on_input(input).await;
+                        // what else is queued is taken now, and the buffer advanced once for all
+                        for _ in 1..DRAIN_MAX {
+                            match rx.try_recv() {
+                                Ok(input) => self.on_input(input).await,
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => self.on_media_closed(),
                 },
                 _ = tick.tick() => {}
-                () = shutdown.cancelled(), if !shutting_down => {
+                () = &mut cancelled, if !shutting_down => {
                     shutting_down = true;
                     // the daemon is stopping: end the call now, and still let the look-back window
                     // pass before committing, so a late pause is honoured (shutdown_grace allows it)
@@ -549,21 +563,14 @@ impl Call {
                 _ => return Ok(()),
             },
         };
-        while let Some(front) = self.buffer.front_mut() {
-            if front.pos >= limit {
+        // whole frames only while the horizon moves: a frame across it waits for the next step
+        // (20 ms at most), which only keeps audio longer in the window a late pause can still drop
+        while let Some(front) = self.buffer.front() {
+            if front.pos + front.bytes.len() as u64 > limit {
                 break;
             }
-            let take = ((limit - front.pos) as usize).min(front.bytes.len());
-            let pos = front.pos;
-            if take == front.bytes.len() {
-                let held = self.buffer.pop_front().expect("front exists");
-                self.commit(pos, &held.bytes).await?;
-            } else {
-                let head: Vec<u8> = front.bytes.drain(..take).collect();
-                front.pos += take as u64;
-                let head = zeroize::Zeroizing::new(head);
-                self.commit(pos, &head).await?;
-            }
+            let held = self.buffer.pop_front().expect("front exists");
+            self.commit(held.pos, &held.bytes).await?;
         }
         Ok(())
     }

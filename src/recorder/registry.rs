@@ -112,16 +112,44 @@ impl std::fmt::Debug for Recorder {
 }
 
 /// The sending side of one call's media stream.
+///
+/// Audio is handed over in batches: an adapter [`push`](Self::push)es the frames each read of its
+/// socket brought and [`flush`](Self::flush)es before it waits on the socket again (and before it
+/// applies an event, so the call sees audio and events in stream order). A busy server thus wakes a
+/// call once for several frames rather than once a frame, and no frame waits longer than the read
+/// that brought it. The call classifies audio by its stream position, not by when it arrives, so
+/// batching cannot move audio into or out of a pause.
 #[derive(Debug)]
 pub struct MediaSink {
     tx: mpsc::Sender<Input>,
+    pending: bytes::BytesMut,
 }
 
+/// Pending bytes past which [`MediaSink::push`] asks for a flush: about half a second of stereo
+/// G.711, well inside the look-back window.
+const SINK_BATCH: usize = 8 * 1024;
+
 impl MediaSink {
-    /// Hands audio to the call; fails when the call is over.
-    pub async fn audio(&self, bytes: bytes::Bytes) -> Result<(), RecorderError> {
+    /// Hands audio to the call now; fails when the call is over.
+    pub async fn audio(&mut self, bytes: &[u8]) -> Result<(), RecorderError> {
+        self.push(bytes);
+        self.flush().await
+    }
+
+    /// Adds audio to the batch; true when the batch is big enough to flush now.
+    pub fn push(&mut self, bytes: &[u8]) -> bool {
+        self.pending.extend_from_slice(bytes);
+        self.pending.len() >= SINK_BATCH
+    }
+
+    /// Hands the batch to the call; fails when the call is over.
+    pub async fn flush(&mut self) -> Result<(), RecorderError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = self.pending.split().freeze();
         self.tx
-            .send(Input::Audio(bytes))
+            .send(Input::Audio(batch))
             .await
             .map_err(|_| RecorderError::Ended(Utc::now()))
     }
@@ -130,8 +158,13 @@ impl MediaSink {
 impl Drop for MediaSink {
     fn drop(&mut self) {
         let tx = self.tx.clone();
-        // the close must not be lost behind queued audio, and a drop cannot await
+        let rest = self.pending.split().freeze();
+        // the close must not be lost behind queued audio, and a drop cannot await; audio pushed
+        // and not flushed still goes first
         tokio::spawn(async move {
+            if !rest.is_empty() {
+                let _ = tx.send(Input::Audio(rest)).await;
+            }
             let _ = tx.send(Input::MediaClosed).await;
         });
     }
@@ -225,7 +258,10 @@ impl Recorder {
         .await
         .map_err(|_| RecorderError::Ended(now))?;
         answer.await.map_err(|_| RecorderError::Ended(now))??;
-        Ok(MediaSink { tx })
+        Ok(MediaSink {
+            tx,
+            pending: bytes::BytesMut::new(),
+        })
     }
 
     /// Subscribes to a live call's committed audio and pause markers (see

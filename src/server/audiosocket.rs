@@ -135,8 +135,8 @@ async fn connection(
                     }
                 }
                 Ok(SocketOutput::Audio(bytes)) => {
-                    if let Some(s) = &sink
-                        && s.audio(bytes::Bytes::copy_from_slice(bytes)).await.is_err()
+                    if let Some(s) = &mut sink
+                        && s.audio(bytes).await.is_err()
                     {
                         break 'conn End::Refused("call ended".into());
                     }

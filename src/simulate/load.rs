@@ -7,25 +7,27 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::ws::{Message as WsMessage, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocketUpgrade};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::fleet::{self, CallPlan, Counters, Wire};
 use super::net::Target;
-use super::{SimulateOptions, simulate};
+use super::source::frames_for;
 use crate::config::Secret;
 use crate::domain::{CallId, EventKind};
 use crate::ingest::webhook::WebhookSecret;
 
-/// `callvault loadgen`: N concurrent calls, ramped up, held, checked.
+/// `callvault loadgen`: N concurrent calls, ramped up, held, ramped down, checked.
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
-    /// Base URL of the public listener.
+    /// Base URL of the public listener (plain `http://`: the load streams ws on loopback).
     #[arg(long, default_value = "http://127.0.0.1:8443")]
     pub url: String,
     /// File holding a telephony-role token.
@@ -40,18 +42,30 @@ pub struct LoadArgs {
     /// Concurrent calls.
     #[arg(long, default_value_t = 100)]
     pub calls: usize,
-    /// Time over which calls are started, evenly.
+    /// Time over which calls are started, evenly (and over which they end, after the hold).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub ramp: Duration,
-    /// Time every call is held together after the ramp.
+    /// Time every call is up together, after the ramp.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub hold: Duration,
+    /// Audio frames written to a socket at once. 1 (the default) sends every 20 ms frame on its
+    /// own, as platforms do; 5 sends five together every 100 ms, a fifth of the system calls and
+    /// TCP segments on both sides, for loads the machine could not otherwise generate.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+    pub frames_per_write: u64,
     /// Process id of the server to sample (callvault or the baseline).
     #[arg(long)]
     pub pid: Option<u32>,
-    /// Write one line per second (time, calls, CPU seconds, RSS) to this CSV file.
+    /// Write one line per sample (time, calls, frames, server CPU and RSS, own CPU) to this file;
+    /// samples are a second apart, or a tenth of a hold shorter than 10 s.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Append the run's figures as one CSV line (with a header if the file is new) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Name of the run in the summary line, e.g. `baseline` or `callvault`.
+    #[arg(long, default_value = "run")]
+    pub label: String,
     /// Prefix of the call ids (each run should use a new one).
     #[arg(long, default_value = "load")]
     pub prefix: String,
@@ -60,8 +74,12 @@ pub struct LoadArgs {
 /// What a load run measured.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
+    /// Name of the run.
+    pub label: String,
     /// Calls started.
     pub calls: usize,
+    /// Audio frames written to a socket at once.
+    pub frames_per_write: u64,
     /// Calls whose simulation failed.
     pub failed: usize,
     /// The first few failures.
@@ -72,45 +90,110 @@ pub struct LoadReport {
     pub frames: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
-    /// Server CPU seconds over the hold phase, when a pid was given.
-    pub hold_cpu_s: Option<f64>,
-    /// Length of the hold phase as measured.
-    pub hold_s: f64,
+    /// The hold phase as measured: its length, the frames sent in it, the server's and the load
+    /// generator's own CPU seconds over it.
+    pub hold: Option<Hold>,
     /// Server resident memory at the start, and its peak, in KiB.
     pub rss_kib: Option<(u64, u64)>,
     /// Recordings checked after the run: (stored and decrypted whole, not).
     pub verified: Option<(usize, usize)>,
 }
 
+/// Figures over the hold phase, when every call is up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hold {
+    /// Seconds.
+    pub seconds: f64,
+    /// Audio frames sent.
+    pub frames: u64,
+    /// Server CPU seconds (user and system).
+    pub server_cpu_s: f64,
+    /// The load generator's own CPU seconds.
+    pub loadgen_cpu_s: f64,
+}
+
+impl LoadReport {
+    /// Server CPU microseconds per audio frame received over the hold.
+    pub fn cpu_us_per_frame(&self) -> Option<f64> {
+        let h = self.hold?;
+        (h.frames > 0).then(|| 1e6 * h.server_cpu_s / h.frames as f64)
+    }
+
+    /// Server resident memory grown per call, in KiB.
+    pub fn rss_kib_per_call(&self) -> Option<f64> {
+        let (start, peak) = self.rss_kib?;
+        Some(peak.saturating_sub(start) as f64 / self.calls.max(1) as f64)
+    }
+
+    const SUMMARY_HEADER: &str = "label,calls,frames_per_write,failed,hold_s,hold_frames,expected_frames,server_cpu_s,loadgen_cpu_s,cpu_us_per_frame,rss_start_kib,rss_peak_kib,rss_kib_per_call,verified_ok,verified_bad";
+
+    fn summary_line(&self) -> String {
+        let h = self.hold.unwrap_or_default();
+        let (rs, rp) = self.rss_kib.unwrap_or((0, 0));
+        let (ok, bad) = self.verified.unwrap_or((0, 0));
+        format!(
+            "{},{},{},{},{:.2},{},{:.0},{:.3},{:.3},{:.3},{},{},{:.1},{},{}",
+            self.label,
+            self.calls,
+            self.frames_per_write,
+            self.failed,
+            h.seconds,
+            h.frames,
+            h.seconds * self.calls as f64 * 1000.0 / super::source::FRAME_MS as f64,
+            h.server_cpu_s,
+            h.loadgen_cpu_s,
+            self.cpu_us_per_frame().unwrap_or(0.0),
+            rs,
+            rp,
+            self.rss_kib_per_call().unwrap_or(0.0),
+            ok,
+            bad
+        )
+    }
+}
+
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "calls: {} started, {} failed, {} at once at peak",
-            self.calls, self.failed, self.peak_calls
+            "{}: {} calls started, {} failed, {} at once at peak; {} frame(s) per write",
+            self.label, self.calls, self.failed, self.peak_calls, self.frames_per_write
         )?;
         writeln!(
             f,
-            "frames: {} in {:.1} s ({:.0} frames/s over the run)",
+            "frames: {} in {:.1} s",
             self.frames,
             self.elapsed.as_secs_f64(),
-            self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
         )?;
-        if let Some(cpu) = self.hold_cpu_s {
+        if let Some(h) = self.hold {
+            let expected = h.seconds * self.calls as f64 * 1000.0 / super::source::FRAME_MS as f64;
             writeln!(
                 f,
-                "server cpu over the {:.1} s hold: {:.2} s ({:.1}% of one core; {:.3} ms per call-second)",
-                self.hold_s,
-                cpu,
-                100.0 * cpu / self.hold_s.max(1e-9),
-                1000.0 * cpu / (self.hold_s * self.calls as f64).max(1e-9)
+                "hold: {:.1} s, {} frames ({:.0}/s, {:.1}% of real time)",
+                h.seconds,
+                h.frames,
+                h.frames as f64 / h.seconds.max(1e-9),
+                100.0 * h.frames as f64 / expected.max(1e-9)
+            )?;
+            writeln!(
+                f,
+                "server cpu over the hold: {:.2} s ({:.1}% of one core; {:.2} us per frame)",
+                h.server_cpu_s,
+                100.0 * h.server_cpu_s / h.seconds.max(1e-9),
+                self.cpu_us_per_frame().unwrap_or(0.0)
+            )?;
+            writeln!(
+                f,
+                "load generator cpu over the hold: {:.2} s ({:.1}% of one core)",
+                h.loadgen_cpu_s,
+                100.0 * h.loadgen_cpu_s / h.seconds.max(1e-9)
             )?;
         }
         if let Some((start, peak)) = self.rss_kib {
-            let per_call = peak.saturating_sub(start) as f64 / self.calls.max(1) as f64;
             writeln!(
                 f,
-                "server rss: {start} KiB at start, {peak} KiB at peak ({per_call:.1} KiB per call)"
+                "server rss: {start} KiB at start, {peak} KiB at peak ({:.1} KiB per call)",
+                self.rss_kib_per_call().unwrap_or(0.0)
             )?;
         }
         if let Some((ok, bad)) = self.verified {
@@ -126,14 +209,16 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// One sample of the server process.
+/// One sample of the server process and the run.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     t: f64,
     calls: usize,
+    frames: u64,
     cpu_s: f64,
     rss_kib: u64,
     hwm_kib: u64,
+    own_cpu_s: f64,
 }
 
 /// Reads CPU seconds (user + system) and resident memory of `pid` from `/proc`.
@@ -160,96 +245,104 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<Secret> {
     Ok(Secret::new(bytes))
 }
 
-/// Runs the load: starts `calls` calls evenly over `ramp`, each lasting until `ramp + hold`, with a
-/// card payment from 40% to 60% of its length; samples the server; then checks every recording.
+/// The calls of a run: `calls` calls started evenly over `ramp`, each lasting `ramp + hold` (so all
+/// are up together for `hold`, and they end as evenly as they started), with a card payment from
+/// 40% to 60% of its length.
+fn plans(args: &LoadArgs) -> anyhow::Result<Vec<CallPlan>> {
+    let frames = frames_for(args.ramp + args.hold);
+    (0..args.calls)
+        .map(|i| {
+            let call_id: CallId = format!("{}-{i:05}", args.prefix)
+                .parse()
+                .context("call id prefix")?;
+            Ok(CallPlan {
+                call_id,
+                start: args.ramp.mul_f64(i as f64 / args.calls.max(1) as f64),
+                frames,
+                events: vec![
+                    (frames * 2 / 5, EventKind::PaymentStarted),
+                    (frames * 3 / 5, EventKind::PaymentEnded),
+                ],
+            })
+        })
+        .collect()
+}
+
+/// Runs the load (see [`plans`]), samples the server every second, then checks every recording.
 pub async fn loadgen(args: LoadArgs) -> anyhow::Result<LoadReport> {
     let token = read_secret(&args.token_file)?;
     let webhook = match &args.webhook_secret_file {
         Some(p) => Some(WebhookSecret::from_secret(&read_secret(p)?)?),
         None => None,
     };
-    let active = Arc::new(AtomicUsize::new(0));
+    let target = Target::parse(&args.url, None)?;
+    let plans = plans(&args)?;
+    let counters = Arc::new(Counters::default());
     let stop = CancellationToken::new();
     let started = Instant::now();
+    let hold = args.hold;
     let sampler = args.pid.map(|pid| {
-        let active = Arc::clone(&active);
+        let counters = Arc::clone(&counters);
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut samples = Vec::new();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            // once a second, or ten times over a short hold
+            let every = (hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
+                let own = sample_proc(std::process::id()).map_or(0.0, |(cpu, _, _)| cpu);
                 if let Some((cpu_s, rss_kib, hwm_kib)) = sample_proc(pid) {
-                    let t = started.elapsed().as_secs_f64();
                     samples.push(Sample {
-                        t,
-                        calls: active.load(Ordering::Relaxed),
+                        t: started.elapsed().as_secs_f64(),
+                        calls: counters.active.load(Ordering::Relaxed),
+                        frames: counters.frames.load(Ordering::Relaxed),
                         cpu_s,
                         rss_kib,
                         hwm_kib,
+                        own_cpu_s: own,
                     });
                 }
             }
             samples
         })
     });
-    let total = args.ramp + args.hold;
-    let mut tasks = Vec::with_capacity(args.calls);
-    for i in 0..args.calls {
-        let offset = args.ramp.mul_f64(i as f64 / args.calls.max(1) as f64);
-        let call_id: CallId = format!("{}-{i:05}", args.prefix)
-            .parse()
-            .context("call id prefix")?;
-        let mut opts = SimulateOptions::new(args.url.clone(), token.clone(), call_id);
-        opts.duration = total - offset;
-        opts.tone_hz = (300.0 + (i % 40) as f32 * 20.0, 2500.0);
-        opts.webhook_secret = webhook.clone();
-        opts.events = vec![
-            (opts.duration.mul_f64(0.4), EventKind::PaymentStarted),
-            (opts.duration.mul_f64(0.6), EventKind::PaymentEnded),
-        ];
-        let active = Arc::clone(&active);
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(offset).await;
-            active.fetch_add(1, Ordering::Relaxed);
-            let result = simulate(opts).await;
-            active.fetch_sub(1, Ordering::Relaxed);
-            result
-        }));
-    }
+    let wire = Wire {
+        target: target.clone(),
+        token,
+        webhook,
+        per_write: args.frames_per_write,
+    };
+    let outcomes = fleet::run(wire, plans, Arc::clone(&counters)).await;
     let mut report = LoadReport {
+        label: args.label.clone(),
         calls: args.calls,
+        frames_per_write: args.frames_per_write,
+        frames: counters.frames.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
         ..LoadReport::default()
     };
     let mut ids = Vec::new();
-    for t in tasks {
-        match t.await {
-            Ok(Ok(r)) => {
-                report.frames += r.frames;
-                ids.push(r.call_id);
-            }
-            Ok(Err(e)) => {
-                report.failed += 1;
-                if report.errors.len() < 5 {
-                    report.errors.push(format!("{e:#}"));
-                }
-            }
+    for (call_id, result) in outcomes {
+        match result {
+            Ok(_) => ids.push(call_id),
             Err(e) => {
                 report.failed += 1;
-                report.errors.push(format!("task: {e}"));
+                if report.errors.len() < 5 {
+                    report.errors.push(format!("{call_id}: {e}"));
+                }
             }
         }
     }
-    report.elapsed = started.elapsed();
     stop.cancel();
     if let Some(sampler) = sampler {
         let samples = sampler.await.unwrap_or_default();
         report.peak_calls = samples.iter().map(|s| s.calls).max().unwrap_or(0);
         let ramp_end = args.ramp.as_secs_f64();
-        let hold_end = total.as_secs_f64();
+        let hold_end = (args.ramp + args.hold).as_secs_f64();
         let at = |t: f64| {
             samples
                 .iter()
@@ -257,18 +350,22 @@ pub async fn loadgen(args: LoadArgs) -> anyhow::Result<LoadReport> {
                 .copied()
         };
         if let (Some(a), Some(b)) = (at(ramp_end), at(hold_end)) {
-            report.hold_cpu_s = Some(b.cpu_s - a.cpu_s);
-            report.hold_s = b.t - a.t;
+            report.hold = Some(Hold {
+                seconds: b.t - a.t,
+                frames: b.frames - a.frames,
+                server_cpu_s: b.cpu_s - a.cpu_s,
+                loadgen_cpu_s: b.own_cpu_s - a.own_cpu_s,
+            });
         }
         if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
             report.rss_kib = Some((first.rss_kib, last.hwm_kib));
         }
         if let Some(path) = &args.csv {
-            let mut csv = String::from("t_s,calls,cpu_s,rss_kib\n");
+            let mut csv = String::from("t_s,calls,frames,cpu_s,rss_kib,loadgen_cpu_s\n");
             for s in &samples {
                 csv.push_str(&format!(
-                    "{:.1},{},{:.2},{}\n",
-                    s.t, s.calls, s.cpu_s, s.rss_kib
+                    "{:.1},{},{},{:.2},{},{:.2}\n",
+                    s.t, s.calls, s.frames, s.cpu_s, s.rss_kib, s.own_cpu_s
                 ));
             }
             std::fs::write(path, csv)
@@ -277,43 +374,81 @@ pub async fn loadgen(args: LoadArgs) -> anyhow::Result<LoadReport> {
     }
     if let Some(path) = &args.supervisor_token_file {
         let supervisor = read_secret(path)?;
-        let target = Target::parse(&args.url, None)?;
-        // the last calls sealed only after the look-back window; give them time
-        tokio::time::sleep(Duration::from_secs(6)).await;
         report.verified = Some(verify(&target, &supervisor, &ids).await);
+    }
+    if let Some(path) = &args.summary {
+        let mut text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!("{}\n", LoadReport::SUMMARY_HEADER)
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        text.push_str(&report.summary_line());
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(report)
 }
 
-/// Fetches every call's recording and its whole audio (which decrypts every chunk).
+/// How long the check waits for a recording to seal: the last calls seal only after the look-back
+/// window, and thousands ending together queue for the spool and the store.
+const SEAL_WAIT: Duration = Duration::from_secs(120);
+/// Recordings checked at once.
+const VERIFY_CONCURRENCY: usize = 4;
+
+/// Fetches every call's recording, waiting for it to seal, and its whole audio (which decrypts
+/// every chunk and checks its tag).
 async fn verify(target: &Target, token: &Secret, ids: &[CallId]) -> (usize, usize) {
-    let (mut ok, mut bad) = (0, 0);
-    for id in ids {
-        let found = async {
-            let (status, body) = target
-                .get(&format!("/v1/recordings?call_id={id}"), token)
-                .await?;
-            anyhow::ensure!(status == 200, "search answered {status}");
-            let v: serde_json::Value = serde_json::from_slice(&body)?;
-            let rec = &v["recordings"][0];
-            anyhow::ensure!(rec["status"] == "sealed", "status {}", rec["status"]);
-            let rid = rec["id"].as_str().context("no id")?;
-            let (status, wav) = target
-                .get(&format!("/v1/recordings/{rid}/audio?reason=loadgen"), token)
-                .await?;
-            anyhow::ensure!(status == 200 && wav.len() > 58, "audio answered {status}");
-            Ok(())
+    let deadline = Instant::now() + SEAL_WAIT;
+    let checks = futures::stream::iter(ids.iter().map(|id| async move {
+        let result = check_one(target, token, id, deadline).await;
+        if let Err(e) = &result {
+            tracing::warn!(call_id = %id, error = %format!("{e:#}"), "recording check failed");
         }
-        .await;
-        match found {
-            Ok(()) => ok += 1,
-            Err(e) => {
-                bad += 1;
-                tracing::warn!(call_id = %id, error = %format!("{e:#}"), "recording check failed");
-            }
+        result.is_ok()
+    }))
+    .buffer_unordered(VERIFY_CONCURRENCY);
+    let results: Vec<bool> = checks.collect().await;
+    let ok = results.iter().filter(|r| **r).count();
+    (ok, results.len() - ok)
+}
+
+async fn check_one(
+    target: &Target,
+    token: &Secret,
+    id: &CallId,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let rid = loop {
+        let (status, body) = target
+            .get(&format!("/v1/recordings?call_id={id}"), token)
+            .await?;
+        anyhow::ensure!(status == 200, "search answered {status}");
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        let rec = &v["recordings"][0];
+        if rec["status"] == "sealed" {
+            break rec["id"].as_str().context("no id")?.to_owned();
         }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "status {} after the wait",
+            rec["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    loop {
+        let (status, wav) = target
+            .get(&format!("/v1/recordings/{rid}/audio?reason=loadgen"), token)
+            .await?;
+        // 503: sealed, but a segment is still on its way to the object store
+        if status == 503 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        anyhow::ensure!(status == 200 && wav.len() > 58, "audio answered {status}");
+        return Ok(());
     }
-    (ok, bad)
 }
 
 /// `callvault loadgen-baseline`: the floor to compare with.
@@ -331,6 +466,16 @@ pub async fn baseline(args: BaselineArgs, shutdown: CancellationToken) -> anyhow
         args.listen.ip().is_loopback(),
         "the baseline listens on loopback only"
     );
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %args.listen, "baseline serving");
+    baseline_on(listener, shutdown).await
+}
+
+/// [`baseline`] on a listener already bound.
+pub async fn baseline_on(
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let router = Router::new()
         .route(
             "/v1/events",
@@ -342,7 +487,7 @@ pub async fn baseline(args: BaselineArgs, shutdown: CancellationToken) -> anyhow
         .route(
             "/v1/calls/{call_id}/media",
             get(|ws: WebSocketUpgrade| async move {
-                ws.on_upgrade(|mut socket| async move {
+                crate::api::telephony_socket(ws).on_upgrade(|mut socket| async move {
                     while let Some(Ok(msg)) = socket.recv().await {
                         match msg {
                             WsMessage::Text(t) if t.as_str().contains("\"stop\"") => break,
@@ -350,12 +495,14 @@ pub async fn baseline(args: BaselineArgs, shutdown: CancellationToken) -> anyhow
                             _ => {}
                         }
                     }
-                    let _ = socket.send(WsMessage::Close(None)).await;
+                    let bye = CloseFrame {
+                        code: 1000,
+                        reason: "stop".into(),
+                    };
+                    let _ = socket.send(WsMessage::Close(Some(bye))).await;
                 })
             }),
         );
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %args.listen, "baseline serving");
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

@@ -38,6 +38,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub(super) type Ws = WebSocketStream<Box<dyn Io>>;
 
 /// Where callvault's public listener is, and how to reach it.
+#[derive(Clone)]
 pub(super) struct Target {
     tls: Option<TlsConnector>,
     /// Host without IPv6 brackets, for connecting and for TLS server names.
@@ -85,15 +86,20 @@ impl Target {
         })
     }
 
-    /// Connects, with TLS when the URL said `https`.
-    async fn connect(&self) -> anyhow::Result<Box<dyn Io>> {
+    /// Connects over TCP, with no delay for small writes: 20 ms frames must not wait for Nagle.
+    async fn connect_tcp(&self) -> anyhow::Result<TcpStream> {
         let addr = format!("{}:{}", self.authority_host(), self.port);
         let tcp = timeout(TIMEOUT, TcpStream::connect((self.host.as_str(), self.port)))
             .await
             .with_context(|| format!("timed out connecting to {addr}"))?
             .with_context(|| format!("cannot connect to {addr}"))?;
-        // 20 ms frames must not wait for Nagle
         tcp.set_nodelay(true)?;
+        Ok(tcp)
+    }
+
+    /// Connects, with TLS when the URL said `https`.
+    async fn connect(&self) -> anyhow::Result<Box<dyn Io>> {
+        let tcp = self.connect_tcp().await?;
         let Some(tls) = &self.tls else {
             return Ok(Box::new(tcp));
         };
@@ -198,6 +204,32 @@ impl Target {
         call_id: &CallId,
         token: &Secret,
     ) -> anyhow::Result<Ws> {
+        let req = self.media_request(call_id, token)?;
+        let io = self.connect().await?;
+        handshake(req, io).await
+    }
+
+    /// Opens the media socket of `call_id` over plain TCP and returns the bare stream once the
+    /// handshake is done, for the load generator's own frame writer. The server sends nothing
+    /// before the client's first frame, so no byte is left behind in the handshake's buffer.
+    pub(super) async fn raw_media_socket(
+        &self,
+        call_id: &CallId,
+        token: &Secret,
+    ) -> anyhow::Result<TcpStream> {
+        if self.tls.is_some() {
+            bail!("the load generator streams plain ws: give it an http:// url on loopback");
+        }
+        let req = self.media_request(call_id, token)?;
+        let tcp = self.connect_tcp().await?;
+        Ok(handshake(req, tcp).await?.into_inner())
+    }
+
+    fn media_request(
+        &self,
+        call_id: &CallId,
+        token: &Secret,
+    ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         let url = format!("{scheme}://{}/v1/calls/{call_id}/media", self.authority);
         let mut req = url.as_str().into_client_request()?;
@@ -209,13 +241,21 @@ impl Target {
         let mut auth = HeaderValue::from_str(&bearer).context("the token is not a header value")?;
         auth.set_sensitive(true);
         req.headers_mut().insert(AUTHORIZATION, auth);
-        let io = self.connect().await?;
-        let (ws, _) = timeout(TIMEOUT, tokio_tungstenite::client_async(req, io))
-            .await
-            .context("timed out opening the media socket")?
-            .with_context(|| format!("the media socket {url} was refused"))?;
-        Ok(ws)
+        Ok(req)
     }
+}
+
+/// The WebSocket handshake over `io`, bounded by [`TIMEOUT`].
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    io: S,
+) -> anyhow::Result<WebSocketStream<S>> {
+    let url = req.uri().to_string();
+    let (ws, _) = timeout(TIMEOUT, tokio_tungstenite::client_async(req, io))
+        .await
+        .context("timed out opening the media socket")?
+        .with_context(|| format!("the media socket {url} was refused"))?;
+    Ok(ws)
 }
 
 fn tls_connector(ca: &Path) -> anyhow::Result<TlsConnector> {

@@ -131,7 +131,7 @@ impl Tone {
         }
     }
 
-    fn next_frame(&mut self, out: &mut Vec<i16>) -> bool {
+    pub(super) fn next_frame(&mut self, out: &mut Vec<i16>) -> bool {
         out.clear();
         if self.frames_left == 0 {
             return false;

@@ -47,6 +47,23 @@ pub fn t0() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// A new bearer token of `role`, stored hashed in `catalog`.
+pub async fn token(catalog: &dyn Catalog, role: Role) -> String {
+    let (id, secret, hash) = mint_token();
+    catalog
+        .insert_token(&TokenRow {
+            id,
+            name: format!("test-{role}"),
+            role: role.as_str().to_owned(),
+            hash,
+            created_at: t0(),
+            revoked_at: None,
+        })
+        .await
+        .expect("token");
+    secret.to_string()
+}
+
 impl Live {
     /// Starts a daemon on a fresh state directory with `extra` config lines.
     pub async fn start(extra: &str) -> Live {
@@ -69,19 +86,7 @@ impl Live {
         let running = tokio::spawn(daemon.run(shutdown.clone()));
         let mut tokens = Vec::new();
         for role in [Role::Telephony, Role::Supervisor, Role::Compliance] {
-            let (id, secret, hash) = mint_token();
-            catalog
-                .insert_token(&TokenRow {
-                    id,
-                    name: format!("test-{role}"),
-                    role: role.as_str().to_owned(),
-                    hash,
-                    created_at: t0(),
-                    revoked_at: None,
-                })
-                .await
-                .expect("token");
-            tokens.push(secret.to_string());
+            tokens.push(token(catalog.as_ref(), role).await);
         }
         let [telephony, supervisor, compliance] = tokens.try_into().expect("three tokens");
         Live {

@@ -2,9 +2,11 @@
 # Load callvault and the bare-receive baseline with the same simulated calls, one after the other,
 # and print both reports. Usage: tests/load/compare.sh CALLS [RAMP] [HOLD] [OUT_DIR]
 # Needs a release build (cargo build --release). Everything listens on loopback only.
+# FRAMES_PER_WRITE=5 writes five 20 ms frames per system call (see `callvault loadgen --help`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 calls=${1:?calls}; ramp=${2:-10s}; hold=${3:-20s}; out=${4:-target/load}
+per_write=${FRAMES_PER_WRITE:-1}
 bin=target/release/callvault
 mkdir -p "$out"; state=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$state"' EXIT
 cfg=(--config config/dev.toml --set state_dir="$state" --set keys.keyring="$state/keyring"
@@ -17,7 +19,9 @@ $bin loadgen-baseline --listen 127.0.0.1:18543 & base=$!
 sleep 1
 echo "x" > "$state/none"; chmod 600 "$state/none"
 $bin loadgen --url http://127.0.0.1:18543 --token-file "$state/none" --calls "$calls" --ramp "$ramp" \
-  --hold "$hold" --pid "$base" --csv "$out/baseline-$calls.csv" --prefix "base$calls"
+  --frames-per-write "$per_write" \
+  --hold "$hold" --pid "$base" --csv "$out/baseline-$calls.csv" --prefix "base$calls" \
+  --summary "$out/summary.csv" --label baseline
 kill -INT $base; wait $base 2>/dev/null || true
 
 echo "== callvault: $calls calls"
@@ -26,6 +30,6 @@ for _ in $(seq 50); do curl -sf 127.0.0.1:19464/readyz >/dev/null && break; slee
 $bin "${cfg[@]}" tokens create --role telephony --name load > "$state/tel" 2>/dev/null
 $bin "${cfg[@]}" tokens create --role supervisor --name check > "$state/sup" 2>/dev/null
 $bin loadgen --url http://127.0.0.1:18443 --token-file "$state/tel" --supervisor-token-file "$state/sup" \
-  --calls "$calls" --ramp "$ramp" --hold "$hold" --pid "$cv" \
-  --csv "$out/callvault-$calls.csv" --prefix "cv$calls"
+  --calls "$calls" --ramp "$ramp" --hold "$hold" --pid "$cv" --frames-per-write "$per_write" \
+  --csv "$out/callvault-$calls.csv" --prefix "cv$calls" --summary "$out/summary.csv" --label callvault
 kill -INT $cv; wait $cv 2>/dev/null || true
