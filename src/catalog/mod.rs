@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
+mod postgres;
 mod retention;
 mod rows;
 mod sqlite;
@@ -34,7 +35,12 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-pub use retention::{DeletionCause, FinishedDeletion, PendingDeletion, RetentionProgress};
+pub use postgres::{
+    POOL_SIZE as POSTGRES_POOL_SIZE, PostgresCatalog, parse_url as parse_postgres_url,
+};
+pub use retention::{
+    DeletionCause, FinishedDeletion, PendingDeletion, RetentionProgress, SweepLock,
+};
 pub use rows::{AuditQuery, RecordingQuery, SarRow};
 pub use rows::{
     HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
@@ -356,4 +362,8 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         after: Option<RecordingId>,
         limit: usize,
     ) -> Result<Vec<RecordingRow>, CatalogError>;
+
+    /// Takes the sweep lock without waiting: `None` while another holder (another node sharing
+    /// this catalog) has it. A sweep runs only while it holds the lock, so one node sweeps at a time.
+    async fn try_lock_sweep(&self) -> Result<Option<SweepLock>, CatalogError>;
 }
