@@ -42,7 +42,7 @@ const LOCK_SWEEP: i32 = 0x6376_0004;
 /// the same locks and another catalog in the same database takes others.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Locks {
-    pub(super) schema: i32,
+    schema: i32,
 }
 
 impl Locks {
@@ -57,11 +57,7 @@ impl Locks {
         self.xact(tx, LOCK_HOLDS).await
     }
 
-    pub(super) async fn xact<C: GenericClient>(
-        self,
-        tx: &C,
-        kind: i32,
-    ) -> Result<(), CatalogError> {
+    async fn xact<C: GenericClient>(self, tx: &C, kind: i32) -> Result<(), CatalogError> {
         convert::execute(
             tx,
             "SELECT pg_advisory_xact_lock($1, $2)",
