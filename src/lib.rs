@@ -30,7 +30,8 @@
 //!   keyed lookup tag ([`vault::CallerKeys`]).
 //! - [`catalog`]: metadata behind the [`catalog::Catalog`] trait: recordings, segments and their
 //!   wrapped keys, ledgers, holds, audit entries, seen event ids, API tokens. [`catalog::SqliteCatalog`]
-//!   is the embedded default; every backend runs the same conformance suite.
+//!   is the embedded default, [`catalog::PostgresCatalog`] the one several nodes share (advisory
+//!   locks keep one audit chain and one sweeping node); both run the same conformance suite.
 //! - [`audit`]: the hash chain: [`audit::AuditEntry::chained`] is the only place an entry's hash is
 //!   computed, and [`audit::ChainVerifier`] names the first altered, missing or reordered entry.
 //! - [`ingest`]: wire formats into [`domain::CallEvent`]s and audio: the native event JSON

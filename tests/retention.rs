@@ -193,6 +193,23 @@ async fn start() -> Env {
         "[storage]\nkind = \"local\"\nroot = \"objects\"\n{POLICIES}"
     ))
     .await;
+    // the worker sweeps once at start-up, reading the clock as it begins: let that sweep finish
+    // before a test moves the clock and seeds, or it may judge new rows by the start-up time
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live
+        .catalog
+        .retention_progress()
+        .await
+        .expect("progress")
+        .sweeps
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the start-up sweep did not finish"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let store = vault::open_store(&callvault::server::store_kind(&live.config).expect("kind"))
         .expect("store");
     let keyring = Keyring::from_bytes(

@@ -53,6 +53,7 @@ macro_rules! catalog_conformance {
             sars_record_once_and_list_open_by_due,
             audit_search_filters,
             retention_skips_held_and_finishes_pending,
+            sweep_lock_is_taken_again_once_dropped,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1259,4 +1260,29 @@ pub(crate) async fn retention_skips_held_and_finishes_pending(c: Arc<dyn Catalog
     }
     assert_eq!(all.len(), 4);
     assert!(all.windows(2).all(|w| w[0] < w[1]), "id order");
+}
+
+pub(crate) async fn sweep_lock_is_taken_again_once_dropped(c: Arc<dyn Catalog>) {
+    let lock = c
+        .try_lock_sweep()
+        .await
+        .expect("lock")
+        .expect("nobody else sweeps a fresh catalog");
+    drop(lock);
+    // a backend may release the lock a moment after the drop (a session closing): wait a little
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(again) = c.try_lock_sweep().await.expect("lock") {
+            drop(again);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweep lock was not released after its guard was dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // and the catalog still answers while a lock is held
+    let _held = c.try_lock_sweep().await.expect("lock").expect("free again");
+    c.check().await.expect("check while locked");
 }

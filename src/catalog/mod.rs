@@ -3,9 +3,11 @@
 //! It owns the persisted forms of everything callvault knows about its recordings and users:
 //! recordings ([`RecordingRow`]) and their segments ([`SegmentRow`]) with the wrapped data keys
 //! ([`WrappedKeyRow`]), each recording's ledger ([`LedgerEntry`]), complaint holds ([`HoldRow`]), the
-//! audit chain ([`AuditEntry`]), the webhook replay guard, and bearer tokens ([`TokenRow`]). One
-//! backend exists so far, [`SqliteCatalog`] (the embedded default); a PostgreSQL one shares the
-//! trait and runs the same conformance suite.
+//! audit chain ([`AuditEntry`]), the webhook replay guard, and bearer tokens ([`TokenRow`]). Two
+//! backends share the trait and run the same conformance suite (`catalog/conformance.rs`):
+//! [`SqliteCatalog`], the embedded default for one node, and [`PostgresCatalog`], one database that
+//! several nodes share. Each keeps its own migrations (`migrations/sqlite/`, `migrations/postgres/`),
+//! numbered alike, with the same schema meaning.
 //!
 //! Architecture invariants:
 //! - no HTTP, no crypto, no audio: the catalog stores bytes the [vault](crate::vault) sealed
@@ -17,6 +19,10 @@
 //! - a wrapped key, once shredded, cannot come back: [`Catalog::update_segment`] does not write the
 //!   key columns, only [`Catalog::shred_segment_key`] and [`Catalog::replace_wrapped_key`] do.
 //! - times are kept to the microsecond (what PostgreSQL keeps); finer parts are cut off on write.
+//! - what two writers must not interleave is serialised by the backend, across processes and, for
+//!   PostgreSQL, across nodes: audit appends never fork the chain, ledger positions are never
+//!   taken twice, no deletion starts on a recording a simultaneous hold covers, and
+//!   [`Catalog::try_lock_sweep`] lets one sweep run at a time.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -27,6 +33,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
+mod postgres;
 mod retention;
 mod rows;
 mod sqlite;
@@ -34,7 +41,12 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-pub use retention::{DeletionCause, FinishedDeletion, PendingDeletion, RetentionProgress};
+pub use postgres::{
+    POOL_SIZE as POSTGRES_POOL_SIZE, PostgresCatalog, parse_url as parse_postgres_url,
+};
+pub use retention::{
+    DeletionCause, FinishedDeletion, PendingDeletion, RetentionProgress, SweepLock,
+};
 pub use rows::{AuditQuery, RecordingQuery, SarRow};
 pub use rows::{
     HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
@@ -356,4 +368,8 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         after: Option<RecordingId>,
         limit: usize,
     ) -> Result<Vec<RecordingRow>, CatalogError>;
+
+    /// Takes the sweep lock without waiting: `None` while another holder (another node sharing
+    /// this catalog) has it. A sweep runs only while it holds the lock, so one node sweeps at a time.
+    async fn try_lock_sweep(&self) -> Result<Option<SweepLock>, CatalogError>;
 }

@@ -1,5 +1,8 @@
 //! The persisted forms of the retention worker: deletions it has committed to ([`PendingDeletion`]),
-//! what finishing one writes ([`FinishedDeletion`]), and its progress ([`RetentionProgress`]).
+//! what finishing one writes ([`FinishedDeletion`]), and its progress ([`RetentionProgress`]); and
+//! the lock that lets one node sweep at a time ([`SweepLock`]).
+
+use std::fmt;
 
 use chrono::{DateTime, Utc};
 
@@ -95,4 +98,30 @@ pub struct RetentionProgress {
     pub last_deleted: u64,
     /// Why the last sweep failed, if it did.
     pub last_error: Option<String>,
+}
+
+/// Held while this node sweeps: no other node sharing the catalog gets one from
+/// [`Catalog::try_lock_sweep`](super::Catalog::try_lock_sweep) until it is dropped.
+///
+/// What it holds is the backend's: nothing for SQLite (one node), the database session that holds
+/// the advisory lock for PostgreSQL (dropping it ends the session, and the server frees the lock; so
+/// does a node that dies).
+#[must_use = "the sweep lock is released when dropped"]
+pub struct SweepLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl SweepLock {
+    /// A lock that keeps `held` until it is dropped.
+    pub(crate) fn new(held: impl Send + Sync + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for SweepLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SweepLock")
+    }
 }

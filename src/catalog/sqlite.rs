@@ -21,7 +21,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use super::{AuditQuery, RecordingQuery, SarRow};
 use super::{
     Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
-    RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, TokenRow, WrappedKeyRow,
+    RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
+    WrappedKeyRow,
 };
 use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
@@ -469,6 +470,11 @@ impl Catalog for SqliteCatalog {
     ) -> Result<Vec<RecordingRow>, CatalogError> {
         self.run(move |c| retention::recordings_after(c, after, limit))
             .await
+    }
+
+    async fn try_lock_sweep(&self) -> Result<Option<SweepLock>, CatalogError> {
+        // a SQLite catalog belongs to one node, and that node's worker sweeps one sweep at a time
+        Ok(Some(SweepLock::new(())))
     }
 }
 

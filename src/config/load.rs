@@ -227,10 +227,11 @@ impl Config {
         }
         self.validate_policies()?;
         self.validate_storage()?;
-        if let CatalogConfig::Postgres { url, .. } = &self.catalog
-            && url.trim().is_empty()
-        {
-            return Err(invalid("catalog.url", "must not be empty"));
+        if let CatalogConfig::Postgres { url, .. } = &self.catalog {
+            if url.trim().is_empty() {
+                return Err(invalid("catalog.url", "must not be empty"));
+            }
+            crate::catalog::parse_postgres_url(url).map_err(|e| invalid("catalog.url", e))?;
         }
         if self.twilio.enabled {
             match self.twilio.public_url.as_deref() {

@@ -44,10 +44,15 @@ pub struct SweepReport {
     pub batches: u64,
     /// Stopped by the test hook before finishing.
     pub stopped: bool,
+    /// Not run: another node sharing the catalog holds the sweep lock (and is sweeping).
+    pub skipped: bool,
 }
 
 impl std::fmt::Display for SweepReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.skipped {
+            return f.write_str("skipped: another node is sweeping (it holds the sweep lock)");
+        }
         write!(
             f,
             "deleted {} expired and {} erased recordings ({} resumed from an earlier run); {} objects deleted, {} failed",
@@ -67,7 +72,19 @@ pub(super) struct Deleted {
 impl Retention {
     /// Runs one sweep: finishes the deletions an earlier run left pending, then deletes every
     /// expired, unheld recording, a batch at a time, and saves the worker's counters.
+    ///
+    /// Only while holding the catalog's sweep lock, so that of the nodes sharing a catalog one
+    /// sweeps at a time; if another holds it, returns at once a report marked
+    /// [`skipped`](SweepReport::skipped) (that node's sweep does the work).
     pub async fn sweep(&self, options: &SweepOptions) -> Result<SweepReport, RetentionError> {
+        let Some(_lock) = self.catalog.try_lock_sweep().await? else {
+            info!("another node is sweeping; this sweep is skipped");
+            metrics::counter!("callvault_retention_sweeps_skipped_total").increment(1);
+            return Ok(SweepReport {
+                skipped: true,
+                ..SweepReport::default()
+            });
+        };
         let batch = match options.batch_size {
             0 => self.config.retention.batch_size.max(1),
             n => n,

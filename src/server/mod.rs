@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 
 use crate::api::oidc::OidcVerifier;
 use crate::api::{self, ApiState};
-use crate::catalog::{Catalog, CatalogError, SqliteCatalog};
+use crate::catalog::{Catalog, CatalogError, PostgresCatalog, SqliteCatalog};
 use crate::config::{CatalogConfig, Config, ConfigError, StorageConfig};
 use crate::domain::{Clock, KeyId};
 use crate::export::BundleSigner;
@@ -58,20 +58,22 @@ pub enum StartError {
     /// The catalog could not be opened or migrated.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The PostgreSQL catalog could not be opened: the server did not answer, refused the login,
+    /// or its schema cannot be used.
+    #[error("cannot open the postgres catalog `{target}`")]
+    CatalogUnreachable {
+        /// `catalog.url` as configured (it holds no password).
+        target: String,
+        /// Why.
+        #[source]
+        source: CatalogError,
+    },
     /// The state directory or a listener could not be set up.
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// Crash recovery of the spool failed.
     #[error(transparent)]
     Recovery(#[from] PersistError),
-    /// A configured backend that this build does not provide yet.
-    #[error("config key `{key}`: {reason}")]
-    Unsupported {
-        /// The key.
-        key: &'static str,
-        /// What is missing.
-        reason: &'static str,
-    },
 }
 
 impl StartError {
@@ -81,7 +83,6 @@ impl StartError {
         match self {
             StartError::Config(_)
             | StartError::MissingKeys(_)
-            | StartError::Unsupported { .. }
             | StartError::Vault(VaultError::Keyring { .. }) => 64,
             _ => 1,
         }
@@ -464,10 +465,29 @@ pub async fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartErro
             info!(path = %path.display(), "catalog opened (sqlite)");
             Ok(Arc::new(catalog))
         }
-        CatalogConfig::Postgres { .. } => Err(StartError::Unsupported {
-            key: "catalog.kind",
-            reason: "the postgres catalog is not in this build yet; use \"sqlite\"",
-        }),
+        CatalogConfig::Postgres { url, password } => {
+            let password = password.as_ref().map(|p| p.read()).transpose()?;
+            let catalog = PostgresCatalog::open(url, password.as_ref())
+                .await
+                .map_err(|source| match source {
+                    CatalogError::Invalid { what } => StartError::Config(ConfigError::Invalid {
+                        key: "catalog.url".to_owned(),
+                        reason: what,
+                    }),
+                    source => StartError::CatalogUnreachable {
+                        // the connection string as configured, which holds no password
+                        target: url.clone(),
+                        source,
+                    },
+                })?;
+            catalog.check().await?;
+            info!(
+                target = catalog.target(),
+                pool = crate::catalog::POSTGRES_POOL_SIZE,
+                "catalog opened (postgres)"
+            );
+            Ok(Arc::new(catalog))
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod live;
+pub mod postgres;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
