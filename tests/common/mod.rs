@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod live;
+pub mod s3;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
