@@ -289,7 +289,9 @@ pub struct DeletedObjects {
 
 /// Deletes the objects `named`, and, when `prefix` is given, every object listed under it too (to
 /// catch one uploaded while the catalog did not yet name it). Idempotent: an absent object is
-/// reported as such. A listing that fails is logged and the named objects are still deleted.
+/// reported as such by stores that say so (local, memory); S3 answers `DELETE` of an absent key with
+/// success, so there it is counted as deleted. A listing that fails is logged and the named objects
+/// are still deleted.
 pub async fn delete_objects(
     store: &Arc<dyn ObjectStore>,
     prefix: Option<&Path>,
