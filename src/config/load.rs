@@ -314,11 +314,15 @@ impl Config {
             bucket,
             endpoint,
             allow_http,
+            request_timeout,
             ..
         } = &self.storage
         {
             if bucket.trim().is_empty() {
                 return Err(invalid("storage.bucket", "must not be empty"));
+            }
+            if request_timeout.is_zero() {
+                return Err(invalid("storage.request_timeout", "must be more than 0s"));
             }
             if let Some(url) = endpoint {
                 if url.starts_with("http://") {

@@ -301,7 +301,14 @@ pub enum StorageConfig {
         /// Allow an `http://` endpoint (only for a server on this host).
         #[serde(default)]
         allow_http: bool,
+        /// The longest one request may take, body included (an upload part is 8 MiB).
+        #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+        request_timeout: Duration,
     },
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_local_root() -> PathBuf {

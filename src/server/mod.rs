@@ -83,7 +83,11 @@ impl StartError {
         match self {
             StartError::Config(_)
             | StartError::MissingKeys(_)
-            | StartError::Vault(VaultError::Keyring { .. }) => 64,
+            | StartError::Vault(
+                VaultError::Keyring { .. }
+                | VaultError::StoreConfig { .. }
+                | VaultError::StoreAccessDenied(_),
+            ) => 64,
             _ => 1,
         }
     }
@@ -164,7 +168,15 @@ impl Daemon {
         })?;
         let platforms = api::Platforms::load(&config)?;
         let store = vault::open_store(&store_kind(&config)?)?;
-        info!("object store opened");
+        match vault::check_access(&store).await {
+            Ok(()) => info!("object store opened"),
+            // wrong credentials never fix themselves: refuse to start, naming the keys to check
+            Err(e @ VaultError::StoreAccessDenied(_)) => return Err(e.into()),
+            // a store that is down may come back: serve, spool, and upload once it answers
+            Err(error) => {
+                warn!(%error, "object store not reachable at start-up; sealed audio stays spooled until it answers")
+            }
+        }
         let keyring = Arc::new(keyring);
         let SupervisorAccess {
             callers,
@@ -508,6 +520,7 @@ pub fn store_kind(config: &Config) -> Result<StoreKind, ConfigError> {
             access_key_id,
             secret_access_key,
             allow_http,
+            request_timeout,
         } => StoreKind::S3 {
             bucket: bucket.clone(),
             region: region.clone(),
@@ -518,6 +531,7 @@ pub fn store_kind(config: &Config) -> Result<StoreKind, ConfigError> {
                 String::from_utf8_lossy(secret_access_key.read()?.expose_trimmed()).into_owned(),
             ),
             allow_http: *allow_http,
+            request_timeout: *request_timeout,
         },
     })
 }

@@ -32,7 +32,9 @@ pub use keys::{DataKey, Kek, WrappedKey};
 pub use layout::{object_path, parse_object_path, recording_prefix, spool_path};
 pub use reader::ObjectReader;
 pub use recover::{Recovered, recover_partial};
-pub use store::{DeletedObjects, StoreKind, delete_objects, open_store, put_verified};
+pub use store::{
+    DeletedObjects, StoreKind, check_access, delete_objects, open_store, put_verified, store_error,
+};
 
 use crate::domain::KeyId;
 
@@ -107,6 +109,12 @@ pub enum VaultError {
         /// Bytes the store reports.
         actual: u64,
     },
+    /// The object store refused the credentials (HTTP 401 or 403): the access key, the secret or
+    /// the bucket's policy is wrong. Not a passing outage: ops must fix the configuration.
+    #[error(
+        "object store refused the credentials (check storage.access_key_id, storage.secret_access_key and the bucket policy): {0}"
+    )]
+    StoreAccessDenied(#[source] object_store::Error),
     /// The object store failed.
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),

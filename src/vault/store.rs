@@ -6,19 +6,30 @@
 //!
 //! Durability: `object_store`'s local filesystem store writes to a temporary file and renames it, but
 //! never calls fsync. [`put_verified`] therefore syncs the file and every directory from it up to the
-//! root after a local upload. Other writes through the store (deletes, multipart uploads) are not
-//! synced by this module.
+//! root after a local upload. Other writes through the store (deletes) are not synced by this module.
+//!
+//! S3: every request has a deadline ([`CONNECT_TIMEOUT`] to connect, `request_timeout` of
+//! [`StoreKind::S3`] for the whole request), and `object_store`'s own retries are kept short
+//! ([`retry_config`]): the uploader retries for as long as an outage lasts, with its own backoff, so
+//! a request that cannot succeed must fail within one deadline and a few seconds rather than hold the
+//! upload gate (and with it a consent refusal's destruction), playback or the next upload for
+//! minutes, as `object_store`'s default of 10 retries within 3 minutes does against a hung store. A
+//! segment larger than [`MULTIPART_THRESHOLD`] is uploaded in parts of [`PART_SIZE`], so that no one
+//! request has to move more than a part within its deadline. After every upload the object's size is
+//! read back (`HEAD`) and compared with what was sent; a store that refuses the credentials is told
+//! apart from one that is down ([`VaultError::StoreAccessDenied`], and [`check_access`] at start-up).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -48,6 +59,8 @@ pub enum StoreKind {
         secret_access_key: Zeroizing<String>,
         /// Allow a plain `http://` endpoint (a loopback test server only).
         allow_http: bool,
+        /// The longest one request may take, body included (config `storage.request_timeout`).
+        request_timeout: Duration,
     },
 }
 
@@ -63,6 +76,7 @@ impl fmt::Debug for StoreKind {
                 access_key_id,
                 secret_access_key: _,
                 allow_http,
+                request_timeout,
             } => f
                 .debug_struct("S3")
                 .field("bucket", bucket)
@@ -71,8 +85,34 @@ impl fmt::Debug for StoreKind {
                 .field("access_key_id", access_key_id)
                 .field("secret_access_key", &"[redacted]")
                 .field("allow_http", allow_http)
+                .field("request_timeout", request_timeout)
                 .finish(),
         }
+    }
+}
+
+/// The longest an S3 connection may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest the start-up access check waits for the store.
+pub const ACCESS_CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Segments larger than this are uploaded in parts (S3 refuses parts under 5 MiB but the last).
+pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
+/// The size of each part of a multipart upload but the last.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// `object_store`'s own retries of one request (a connection refused, a 5xx, a timeout of an
+/// idempotent request): at most 2 more tries, none begun 10 s after the first. Its default (10 more
+/// within 3 minutes) stacks under the uploader's own retries, and against a store that accepts
+/// connections but does not answer, holds one request (and the upload gate) for over 3 minutes.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(10),
     }
 }
 
@@ -95,6 +135,7 @@ pub fn open_store(kind: &StoreKind) -> Result<Arc<dyn ObjectStore>, VaultError> 
             access_key_id,
             secret_access_key,
             allow_http,
+            request_timeout,
         } => {
             if bucket.is_empty() {
                 return Err(config("s3 bucket is empty"));
@@ -107,7 +148,13 @@ pub fn open_store(kind: &StoreKind) -> Result<Arc<dyn ObjectStore>, VaultError> 
                 .with_access_key_id(access_key_id)
                 // The builder keeps its own copy, which is not wiped; no way around that here.
                 .with_secret_access_key(secret_access_key.as_str())
-                .with_allow_http(*allow_http);
+                .with_client_options(
+                    ClientOptions::new()
+                        .with_connect_timeout(CONNECT_TIMEOUT)
+                        .with_timeout(*request_timeout)
+                        .with_allow_http(*allow_http),
+                )
+                .with_retry(retry_config());
             if !region.is_empty() {
                 builder = builder.with_region(region);
             }
@@ -136,9 +183,35 @@ fn check_endpoint(url: &str, allow_http: bool) -> Result<(), VaultError> {
     }
 }
 
-/// Uploads `bytes` to `path`, makes a local upload durable (fsync of the file and its directories),
-/// reads back the object's size and checks it, and returns that size with the SHA-256 of what was
-/// written, for the catalog to record.
+/// Checks at start-up that the store accepts the credentials: one `HEAD` of a key that need not
+/// exist, given at most [`ACCESS_CHECK_TIMEOUT`]. A refusal (401 or 403) is
+/// [`VaultError::StoreAccessDenied`]; any other failure (the store is down) is returned as it is,
+/// for the caller to log and carry on with: audio is spooled until the store answers.
+pub async fn check_access(store: &Arc<dyn ObjectStore>) -> Result<(), VaultError> {
+    let probe = Path::from("_probe/access");
+    match tokio::time::timeout(ACCESS_CHECK_TIMEOUT, store.head(&probe)).await {
+        Ok(Ok(_) | Err(object_store::Error::NotFound { .. })) => Ok(()),
+        Ok(Err(e)) => Err(store_error(e)),
+        Err(_) => Err(VaultError::Store(object_store::Error::Generic {
+            store: "callvault",
+            source: "the object store did not answer the access check in time".into(),
+        })),
+    }
+}
+
+/// An `object_store` error, with a refusal of the credentials told apart.
+pub fn store_error(e: object_store::Error) -> VaultError {
+    match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => VaultError::StoreAccessDenied(e),
+        e => VaultError::Store(e),
+    }
+}
+
+/// Uploads `bytes` to `path` (in parts of [`PART_SIZE`] when it is an S3 store and `bytes` is larger
+/// than [`MULTIPART_THRESHOLD`]), makes a local upload durable (fsync of the file and its
+/// directories), reads back the object's size and checks it, and returns that size with the SHA-256
+/// of what was written, for the catalog to record.
 ///
 /// `kind` must be the kind `store` was opened from: it tells where a local store's files live.
 pub async fn put_verified(
@@ -149,7 +222,11 @@ pub async fn put_verified(
 ) -> Result<(u64, [u8; 32]), VaultError> {
     let expected = bytes.len() as u64;
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
-    store.put(path, bytes.into()).await?;
+    if matches!(kind, StoreKind::S3 { .. }) && bytes.len() > MULTIPART_THRESHOLD {
+        put_parts(store, path, bytes).await?;
+    } else {
+        store.put(path, bytes.into()).await.map_err(store_error)?;
+    }
     if let StoreKind::Local { root } = kind {
         let root = root.clone();
         let path = path.clone();
@@ -157,7 +234,7 @@ pub async fn put_verified(
             .await
             .map_err(|e| VaultError::Io(std::io::Error::other(e)))??;
     }
-    let actual = store.head(path).await?.size;
+    let actual = store.head(path).await.map_err(store_error)?.size;
     if actual != expected {
         return Err(VaultError::SizeMismatch {
             path: path.to_string(),
@@ -166,6 +243,37 @@ pub async fn put_verified(
         });
     }
     Ok((actual, digest))
+}
+
+/// Uploads `bytes` as a multipart upload, one part at a time (so memory and bandwidth stay bounded
+/// by one part in flight); on failure the upload is aborted, best effort, so the store drops the
+/// parts already sent.
+async fn put_parts(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    bytes: Bytes,
+) -> Result<(), VaultError> {
+    let mut upload = store.put_multipart(path).await.map_err(store_error)?;
+    if let Err(error) = send_parts(upload.as_mut(), &bytes).await {
+        if let Err(abort) = upload.abort().await {
+            tracing::warn!(object = %path, %abort, "cannot abort the failed multipart upload; the store keeps its parts until a lifecycle rule drops them");
+        }
+        return Err(store_error(error));
+    }
+    Ok(())
+}
+
+async fn send_parts(
+    upload: &mut dyn object_store::MultipartUpload,
+    bytes: &Bytes,
+) -> Result<(), object_store::Error> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let end = (at + PART_SIZE).min(bytes.len());
+        upload.put_part(bytes.slice(at..end).into()).await?;
+        at = end;
+    }
+    upload.complete().await.map(drop)
 }
 
 /// What [`delete_objects`] did.
@@ -181,7 +289,9 @@ pub struct DeletedObjects {
 
 /// Deletes the objects `named`, and, when `prefix` is given, every object listed under it too (to
 /// catch one uploaded while the catalog did not yet name it). Idempotent: an absent object is
-/// reported as such. A listing that fails is logged and the named objects are still deleted.
+/// reported as such by stores that say so (local, memory); S3 answers `DELETE` of an absent key with
+/// success, so there it is counted as deleted. A listing that fails is logged and the named objects
+/// are still deleted.
 pub async fn delete_objects(
     store: &Arc<dyn ObjectStore>,
     prefix: Option<&Path>,
@@ -254,6 +364,7 @@ mod tests {
             access_key_id: "GK123".into(),
             secret_access_key: Zeroizing::new("very-secret-value".into()),
             allow_http,
+            request_timeout: Duration::from_secs(30),
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod audio;
 pub mod live;
 pub mod postgres;
+pub mod s3;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -155,6 +155,11 @@ fn cross_field_checks_name_the_key() {
         e.contains("`storage.endpoint`") && e.contains("allow_http"),
         "{e}"
     );
+    let e = err(
+        "[storage]\nkind = \"s3\"\nbucket = \"b\"\naccess_key_id = \"keyring\"\nsecret_access_key = \"keyring\"\nrequest_timeout = \"0s\"\n",
+        &[],
+    );
+    assert!(e.contains("`storage.request_timeout`"), "{e}");
     let e = err("[catalog]\nkind = \"oracle\"\n", &[]);
     assert!(e.contains("`catalog"), "{e}");
 }

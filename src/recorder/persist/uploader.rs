@@ -186,7 +186,14 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
             Err(Failure::Retry(error)) => {
                 metrics::counter!("callvault_upload_failures_total").increment(1);
                 if !streak {
-                    warn!(recording = %job.recording, segment = job.segment.0, %error, "object store unavailable; segment stays spooled");
+                    if matches!(
+                        error,
+                        PersistError::Vault(vault::VaultError::StoreAccessDenied(_))
+                    ) {
+                        error!(recording = %job.recording, segment = job.segment.0, %error, "object store refused the upload; segment stays spooled");
+                    } else {
+                        warn!(recording = %job.recording, segment = job.segment.0, %error, "object store unavailable; segment stays spooled");
+                    }
                 }
                 streak = true;
                 let jitter = rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 10);
