@@ -1271,18 +1271,17 @@ pub(crate) async fn sweep_lock_is_taken_again_once_dropped(c: Arc<dyn Catalog>) 
     drop(lock);
     // a backend may release the lock a moment after the drop (a session closing): wait a little
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let held = loop {
         if let Some(again) = c.try_lock_sweep().await.expect("lock") {
-            drop(again);
-            break;
+            break again;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "the sweep lock was not released after its guard was dropped"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    };
     // and the catalog still answers while a lock is held
-    let _held = c.try_lock_sweep().await.expect("lock").expect("free again");
     c.check().await.expect("check while locked");
+    drop(held);
 }

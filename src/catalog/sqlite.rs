@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,12 +29,14 @@ use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
 mod access;
 mod access_sar;
+mod commit;
 mod convert;
 mod holds;
 mod recordings;
 mod retention;
 mod trails;
 
+use commit::GroupCommit;
 use convert::ts;
 
 /// The schema migrations, in order: migration `i` (from 0) brings the schema to version `i + 1`.
@@ -51,15 +53,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The SQLite [`Catalog`]: a cheap `Clone` handle over one connection.
 #[derive(Clone)]
 pub struct SqliteCatalog {
-    // One connection behind a std mutex rather than a pool: SQLite serialises writers anyway, so more
-    // connections would only trade waiting here for SQLITE_BUSY retries. The lock is taken only
-    // inside `spawn_blocking` and never held across an `.await`, so a std mutex is the right kind.
-    conn: Arc<Mutex<Connection>>,
-    // Admits one operation at a time to the blocking pool. Without it, a burst of operations (a
-    // few thousand calls ending together) would park one blocking-pool thread each on the mutex,
-    // and the spool and the local object store, which need that pool too, would wait behind them.
-    // Waiting here costs a queued future, not a thread; the semaphore is fair, so order is kept.
-    gate: Arc<tokio::sync::Semaphore>,
+    // One connection rather than a pool: SQLite serialises writers anyway, so more connections
+    // would only trade waiting here for SQLITE_BUSY retries. Every operation goes through the group
+    // commit in front of it, which takes the connection's std mutex only inside `spawn_blocking`.
+    ops: Arc<GroupCommit>,
     path: Option<Arc<Path>>,
 }
 
@@ -81,9 +78,9 @@ impl SqliteCatalog {
         let mut conn = Connection::open(path)?;
         configure(&conn, true)?;
         migrate(&mut conn)?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            ops: GroupCommit::new(conn),
             path: Some(Arc::from(path)),
         })
     }
@@ -93,9 +90,9 @@ impl SqliteCatalog {
         let mut conn = Connection::open_in_memory()?;
         configure(&conn, false)?;
         migrate(&mut conn)?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            ops: GroupCommit::new(conn),
             path: None,
         })
     }
@@ -105,31 +102,14 @@ impl SqliteCatalog {
         MIGRATIONS.len() as u32
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on the blocking pool, in the next group commit (see
+    /// [`commit`]); its result comes once that is durable.
     async fn run<T, F>(&self, f: F) -> Result<T, CatalogError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, CatalogError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        let permit = Arc::clone(&self.gate)
-            .acquire_owned()
-            .await
-            .map_err(|e| CatalogError::Backend(Box::new(e)))?;
-        let joined = tokio::task::spawn_blocking(move || {
-            // held until the operation is over, also if the caller stops waiting for it
-            let _permit = permit;
-            // A panic while the lock was held poisons it, but the connection is still sound: the
-            // transaction the panic interrupted was rolled back when it was dropped.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await;
-        match joined {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(CatalogError::Backend(Box::new(e))),
-        }
+        self.ops.run(f).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! Complaint holds and their links to recordings.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::convert::{
     collect, first, on_constraint, opt_hash32, opt_ts, parse_opt_ts, parse_ts, recording_exists, ts,
@@ -95,7 +95,7 @@ pub(super) fn link_hold(
     reference: &str,
     recording: RecordingId,
 ) -> Result<(), CatalogError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = c.savepoint()?;
     let hold = active_hold_id(&tx, reference)?;
     let id = recording.to_string();
     if !recording_exists(&tx, &id)? {
@@ -116,7 +116,7 @@ pub(super) fn release_hold(
     actor: &str,
     reason: Option<&str>,
 ) -> Result<HoldRow, CatalogError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = c.savepoint()?;
     let hold = active_hold_id(&tx, reference)?;
     tx.execute(
         "UPDATE holds SET released_at = ?2, released_by = ?3, release_reason = ?4 WHERE id = ?1",

@@ -2,7 +2,7 @@
 //! in one transaction, and the worker's counters.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::convert::{collect, int, opt_ts, parse, parse_opt_ts, parse_ts, sql_limit, ts, uint};
 use super::recordings::{RECORDING_COLS, read_recording};
@@ -54,7 +54,7 @@ pub(super) fn begin_deletions(
     c: &mut Connection,
     pending: &[PendingDeletion],
 ) -> Result<Vec<RecordingId>, CatalogError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = c.savepoint()?;
     let mut begun = Vec::with_capacity(pending.len());
     for p in pending {
         let id = p.recording_id.to_string();
@@ -125,7 +125,7 @@ pub(super) fn finish_deletions(
     c: &mut Connection,
     done: Vec<FinishedDeletion>,
 ) -> Result<usize, CatalogError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = c.savepoint()?;
     let mut finished = 0;
     for d in done {
         let id = d.recording_id.to_string();

@@ -36,7 +36,8 @@ fn t(secs: i64) -> DateTime<Utc> {
 
 /// Runs SQL straight on the connection, as someone with the database file could.
 fn raw(c: &SqliteCatalog, sql: &str) {
-    c.conn
+    c.ops
+        .conn()
         .lock()
         .expect("not poisoned")
         .execute_batch(sql)
@@ -157,7 +158,7 @@ async fn a_reopened_file_keeps_everything() {
     assert_eq!(next[0].prev_hash, audit[2].hash);
 
     // migrations ran once, and the file is in WAL mode with the pragmas set
-    let conn = c.conn.lock().expect("not poisoned");
+    let conn = c.ops.conn().lock().expect("not poisoned");
     let versions: i64 = conn
         .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("count");
@@ -222,7 +223,7 @@ async fn audit_rows_refuse_update_and_delete() {
         "UPDATE audit SET reason = 'none' WHERE seq = 1",
         "DELETE FROM audit WHERE seq = 2",
     ] {
-        let conn = c.conn.lock().expect("not poisoned");
+        let conn = c.ops.conn().lock().expect("not poisoned");
         let err = conn.execute_batch(sql).expect_err("append-only");
         assert!(err.to_string().contains("append-only"), "{err}");
     }
@@ -288,4 +289,88 @@ async fn a_rehashed_audit_row_breaks_the_next_link() {
         verify(&c).await,
         Err(ChainBreak::Missing { seq: 3, after: 2 })
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_commits_and_a_failing_one_rolls_back_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let c = Arc::new(SqliteCatalog::open(dir.path().join("catalog.db")).expect("open file"));
+    let taken = recording("CA-dup");
+    c.insert_recording(&taken).await.expect("first insert");
+    let before = c.ops.batches();
+    // 200 inserts at once, every tenth a second recording for a call that has one: a conflict
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move {
+                let call = if i % 10 == 0 {
+                    "CA-dup".to_owned()
+                } else {
+                    format!("CA-{i}")
+                };
+                c.insert_recording(&recording(&call)).await
+            })
+        })
+        .collect();
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.expect("no panic") {
+            Ok(()) => {}
+            Err(CatalogError::Conflict { .. }) => conflicts += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!(conflicts, 20);
+    let batches = c.ops.batches() - before;
+    assert!(
+        batches < 200,
+        "{batches} batches for 200 operations: nothing was shared"
+    );
+    // the 180 that succeeded are there, the failed ones left nothing, and all survive a reopen
+    drop(c);
+    let c = SqliteCatalog::open(dir.path().join("catalog.db")).expect("reopen");
+    for i in (0..200).filter(|i| i % 10 != 0) {
+        let call: CallId = format!("CA-{i}").parse().expect("call id");
+        assert!(
+            c.recording_by_call(&call).await.expect("read").is_some(),
+            "CA-{i}"
+        );
+    }
+    let dup: CallId = "CA-dup".parse().expect("call id");
+    let kept = c
+        .recording_by_call(&dup)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(kept.id, taken.id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_operation_is_rolled_back_and_the_catalog_goes_on() {
+    let c = Arc::new(SqliteCatalog::open_in_memory().expect("open"));
+    let row = recording("CA-panic");
+    let inner = Arc::clone(&c);
+    let written = row.clone();
+    let panicked = tokio::spawn(async move {
+        inner
+            .run(move |conn| {
+                super::recordings::insert_recording(conn, &written)?;
+                panic!("an operation panics after writing");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+            .await
+    })
+    .await;
+    assert!(
+        panicked
+            .expect_err("the panic reaches the caller")
+            .is_panic()
+    );
+    let call: CallId = "CA-panic".parse().expect("call id");
+    assert!(c.recording_by_call(&call).await.expect("read").is_none());
+    c.insert_recording(&row)
+        .await
+        .expect("the catalog still writes");
+    assert!(c.recording_by_call(&call).await.expect("read").is_some());
 }

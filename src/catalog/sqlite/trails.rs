@@ -1,7 +1,7 @@
 //! The two append-only trails: each recording's ledger, and the audit chain.
 
 use chrono::SubsecRound;
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::{Connection, Row, params};
 
 use super::convert::{
     collect, first, hash32, int, parse, parse_ts, recording_exists, sql_limit, ts, uint,
@@ -36,7 +36,7 @@ pub(super) fn append_ledger(
 ) -> Result<LedgerEntry, CatalogError> {
     // IMMEDIATE: the write lock is taken before the next seq is read, so two writers (this process
     // and a CLI on the same file) cannot both read the same one
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = c.savepoint()?;
     let id = e.recording_id.to_string();
     if !recording_exists(&tx, &id)? {
         return Err(CatalogError::not_found(format!("recording {id}")));
@@ -139,7 +139,7 @@ pub(super) fn append_audit(
     entry.at = entry.at.trunc_subsecs(6);
     // IMMEDIATE: the write lock is taken before the head is read, so no other writer can append
     // between the read and the insert and fork the chain
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = c.savepoint()?;
     let e = insert_audit(&tx, entry)?;
     tx.commit()?;
     Ok(e)

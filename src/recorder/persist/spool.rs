@@ -225,14 +225,19 @@ impl SpoolFile {
 pub struct SyncStats {
     /// Rounds that synced at least one file.
     pub rounds: u64,
-    /// `fdatasync` calls, over all rounds.
+    /// Files synced (each by `fdatasync`, or together by one `syncfs`), over all rounds.
     pub file_syncs: u64,
     /// Appends registered with the syncer (each one is a write of one or more sealed chunks).
     pub appends: u64,
 }
 
+/// Dirty files in a round from which the syncer syncs the whole filesystem instead of each file.
+const SYNCFS_FROM: usize = 16;
+
 /// The group-commit syncer: spool writes register their file, and every interval one blocking task
-/// syncs each dirty file once, however many calls and appends dirtied it.
+/// syncs each dirty file once, however many calls and appends dirtied it; past [`SYNCFS_FROM`] files
+/// it syncs their filesystem once instead (`syncfs`), so thousands of live calls cost one journal
+/// commit a round rather than thousands.
 #[derive(Debug, Default)]
 pub(super) struct Syncer {
     // A std mutex: held only to insert or take the set, never across an `.await`.
@@ -287,6 +292,18 @@ impl Syncer {
         }
         let n = files.len() as u64;
         let synced = blocking(move || {
+            if files.len() >= SYNCFS_FROM {
+                // one sync of the spool's filesystem, one journal commit, instead of one per file;
+                // it reports writeback errors of the whole filesystem (Linux 5.8 and later), so a
+                // failure marks every file of the round
+                if let Err(error) = rustix::fs::syncfs(&files[0].file) {
+                    for f in &files {
+                        f.failed.store(true, Ordering::Release);
+                    }
+                    error!(%error, files = files.len(), "spool filesystem sync failed; its segments are salvaged at close");
+                }
+                return Ok(());
+            }
             for f in &files {
                 if let Err(error) = f.file.sync_data() {
                     // Linux may drop the dirty pages after a failed fdatasync: the segment must not
