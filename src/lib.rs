@@ -30,7 +30,7 @@
 //!   keyed lookup tag ([`vault::CallerKeys`]).
 //! - [`catalog`]: metadata behind the [`catalog::Catalog`] trait: recordings, segments and their
 //!   wrapped keys, ledgers, holds, audit entries, seen event ids, API tokens. [`catalog::SqliteCatalog`]
-//!   is the embedded default, [`catalog::PostgresCatalog`] the one several nodes share (advisory
+//!   is the embedded default (its writes group-committed), [`catalog::PostgresCatalog`] the one several nodes share (advisory
 //!   locks keep one audit chain and one sweeping node); both run the same conformance suite.
 //! - [`audit`]: the hash chain: [`audit::AuditEntry::chained`] is the only place an entry's hash is
 //!   computed, and [`audit::ChainVerifier`] names the first altered, missing or reordered entry.
@@ -62,7 +62,10 @@
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
 //!   and catalog rows, and recovers the spool after a crash.
 //! - [`simulate`]: a scripted telephony platform ([`simulate::simulate`]) that posts signed events
-//!   and streams a call's audio, for demos and end-to-end tests (`callvault simulate`).
+//!   and streams a call's audio, for demos and end-to-end tests (`callvault simulate`); the load
+//!   generator ([`simulate::load::loadgen`]: thousands of calls written by a few tasks from banked
+//!   frames, with the server sampled from `/proc`) and its bare-receive baseline
+//!   ([`simulate::load::baseline`]).
 //! - [`retention`]: [`retention::Retention`] deletes expired recordings in batches through a
 //!   journal of pending deletions (objects, then keys, then a receipt in the ledger and the audit
 //!   chain), erases, restricts and excises on request; [`retention::worker`] sweeps on an interval

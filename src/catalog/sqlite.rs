@@ -1,5 +1,9 @@
 //! The SQLite catalog: the embedded default, one database file under the state directory.
 //!
+//! Writes are group-committed ([`commit`]): operations queued while a batch runs share the next
+//! batch's transaction, each in a savepoint of its own, and hear their result only once that commit
+//! is durable; so a burst of calls costs a WAL sync a batch, not one a write.
+//!
 //! Storage choices, fixed by migration `0001` and read by every query here:
 //! - times are RFC 3339 UTC text with exactly six fractional digits and a `Z`
 //!   (`2026-03-01T09:30:00.123456Z`): fixed width, so text order is time order and range queries

@@ -268,7 +268,8 @@ fn plans(args: &LoadArgs) -> anyhow::Result<Vec<CallPlan>> {
         .collect()
 }
 
-/// Runs the load (see [`plans`]), samples the server every second, then checks every recording.
+/// Runs the load: `calls` calls started evenly over `ramp`, each lasting `ramp + hold`, with a card
+/// payment from 40% to 60% of it; samples the server while it runs, then checks every recording.
 pub async fn loadgen(args: LoadArgs) -> anyhow::Result<LoadReport> {
     let token = read_secret(&args.token_file)?;
     let webhook = match &args.webhook_secret_file {
