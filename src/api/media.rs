@@ -69,7 +69,9 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
             }
             None => break (CLOSE_NORMAL, String::new()),
         };
-        if matches!(msg, Message::Text(_))
+        // anything but audio first hands over the audio read before it: a peer that sees our
+        // answer to it (an ack, a pong) knows its audio reached the call ahead of its next event
+        if !matches!(msg, Message::Binary(_))
             && let Some(s) = &mut sink
             && s.flush().await.is_err()
         {

@@ -225,10 +225,17 @@ impl Call {
                 input = rx.recv() => match input {
                     Some(input) => {
                         self.on_input(input).await;
-                        // what else is queued is taken now, and the buffer advanced once for all
+                        // audio queued behind it is taken now and the buffer advanced once for
+                        // all; anything else finds the buffer advanced first, as it would have
+                        // been had each input come alone
                         for _ in 1..DRAIN_MAX {
                             match rx.try_recv() {
-                                Ok(input) => self.on_input(input).await,
+                                Ok(audio @ Input::Audio(_)) => self.on_input(audio).await,
+                                Ok(other) => {
+                                    self.step().await;
+                                    self.on_input(other).await;
+                                    break;
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -246,18 +253,24 @@ impl Call {
                     self.note_now("shutdown", serde_json::json!({})).await;
                 }
             }
-            let now = self.deps.clock.now();
-            if let Err(e) = self.advance(now).await {
-                warn!(call_id = %self.id, error = %e, "recorder step failed; will retry");
-            }
-            self.mark_pause();
-            self.publish_pause();
+            let now = self.step().await;
             if self.is_over(now) {
                 let ended = self.life.ended().unwrap_or(now);
                 self.finish(ended).await;
                 return (self.recording.id, ended);
             }
         }
+    }
+
+    /// Advances the buffer to now and tells listeners and watchers of a pause; returns now.
+    async fn step(&mut self) -> DateTime<Utc> {
+        let now = self.deps.clock.now();
+        if let Err(e) = self.advance(now).await {
+            warn!(call_id = %self.id, error = %e, "recorder step failed; will retry");
+        }
+        self.mark_pause();
+        self.publish_pause();
+        now
     }
 
     async fn on_input(&mut self, input: Input) {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, with the real peers it needs: the pinned Python clients of the telephony
+# tests, PostgreSQL on 127.0.0.1:5432 (started if it is down) and the S3 test server
+# (tests/s3/start.sh). Then `cargo test`, and the counts. Arguments go to `cargo test`.
+# This is the README's test command; .ci/run runs it after the lints.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> python peers of the telephony tests (pinned)"
+python3 -m pip install --quiet --disable-pip-version-check twilio==9.13.0 streamdouble==0.3.0
+
+echo "==> postgresql for the postgres catalog tests (trust auth on 127.0.0.1:5432, database test)"
+if ! pg_isready -q -h 127.0.0.1; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1
+
+echo "==> S3-compatible test server (moto, pinned) for tests/s3.rs"
+bash tests/s3/start.sh
+
+echo "==> cargo test"
+mkdir -p target
+cargo test --no-fail-fast "$@" 2>&1 | tee target/test.log
+echo
+grep -E '^test result:' target/test.log |
+  awk '{p+=$4; f+=$6; i+=$8} END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, i}'
