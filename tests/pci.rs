@@ -17,7 +17,7 @@ use std::time::Duration;
 use callvault::domain::{Codec, MediaFormat};
 use chrono::{DateTime, Utc};
 use common::audio::{Decoded, assert_spans, decode_wav, goertzel, peak, tone, tone_spans};
-use common::live::{Live, Socket, t0};
+use common::live::{Live, Socket, sync, t0};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -126,27 +126,6 @@ fn call_audio() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let card = tone(FORMAT, 2000.0, CARD_END - CARD_START);
     let after = tone(FORMAT, 1000.0, CALL_END - CARD_END);
     (before, card, after)
-}
-
-/// Waits until the server has handed every frame sent so far to the call: a ping is answered only
-/// once the socket loop has read past everything before it, so an event posted after the pong is
-/// queued behind that audio.
-async fn sync(ws: &mut Socket) {
-    ws.send(Message::Ping(b"sync".to_vec().into()))
-        .await
-        .expect("ping");
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a pong within 10 s")
-            .expect("the socket stays open")
-            .expect("a websocket message");
-        if let Message::Pong(p) = msg
-            && &p[..] == b"sync"
-        {
-            return;
-        }
-    }
 }
 
 /// Sends `kind` as a control frame on the media socket and returns its ack.

@@ -22,9 +22,9 @@ use callvault::domain::{Codec, MediaFormat, RecordingId};
 use callvault::server::Daemon;
 use callvault::vault::{self, StoreKind, VaultError};
 use common::audio::{Decoded, decode_wav, goertzel, tone, tone_spans};
-use common::live::{Live, Socket, close_of, t0};
+use common::live::{Live, close_of, sync, t0};
 use common::s3::{Gate, S3, deployment, objects};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
@@ -60,26 +60,6 @@ macro_rules! eventually {
 }
 
 // --- driving calls
-
-/// Waits until the server has handed every frame sent so far to the call (a ping is answered only
-/// once the socket loop has read past everything before it).
-async fn sync(ws: &mut Socket) {
-    ws.send(Message::Ping(b"sync".to_vec().into()))
-        .await
-        .expect("ping");
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a pong within 10 s")
-            .expect("the socket stays open")
-            .expect("a websocket message");
-        if let Message::Pong(p) = msg
-            && &p[..] == b"sync"
-        {
-            return;
-        }
-    }
-}
 
 async fn applied(live: &Live, call: &str, kind: &str) {
     let (status, body) = live.event(call, kind, None, json!({})).await;

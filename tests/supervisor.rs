@@ -12,7 +12,7 @@ use callvault::catalog::TokenRow;
 use callvault::domain::{Codec, MediaFormat, Role};
 use common::Deployment;
 use common::audio::{decode_wav, goertzel, tone};
-use common::live::{Live, Socket, t0};
+use common::live::{Live, Socket, sync, t0};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -66,25 +66,6 @@ async fn add_token(live: &Live, role: Role, name: &str) -> (String, String) {
         .await
         .expect("token");
     (id, secret.to_string())
-}
-
-/// Waits until the server handed every frame sent so far to the call.
-async fn sync(ws: &mut Socket) {
-    ws.send(Message::Ping(b"sync".to_vec().into()))
-        .await
-        .expect("ping");
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a pong")
-            .expect("open")
-            .expect("a message");
-        if let Message::Pong(p) = msg
-            && &p[..] == b"sync"
-        {
-            return;
-        }
-    }
 }
 
 async fn open_media(live: &Live, call: &str) -> Socket {

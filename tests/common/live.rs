@@ -278,3 +278,24 @@ pub async fn close_of(ws: &mut Socket) -> Option<(u16, String)> {
         }
     }
 }
+
+/// Waits until the server has handed every frame sent so far to the call: a ping is answered only
+/// once the socket loop has read past everything before it, so an event posted after the pong is
+/// queued behind that audio.
+pub async fn sync(ws: &mut Socket) {
+    ws.send(Message::Ping(b"sync".to_vec().into()))
+        .await
+        .expect("ping");
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a pong within 10 s")
+            .expect("the socket stays open")
+            .expect("a websocket message");
+        if let Message::Pong(p) = msg
+            && &p[..] == b"sync"
+        {
+            return;
+        }
+    }
+}
