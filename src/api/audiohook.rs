@@ -24,8 +24,10 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::events::{apply, recorder_error};
+use super::socket::{Pacer, Wake, close};
 use super::{ApiError, ApiState};
-use crate::domain::{CallEvent, CallId, Codec, EventKind, MediaFormat};
+use crate::domain::timeline::MediaClock;
+use crate::domain::{CallEvent, CallId, EventKind, MediaFormat};
 use crate::ingest::audiohook::{HookOutput, HookSession, SignedRequest};
 use crate::recorder::MediaSink;
 
@@ -128,6 +130,7 @@ async fn session(st: ApiState, mut socket: WebSocket) {
         resume_seq: 0,
         events: 0,
     };
+    let mut pacer = Pacer::new(st.config.recorder.idle_seal);
     let outcome: Result<(), String> = loop {
         let changed = async {
             match &mut live.pauses {
@@ -136,11 +139,6 @@ async fn session(st: ApiState, mut socket: WebSocket) {
             }
         };
         let msg = tokio::select! {
-            () = st.shutdown.cancelled() => {
-                let m = hook.disconnect("completed", Some("server shutting down"));
-                let _ = socket.send(Message::Text(m.into())).await;
-                break Ok(());
-            }
             open = changed => {
                 if !open {
                     live.pauses = None;
@@ -150,8 +148,28 @@ async fn session(st: ApiState, mut socket: WebSocket) {
                 }
                 continue;
             }
-            msg = socket.recv() => msg,
+            wake = pacer.next(&mut socket, live.sink.as_ref(), &st.shutdown) => match wake {
+                Wake::Message(msg) => msg,
+                Wake::Flush => {
+                    flush(&mut live).await;
+                    continue;
+                }
+                Wake::Idle => {
+                    let m = hook.disconnect("error", Some("no message within the idle limit"));
+                    let _ = socket.send(Message::Text(m.into())).await;
+                    break Ok(());
+                }
+                Wake::Shutdown => {
+                    let m = hook.disconnect("completed", Some("server shutting down"));
+                    let _ = socket.send(Message::Text(m.into())).await;
+                    break Ok(());
+                }
+            },
         };
+        if !matches!(msg, Some(Ok(Message::Binary(_)))) {
+            // audio read before a control message reaches the call first
+            flush(&mut live).await;
+        }
         match msg {
             Some(Ok(Message::Text(text))) => {
                 let outputs = match hook.on_text(text.as_str(), st.clock.now()) {
@@ -170,9 +188,9 @@ async fn session(st: ApiState, mut socket: WebSocket) {
             Some(Ok(Message::Binary(bytes))) => match hook.on_binary(&bytes) {
                 Ok(audio) => {
                     if let Some(s) = &mut live.sink
-                        && s.audio(audio).await.is_err()
+                        && s.push(audio)
                     {
-                        live.sink = None;
+                        flush(&mut live).await;
                     }
                 }
                 Err(e) => break Err(e.to_string()),
@@ -185,26 +203,35 @@ async fn session(st: ApiState, mut socket: WebSocket) {
             }
         }
     };
+    flush(&mut live).await;
     let call = live
         .call
         .as_ref()
         .map_or_else(String::new, ToString::to_string);
-    match outcome {
-        Ok(()) => info!(call_id = %call, "audiohook session ended"),
+    let reason = match outcome {
+        Ok(()) => {
+            info!(call_id = %call, "audiohook session ended");
+            String::new()
+        }
         Err(reason) => {
             warn!(call_id = %call, %reason, "audiohook protocol error; disconnecting");
             metrics::counter!("callvault_media_rejected_total").increment(1);
             let m = hook.disconnect("error", Some(&reason));
             let _ = socket.send(Message::Text(m.into())).await;
-            let _ = socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: CLOSE_NORMAL,
-                    reason: "protocol error".into(),
-                })))
-                .await;
+            "protocol error".to_owned()
         }
-    }
+    };
     drop(live.sink);
+    close(socket, CLOSE_NORMAL, reason).await;
+}
+
+/// Hands the audio read so far to the call; a call that is over takes no more.
+async fn flush(live: &mut Live) {
+    if let Some(s) = &mut live.sink
+        && s.flush().await.is_err()
+    {
+        live.sink = None;
+    }
 }
 
 /// Sends `pause` or `resume` when the recorder's payment pause and the client's state disagree.
@@ -261,7 +288,11 @@ async fn on_output(
                 warn!(call_id = %call_id, error = %e, "call.started from audiohook refused");
             }
             if let Some(format) = format {
-                match st.recorder.open_media(&call_id, format, None).await {
+                match st
+                    .recorder
+                    .open_media(&call_id, format, MediaClock::Stamped, None)
+                    .await
+                {
                     Ok(s) => live.sink = Some(s),
                     Err(e) => {
                         let api = recorder_error(e);
@@ -293,7 +324,7 @@ async fn on_output(
                     warn!(call_id = %call, error = %e, "cannot note discarded audio in the ledger");
                 }
             }
-            fill(live, discarded).await;
+            skip_gap(live, start, discarded);
             if was_pause && live.client_pause {
                 live.client_pause = false;
                 event(st, live, EventKind::PaymentEnded).await;
@@ -314,27 +345,15 @@ async fn on_output(
     Ok(())
 }
 
-/// Feeds `gap` of silence, so audio after a gap keeps its place on the call's timeline.
-async fn fill(live: &mut Live, gap: Duration) {
+/// Moves the stream position past a gap the client reports, so audio after it keeps its place on
+/// the call's timeline (a hole, played as silence), never shifted back into the gap.
+fn skip_gap(live: &mut Live, start: Duration, gap: Duration) {
     let (Some(sink), Some(format)) = (&mut live.sink, live.format) else {
         return;
     };
-    let frame = u64::from(format.frame_bytes());
-    let bytes = (gap.as_millis() as u64 * format.bytes_per_second() / 1000) / frame * frame;
-    let silence = match format.codec {
-        Codec::Pcmu => 0xFF,
-        Codec::Pcma => 0xD5,
-        Codec::L16 => 0,
-    };
-    // in pieces, so a long gap is not one huge allocation
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(frame * u64::from(format.sample_rate));
-        if sink.audio(&vec![silence; n as usize]).await.is_err() {
-            return;
-        }
-        left -= n;
-    }
+    let rate = u128::from(format.sample_rate);
+    let samples = |d: Duration| u64::try_from(d.as_micros() * rate / 1_000_000).unwrap_or(u64::MAX);
+    sink.advance_to(samples(start).saturating_add(samples(gap)));
 }
 
 async fn event(st: &ApiState, live: &mut Live, kind: EventKind) {

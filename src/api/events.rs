@@ -119,6 +119,10 @@ pub(super) fn recorder_error(e: RecorderError) -> ApiError {
             code: "stream_open",
             detail: e.to_string(),
         },
+        RecorderError::FormatChanged { .. } => ApiError::Conflict {
+            code: "format_changed",
+            detail: e.to_string(),
+        },
         RecorderError::Busy => ApiError::Unavailable {
             code: "too_many_calls",
             detail: e.to_string(),

@@ -4,17 +4,18 @@
 //! same events as the webhook. A malformed frame closes this stream with a close code and a reason;
 //! what the call already captured is kept, and other calls carry on.
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use futures::FutureExt;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::auth::{Caller, TELEPHONY};
 use super::events::{apply, recorder_error};
+use super::socket::{Pacer, Wake, close};
 use super::{ApiError, ApiState};
 use crate::domain::CallId;
+use crate::domain::timeline::MediaClock;
 use crate::ingest::media::{MAX_REASON_BYTES, MediaMessage, MediaSession};
 use crate::recorder::MediaSink;
 
@@ -42,24 +43,20 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
     let mut session = MediaSession::new(call_id.clone());
     let mut sink: Option<MediaSink> = None;
     let mut frames = 0u64;
-    let cancelled = st.shutdown.cancelled();
-    tokio::pin!(cancelled);
+    let mut pacer = Pacer::new(st.config.recorder.idle_seal);
     let (code, reason): (u16, String) = loop {
-        // a frame already read is taken at once; before waiting on the socket, the audio read so
-        // far goes to the call in one batch (see `MediaSink`)
-        let msg = match socket.recv().now_or_never() {
-            Some(msg) => msg,
-            None => {
+        let msg = match pacer.next(&mut socket, sink.as_ref(), &st.shutdown).await {
+            Wake::Message(msg) => msg,
+            Wake::Flush => {
                 if let Some(s) = &mut sink
                     && s.flush().await.is_err()
                 {
                     break (CLOSE_NORMAL, "call ended".into());
                 }
-                tokio::select! {
-                    () = &mut cancelled => break (CLOSE_GOING_AWAY, "server shutting down".into()),
-                    msg = socket.recv() => msg,
-                }
+                continue;
             }
+            Wake::Idle => break (CLOSE_NORMAL, "idle".into()),
+            Wake::Shutdown => break (CLOSE_GOING_AWAY, "server shutting down".into()),
         };
         let msg = match msg {
             Some(Ok(m)) => m,
@@ -82,7 +79,12 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
                 Ok(MediaMessage::Start(start)) => {
                     match st
                         .recorder
-                        .open_media(&call_id, start.format, start.media_start)
+                        .open_media(
+                            &call_id,
+                            start.format,
+                            MediaClock::Counted,
+                            start.media_start,
+                        )
                         .await
                     {
                         Ok(s) => sink = Some(s),
@@ -140,18 +142,15 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
         }
     };
     if code == CLOSE_NORMAL || code == CLOSE_GOING_AWAY {
-        info!(call_id = %call_id, frames, "media stream closed");
+        info!(call_id = %call_id, frames, %reason, "media stream closed");
     } else {
         warn!(call_id = %call_id, frames, code, %reason, "media stream closed on a bad frame");
         metrics::counter!("callvault_media_rejected_total").increment(1);
     }
     if let Some(mut s) = sink {
-        let _ = s.flush().await;
+        if let Err(e) = s.flush().await {
+            debug!(call_id = %call_id, error = %e, "the call ended before the last audio reached it");
+        }
     }
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
+    close(socket, code, reason).await;
 }

@@ -17,6 +17,7 @@ mod problem;
 pub mod range;
 mod recordings;
 mod search;
+mod socket;
 // retention (issue 4)
 mod erasure;
 mod holds;

@@ -5,15 +5,17 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use super::events::{apply, ingest_error, recorder_error};
+use super::socket::{Pacer, Wake, close};
 use super::{ApiError, ApiState};
 use crate::domain::CallId;
+use crate::domain::timeline::MediaClock;
 use crate::ingest::twilio::stream::{StreamOutput, StreamSession};
 use crate::ingest::twilio::{
     Algorithm, SETTINGS_HEADER, SIGNATURE_HEADER, TwilioAuth, json_params, parse_form, status_event,
@@ -116,10 +118,20 @@ async fn stream(st: ApiState, mut socket: WebSocket) {
     let mut session = StreamSession::new();
     let mut sink: Option<MediaSink> = None;
     let mut call: Option<CallId> = None;
+    let mut pacer = Pacer::new(st.config.recorder.idle_seal);
     let (code, reason): (u16, String) = loop {
-        let msg = tokio::select! {
-            () = st.shutdown.cancelled() => break (CLOSE_GOING_AWAY, "server shutting down".into()),
-            msg = socket.recv() => msg,
+        let msg = match pacer.next(&mut socket, sink.as_ref(), &st.shutdown).await {
+            Wake::Message(msg) => msg,
+            Wake::Flush => {
+                if let Some(s) = &mut sink
+                    && s.flush().await.is_err()
+                {
+                    break (CLOSE_NORMAL, "call ended".into());
+                }
+                continue;
+            }
+            Wake::Idle => break (CLOSE_NORMAL, "idle".into()),
+            Wake::Shutdown => break (CLOSE_GOING_AWAY, "server shutting down".into()),
         };
         let text = match msg {
             Some(Ok(Message::Text(t))) => t,
@@ -158,7 +170,11 @@ async fn stream(st: ApiState, mut socket: WebSocket) {
                     {
                         warn!(call_id = %call_id, error = %e, "call.started from the media stream refused");
                     }
-                    match st.recorder.open_media(&call_id, format, None).await {
+                    match st
+                        .recorder
+                        .open_media(&call_id, format, MediaClock::Stamped, None)
+                        .await
+                    {
                         Ok(s) => sink = Some(s),
                         Err(e) => {
                             let api = recorder_error(e);
@@ -168,9 +184,10 @@ async fn stream(st: ApiState, mut socket: WebSocket) {
                     info!(call_id = %call_id, channels = format.channels, "twilio media stream started");
                     call = Some(call_id);
                 }
-                StreamOutput::Audio(audio) => {
+                StreamOutput::Audio { position, bytes } => {
                     if let Some(s) = &mut sink
-                        && s.audio(&audio).await.is_err()
+                        && s.push_at(position, &bytes)
+                        && s.flush().await.is_err()
                     {
                         stop = Some((CLOSE_NORMAL, "call ended".into()));
                     }
@@ -186,24 +203,23 @@ async fn stream(st: ApiState, mut socket: WebSocket) {
         }
     };
     // an abrupt close without `stop` still delivers what was buffered
-    let rest = session.finish();
-    if let Some(s) = &mut sink
-        && !rest.is_empty()
-    {
-        let _ = s.audio(&rest).await;
+    if let Some(s) = &mut sink {
+        for out in session.finish() {
+            if let StreamOutput::Audio { position, bytes } = out {
+                s.push_at(position, &bytes);
+            }
+        }
+        if let Err(e) = s.flush().await {
+            debug!(error = %e, "the call ended before the last audio reached it");
+        }
     }
     let call = call.as_ref().map_or_else(String::new, ToString::to_string);
     if code == CLOSE_NORMAL || code == CLOSE_GOING_AWAY {
-        info!(call_id = %call, dropped_late = session.dropped_late(), "twilio media stream closed");
+        info!(call_id = %call, dropped_late = session.dropped_late(), %reason, "twilio media stream closed");
     } else {
         warn!(call_id = %call, code, %reason, "twilio media stream closed on a bad message");
         metrics::counter!("callvault_media_rejected_total").increment(1);
     }
     drop(sink);
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
+    close(socket, code, reason).await;
 }

@@ -193,6 +193,19 @@ impl Config {
             self.pci.lookback,
         )
         .map_err(|_| invalid("pci.guard", "must not be longer than pci.lookback"))?;
+        // a stall must be told from a gap while its audio is still in the look-back buffer
+        within(
+            "pci.max_latency",
+            self.pci.max_latency,
+            Duration::from_millis(100),
+            self.pci.lookback.saturating_sub(Duration::from_secs(1)),
+        )
+        .map_err(|_| {
+            invalid(
+                "pci.max_latency",
+                "must be at least 100ms and at least 1s less than pci.lookback",
+            )
+        })?;
         if !(1024..=1024 * 1024).contains(&self.recorder.chunk_size) {
             return Err(invalid(
                 "recorder.chunk_size",

@@ -380,6 +380,11 @@ pub struct PciConfig {
     /// How far before a pause event's instant capture stops.
     #[serde(deserialize_with = "duration")]
     pub guard: Duration,
+    /// How far before its first arrival a stream's media clock may be anchored, whatever the
+    /// platform claims; audio arriving later than this behind its media time is watched to tell a
+    /// stall from a gap (DESIGN.md section 2, "Two clocks").
+    #[serde(deserialize_with = "duration")]
+    pub max_latency: Duration,
 }
 
 impl Default for PciConfig {
@@ -387,6 +392,7 @@ impl Default for PciConfig {
         Self {
             lookback: Duration::from_secs(3),
             guard: Duration::from_millis(500),
+            max_latency: Duration::from_secs(1),
         }
     }
 }

@@ -2,14 +2,18 @@
 //! the end of the call, and the commit horizon of the look-back buffer (DESIGN.md section 2).
 //!
 //! Everything here is in wall-clock time (UTC), so events that arrive before the media stream opens,
-//! late, twice, or out of order are placed where they belong. The recorder converts audio sample
-//! offsets to wall time with the stream's anchor and asks this machine, for each piece of audio,
-//! whether it may be kept, and, on each tick, how far its look-back buffer may be committed.
+//! late, twice, or out of order are placed where they belong. The machine says which windows of
+//! time no audio may be kept in ([`Lifecycle::windows`]); the [`timeline`](super::timeline) judges
+//! each piece of audio against them by both of its clocks, and, on each tick, this machine says how
+//! far the look-back buffer may be committed.
 //!
 //! The rules, in one place:
 //! - A pause's instant is the earlier of the event's time and its arrival, minus `pci.guard`. Audio
-//!   from that instant on is dropped on arrival and cut from the buffer ([`Effect::DropFrom`]).
-//! - A resume takes effect at the arrival of its event, never earlier: what was dropped stays dropped.
+//!   that could have been spoken from that instant on is dropped on arrival and cut from the buffer
+//!   ([`Effect::DropFrom`]).
+//! - A resume takes effect at the arrival of its event, never earlier: what was dropped stays
+//!   dropped, and audio arriving after it that could have been spoken before it is dropped too.
+//! - The end of the call cuts nothing: audio that arrived before the stream closed is kept.
 //! - A payment pause without an end stays on until the call ends (fail closed), unless the policy's
 //!   `max_pause` resumes it, which the ledger says.
 //! - Audio is committed only once it is older than `pci.lookback + pci.guard`, so an event up to
@@ -19,6 +23,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::timeline::{Bounds, Window};
 use super::{ConsentMode, EventKind, Policy};
 
 /// Why a pause is on.
@@ -85,8 +90,9 @@ pub enum Consent {
 /// What the recorder must do besides classifying audio.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Drop buffered audio at or after this instant; committed audio past it needs a
-    /// [`late_pause_remedy`].
+    /// A window in which nothing may be kept begins at this instant: drop held audio that
+    /// overlaps [`Lifecycle::windows`]; committed audio that does needs a
+    /// [`late_remedy`](super::timeline::late_remedy).
     DropFrom(DateTime<Utc>),
     /// Drop all audio held for consent.
     DiscardHeld,
@@ -215,16 +221,43 @@ impl Lifecycle {
         self.ended
     }
 
-    /// Whether audio at instant `t` may be kept (buffered now, committed later).
+    /// The windows in which no audio may be kept: every pause, and all of the call while consent
+    /// is refused or lapsed (or, once given late, before it was given). Audio is judged against
+    /// them by its interval from earliest speaking time to arrival ([`super::timeline`]).
+    pub fn windows(&self) -> Vec<Window> {
+        let mut out: Vec<Window> = self
+            .pauses
+            .iter()
+            .map(|p| Window {
+                from: p.from,
+                to: p.to,
+            })
+            .collect();
+        match self.consent {
+            Consent::Implied | Consent::Awaiting { .. } => {}
+            Consent::Given { from } => {
+                if from > DateTime::<Utc>::MIN_UTC {
+                    out.push(Window {
+                        from: DateTime::<Utc>::MIN_UTC,
+                        to: Some(from),
+                    });
+                }
+            }
+            Consent::Lapsed { .. } | Consent::Refused => out.push(Window {
+                from: DateTime::<Utc>::MIN_UTC,
+                to: None,
+            }),
+        }
+        out
+    }
+
+    /// Whether audio spoken and received at instant `t` may be kept.
     pub fn captures(&self, t: DateTime<Utc>) -> bool {
-        let consent_ok = match self.consent {
-            Consent::Implied | Consent::Awaiting { .. } => true,
-            Consent::Given { from } => t >= from,
-            Consent::Lapsed { .. } | Consent::Refused => false,
+        let b = Bounds {
+            earliest: t,
+            arrival: t,
         };
-        consent_ok
-            && self.ended.is_none_or(|end| t < end)
-            && !self.pauses.iter().any(|p| p.covers(t))
+        !self.windows().iter().any(|w| b.overlaps(w))
     }
 
     /// Splits the audio span `[from, to)` into the parts that may be kept (`true`) and those that
@@ -239,7 +272,6 @@ impl Lifecycle {
             cuts.push(p.from);
             cuts.extend(p.to);
         }
-        cuts.extend(self.ended);
         if let Consent::Given { from } = self.consent {
             cuts.push(from);
         }
@@ -297,11 +329,10 @@ impl Lifecycle {
                 serde_json::json!({ "at": ts(end) }),
             )];
         }
+        // the end of a call never cuts audio that arrived before its stream closed: the recorder
+        // keeps what the stream still delivers and closes it
         self.ended = Some(end);
-        vec![
-            Effect::DropFrom(end),
-            note("call.ended", serde_json::json!({ "at": ts(end) })),
-        ]
+        vec![note("call.ended", serde_json::json!({ "at": ts(end) }))]
     }
 
     fn refuse(&mut self, at: DateTime<Utc>, arrival: DateTime<Utc>) -> Vec<Effect> {
@@ -368,7 +399,27 @@ impl Lifecycle {
         {
             return Err(Refusal::CallEnded(end, name));
         }
-        if self.pauses.iter().any(|p| p.kind == kind && p.to.is_none()) {
+        if let Some(open) = self
+            .pauses
+            .iter_mut()
+            .find(|p| p.kind == kind && p.to.is_none())
+        {
+            if instant < open.from {
+                // a start for an earlier pause, overtaken by a later one (webhooks come in any
+                // order): the pause on now reaches back to it, so its audio is dropped too
+                let was = open.from;
+                open.from = instant;
+                return Ok(vec![
+                    Effect::DropFrom(instant),
+                    note(
+                        "pause.extended",
+                        serde_json::json!({
+                            "kind": kind.as_str(), "from": ts(instant), "was": ts(was),
+                            "event_at": ts(at), "arrived": ts(arrival),
+                        }),
+                    ),
+                ]);
+            }
             return Ok(vec![note(
                 "pause.repeated",
                 serde_json::json!({ "kind": kind.as_str(), "at": ts(at) }),
@@ -447,6 +498,46 @@ impl Lifecycle {
         )])
     }
 
+    /// Restores a pause known before a restart (from the recording's ledger).
+    pub fn restore_pause(&mut self, kind: PauseKind, from: DateTime<Utc>) {
+        match self
+            .pauses
+            .iter_mut()
+            .find(|p| p.kind == kind && p.to.is_none())
+        {
+            Some(open) => open.from = open.from.min(from),
+            None => self.pauses.push(Pause {
+                kind,
+                from,
+                to: None,
+            }),
+        }
+    }
+
+    /// Restores the end of a pause known before a restart.
+    pub fn restore_resume(&mut self, kind: PauseKind, at: DateTime<Utc>) {
+        if let Some(p) = self
+            .pauses
+            .iter_mut()
+            .rev()
+            .find(|p| p.kind == kind && p.to.is_none())
+        {
+            p.to = Some(at.max(p.from));
+        }
+    }
+
+    /// Restores consent given before a restart (the held audio of then is gone with the process).
+    pub fn restore_consent(&mut self) {
+        if matches!(
+            self.consent,
+            Consent::Awaiting { .. } | Consent::Lapsed { .. }
+        ) {
+            self.consent = Consent::Given {
+                from: DateTime::<Utc>::MIN_UTC,
+            };
+        }
+    }
+
     /// Time passes: explicit consent may lapse and a payment pause may reach `max_pause`.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
         let mut effects = Vec::new();
@@ -507,86 +598,6 @@ fn is_capture_event(event: &EventKind) -> bool {
             | EventKind::RecordingPaused { .. }
             | EventKind::RecordingResumed { .. }
     )
-}
-
-/// What to do about committed audio when a pause's instant falls before what was already committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Remedy {
-    /// Nothing committed lies after the pause instant.
-    None,
-    /// The open segment is cut back to its first `keep_bytes` bytes (a whole number of chunks).
-    CutBack {
-        /// Plaintext bytes kept.
-        keep_bytes: u64,
-    },
-    /// A sealed segment holds audio after the pause instant: the recording goes to `pci_review`
-    /// (and the open segment, wholly after the instant, is cut back to nothing).
-    PciReview {
-        /// Whether the open segment must also be cut back to nothing.
-        cut_open: bool,
-    },
-}
-
-/// What committed audio looks like when a late pause arrives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Committed {
-    /// The open segment, if any: where its audio starts, and how many plaintext bytes it holds.
-    pub open: Option<(DateTime<Utc>, u64)>,
-    /// The end of the last sealed segment, if any.
-    pub sealed_end: Option<DateTime<Utc>>,
-    /// Plaintext bytes per second of the stream.
-    pub bytes_per_second: u64,
-    /// Plaintext bytes per sealed chunk.
-    pub chunk_size: u64,
-}
-
-/// Decides the remedy for a pause at `instant` (DESIGN.md section 2: "a pause later than the
-/// look-back window").
-pub fn late_pause_remedy(instant: DateTime<Utc>, c: Committed) -> Remedy {
-    let sealed_hit = c.sealed_end.is_some_and(|end| instant < end);
-    match c.open {
-        Some((start, len)) if instant < start + bytes_to_duration(len, c.bytes_per_second) => {
-            if sealed_hit || instant <= start {
-                return Remedy::PciReview { cut_open: true };
-            }
-            let before = duration_to_bytes(instant - start, c.bytes_per_second);
-            Remedy::CutBack {
-                keep_bytes: before / c.chunk_size * c.chunk_size,
-            }
-        }
-        _ if sealed_hit => Remedy::PciReview { cut_open: false },
-        _ => Remedy::None,
-    }
-}
-
-/// The duration of `bytes` of audio at `bytes_per_second`.
-pub fn bytes_to_duration(bytes: u64, bytes_per_second: u64) -> Duration {
-    let micros = (u128::from(bytes) * 1_000_000 / u128::from(bytes_per_second.max(1))) as i64;
-    Duration::microseconds(micros)
-}
-
-/// The bytes of audio in `d` at `bytes_per_second` (rounded down; negative is zero).
-pub fn duration_to_bytes(d: Duration, bytes_per_second: u64) -> u64 {
-    let micros = d.num_microseconds().unwrap_or(i64::MAX).max(0) as u128;
-    (micros * u128::from(bytes_per_second) / 1_000_000) as u64
-}
-
-/// Which of `segments` (each `[start, end)`) overlap a pause: the seal-time check. A recording with
-/// any is quarantined.
-pub fn overlapping_segments(
-    segments: &[(DateTime<Utc>, DateTime<Utc>)],
-    pauses: &[Pause],
-) -> Vec<usize> {
-    segments
-        .iter()
-        .enumerate()
-        .filter(|(_, (s, e))| {
-            pauses
-                .iter()
-                .any(|p| p.from < *e && p.to.is_none_or(|to| to > *s))
-        })
-        .map(|(i, _)| i)
-        .collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod period;
 mod policy;
 mod role;
 mod time;
+pub mod timeline;
 
 pub use caller::{CallerNumber, CallerNumberError, DEFAULT_REGION, mask_e164};
 pub use codec::Codec;

@@ -1,11 +1,13 @@
 //! One live call: the task that owns its look-back buffer, its open segment and its lifecycle.
 //!
-//! Audio arrives as byte frames at stream positions; each frame is classified by the
-//! [`Lifecycle`](crate::domain::lifecycle::Lifecycle) at arrival (what falls in a pause is dropped
-//! there and then, never buffered), kept in memory for the look-back window, and only then committed
-//! to the open segment, which seals it chunk by chunk into the spool.
+//! Audio arrives in batches of pieces, each at a stream position with its arrival time; the call's
+//! [`Timeline`] places each piece and judges it by both clocks against the lifecycle's windows
+//! (what could hold card audio is dropped there and then, never buffered), holds it in memory for
+//! the look-back window, and only then is it committed to the open segment ([`audio`]), which seals
+//! it chunk by chunk into the spool.
 
-use std::collections::VecDeque;
+mod audio;
+
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
@@ -13,29 +15,24 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub(super) use self::audio::{AudioBatch, Piece};
 use super::listen::{LISTEN_QUEUE, ListenFeed, ListenFrame};
 use super::persist::OpenSegment;
 use super::{Deps, EventOutcome, RecorderError};
 use crate::audit::NewAuditEntry;
 use crate::catalog::{NewLedgerEntry, RecordingRow, RecordingStatus};
-use crate::domain::lifecycle::{
-    Committed, Effect, Horizon, Lifecycle, Note, Remedy, Timing, bytes_to_duration,
-    duration_to_bytes, late_pause_remedy, overlapping_segments,
-};
+use crate::domain::lifecycle::{Effect, Horizon, Lifecycle, Note, PauseKind, Timing};
+use crate::domain::timeline::{self, Bounds, MediaClock, Timeline, TimelineRules};
 use crate::domain::{
     CallEvent, CallId, CallerNumber, EventKind, MediaFormat, RecordingId, SegmentNo,
 };
 
 /// How often a call re-evaluates its buffer when no input comes.
 const TICK: StdDuration = StdDuration::from_millis(100);
-/// A segment is closed and a new one opened after this much audio, so an upload is never huge.
-const SEGMENT_MAX: StdDuration = StdDuration::from_secs(300);
 /// A call with no stream and no event for this long ends by itself.
 const IDLE_LIMIT: StdDuration = StdDuration::from_secs(3600);
 /// Most inputs a call takes from its queue before it advances its buffer.
 const DRAIN_MAX: usize = 64;
-/// How far audio may run ahead of the wall clock before the stream is refused.
-const MAX_AHEAD: StdDuration = StdDuration::from_secs(20);
 
 /// What a call task is told.
 #[derive(Debug)]
@@ -46,70 +43,44 @@ pub(super) enum Input {
         arrival: DateTime<Utc>,
         reply: oneshot::Sender<Result<EventOutcome, RecorderError>>,
     },
-    /// The media stream opened with this format, anchored at this wall time.
+    /// The media stream opened with this format; `claimed` is the platform's instant of its
+    /// first sample, if it says.
     MediaOpen {
         format: MediaFormat,
-        anchor: DateTime<Utc>,
+        clock: MediaClock,
+        claimed: Option<DateTime<Utc>>,
         reply: oneshot::Sender<Result<(), RecorderError>>,
     },
-    /// Audio bytes, in stream order.
-    Audio(bytes::Bytes),
+    /// Audio, in stream order.
+    Audio(AudioBatch),
     /// The media stream closed (by the platform, or on a bad frame).
     MediaClosed,
     /// A supervisor listens live.
     Listen { reply: oneshot::Sender<ListenFeed> },
 }
 
-/// A frame kept in memory, not yet committed: its byte position in the stream and its bytes.
-struct Held {
-    pos: u64,
-    bytes: Vec<u8>,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.bytes);
-    }
-}
-
-struct Stream {
-    format: MediaFormat,
-    anchor: DateTime<Utc>,
-    /// Bytes received so far: the position of the next frame.
-    received: u64,
-    closed_at: Option<DateTime<Utc>>,
-}
-
-impl Stream {
-    fn bps(&self) -> u64 {
-        self.format.bytes_per_second()
-    }
-
-    fn wall(&self, pos: u64) -> DateTime<Utc> {
-        self.anchor + bytes_to_duration(pos, self.bps())
-    }
-
-    /// The stream position of wall time `t`, rounded down to a whole frame.
-    fn pos_floor(&self, t: DateTime<Utc>) -> u64 {
-        let fb = u64::from(self.format.frame_bytes());
-        duration_to_bytes(t - self.anchor, self.bps()) / fb * fb
-    }
-
-    /// The first whole-frame position at or after wall time `t`.
-    fn pos_ceil(&self, t: DateTime<Utc>) -> u64 {
-        let fb = u64::from(self.format.frame_bytes());
-        let p = self.pos_floor(t);
-        if self.wall(p) < t { p + fb } else { p }
-    }
-}
-
+/// The open segment.
 struct Open {
     segment: OpenSegment,
     number: SegmentNo,
-    /// Stream position of its first byte.
-    start: u64,
+    /// Place of its first sample.
+    place: u64,
+    /// Samples committed to it.
+    samples: u64,
     /// Plaintext bytes committed to it.
     len: u64,
+    /// Bounds of all its audio.
+    bounds: Bounds,
+    /// Bounds of the audio in each of its chunks, in order (the last may be partial).
+    chunks: Vec<Bounds>,
+}
+
+/// Why the call went unheard before a stream (re)opened: the ledger names it with its length.
+#[derive(Debug, Clone, Copy)]
+struct PendingGap {
+    cause: &'static str,
+    /// Place where the audio before it ended.
+    place_end: u64,
 }
 
 /// The state of one call, owned by its task.
@@ -118,26 +89,44 @@ pub(super) struct Call {
     deps: Deps,
     life: Lifecycle,
     recording: RecordingRow,
-    /// Ledger notes and the like wait here until the recording row exists in the catalog.
-    stream: Option<Stream>,
-    buffer: VecDeque<Held>,
+    /// The stream's format, once one opened (a reconnect must keep it).
+    format: Option<MediaFormat>,
+    timeline: Timeline<audio::Held>,
+    /// When the stream closed, while none is open.
+    closed_at: Option<DateTime<Utc>>,
+    /// Arrival of the last audio.
+    last_audio: Option<DateTime<Utc>>,
     open: Option<Open>,
-    /// Sealed segments as stream position ranges.
-    sealed: Vec<(u64, u64)>,
+    /// Bounds of each sealed segment.
+    sealed: Vec<Bounds>,
     next_segment: u32,
     refused: bool,
     last_input: DateTime<Utc>,
+    /// A reconnect (after a restart or a dropped stream) not yet ledgered.
+    pending_gap: Option<PendingGap>,
+    /// Set for a call adopted at start-up: sealed as interrupted if no stream returns by then.
+    reconnect_by: Option<DateTime<Utc>>,
+    /// Samples dropped on arrival, and dropped for going backwards.
+    dropped_on_arrival: u64,
+    backwards: u64,
+    /// Whether the ledger already says the stream ran ahead of the clock.
+    ahead_noted: bool,
     /// Live listeners, once one asked; they get committed audio and pause markers.
     listeners: Option<tokio::sync::broadcast::Sender<ListenFrame>>,
     /// The pause listeners were last told of, if one is on.
     listen_paused: Option<&'static str>,
     /// Told whether a payment pause is on (`Recorder::watch_pauses`).
     pub(super) paused: Option<tokio::sync::watch::Sender<bool>>,
+    /// Told whether nothing may be captured now (an open pause, a refusal): sockets drop audio on
+    /// arrival while it says so.
+    pub(super) gate: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Call {
     /// Creates the call's recording row (status `live`, the default policy until `call.started`
-    /// says otherwise) and its task state.
+    /// says otherwise) and its task state. A recording still `live` in the catalog (the daemon
+    /// restarted during the call) is carried on: its pauses are restored from its ledger, and the
+    /// next stream continues it in a new segment.
     pub(super) async fn create(
         id: CallId,
         deps: Deps,
@@ -147,13 +136,28 @@ impl Call {
             lookback: Duration::from_std(deps.config.pci.lookback).unwrap_or(Duration::seconds(3)),
             guard: Duration::from_std(deps.config.pci.guard).unwrap_or(Duration::milliseconds(500)),
         };
+        let rules = TimelineRules {
+            max_latency: Duration::from_std(deps.config.pci.max_latency)
+                .unwrap_or(Duration::seconds(1)),
+        };
+        let mut life = Lifecycle::new(timing);
+        let mut pending_gap = None;
         let (recording, next_segment) = match deps.catalog.recording_by_call(&id).await? {
             // a live row without a task: the daemon restarted while the call went on; carry on
             // with the same recording (one call, one recording) after its last segment
             Some(row) if row.status == RecordingStatus::Live => {
                 let segments = deps.catalog.segments(row.id).await?;
                 let next = segments.iter().map(|s| s.segment.0 + 1).max().unwrap_or(0);
-                info!(call_id = %id, recording_id = %row.id, next_segment = next, "call resumed");
+                let ledger = deps.catalog.ledger(row.id).await?;
+                restore(&mut life, &deps, &row, &ledger);
+                let cause = if ledger.iter().any(|e| e.kind == "shutdown") {
+                    "restart"
+                } else {
+                    "crash"
+                };
+                let end_ms = segments.iter().map(|s| s.media_end_ms).max().unwrap_or(0);
+                pending_gap = Some((cause, end_ms));
+                info!(call_id = %id, recording_id = %row.id, next_segment = next, cause, "call resumed");
                 (row, next)
             }
             Some(row) => {
@@ -185,21 +189,44 @@ impl Call {
                 (row, 0)
             }
         };
+        let mut timeline = Timeline::new(rules);
+        let mut format = None;
+        let pending_gap = pending_gap.map(|(cause, end_ms)| {
+            // the places of the new stream continue after the recording's last audio
+            let f = MediaFormat {
+                codec: recording.codec,
+                sample_rate: recording.sample_rate,
+                channels: recording.channels,
+            };
+            format = Some(f);
+            let origin = recording.started_at;
+            let place_end = end_ms * u64::from(f.sample_rate) / 1000;
+            timeline.resume_at(origin, place_end);
+            PendingGap { cause, place_end }
+        });
         Ok(Call {
             id,
             deps,
-            life: Lifecycle::new(timing),
+            life,
             recording,
-            stream: None,
-            buffer: VecDeque::new(),
+            format,
+            timeline,
+            closed_at: None,
+            last_audio: None,
             open: None,
             sealed: Vec::new(),
             next_segment,
             refused: false,
             last_input: now,
+            pending_gap,
+            reconnect_by: None,
+            dropped_on_arrival: 0,
+            backwards: 0,
+            ahead_noted: false,
             listeners: None,
             listen_paused: None,
             paused: None,
+            gate: None,
         })
     }
 
@@ -208,12 +235,20 @@ impl Call {
         self.recording.id
     }
 
-    /// Runs the call until it is over; returns the recording's id and the end of the call.
+    /// A call adopted at start-up waits this long for its stream to return before it is sealed.
+    pub(super) fn expect_reconnect(&mut self, by: DateTime<Utc>) {
+        self.reconnect_by = Some(by);
+        // nothing is held: the stream is what must come back
+        self.closed_at = Some(self.last_input);
+    }
+
+    /// Runs the call until it is over; returns the recording's id and the end of the call, or no
+    /// end when the daemon stopped first (the recording stays live for the platform's reconnect).
     pub(super) async fn run(
         mut self,
         mut rx: mpsc::Receiver<Input>,
         shutdown: CancellationToken,
-    ) -> (RecordingId, DateTime<Utc>) {
+    ) -> (RecordingId, Option<DateTime<Utc>>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutting_down = false;
@@ -222,7 +257,7 @@ impl Call {
         tokio::pin!(cancelled);
         loop {
             tokio::select! {
-                input = rx.recv() => match input {
+                input = rx.recv(), if !shutting_down => match input {
                     Some(input) => {
                         self.on_input(input).await;
                         // audio queued behind it is taken now and the buffer advanced once for
@@ -245,21 +280,41 @@ impl Call {
                 _ = tick.tick() => {}
                 () = &mut cancelled, if !shutting_down => {
                     shutting_down = true;
-                    // the daemon is stopping: end the call now, and still let the look-back window
-                    // pass before committing, so a late pause is honoured (shutdown_grace allows it)
-                    let now = self.deps.clock.now();
-                    let effects = self.life.apply(&EventKind::CallEnded, now, now).unwrap_or_default();
-                    self.apply_effects(effects).await;
+                    // the daemon is stopping: take what the sockets handed over, stop listening,
+                    // let the look-back window pass before committing (so a late pause is still
+                    // honoured; shutdown_grace allows it), then leave the recording live for the
+                    // platform to reconnect to after the restart
+                    while let Ok(input) = rx.try_recv() {
+                        self.on_input(input).await;
+                    }
+                    rx.close();
+                    self.timeline.close();
                     self.note_now("shutdown", serde_json::json!({})).await;
                 }
             }
             let now = self.step().await;
+            if shutting_down && self.timeline.is_empty() {
+                if let Err(e) = self.close_open().await {
+                    warn!(call_id = %self.id, error = %e, "closing the open segment at shutdown failed; the spool keeps it for recovery");
+                }
+                info!(call_id = %self.id, recording_id = %self.recording.id, "call left live for a reconnect after the restart");
+                return (self.recording.id, None);
+            }
             if self.is_over(now) {
-                let ended = self.life.ended().unwrap_or(now);
+                let ended = self.end_of_call(now);
                 self.finish(ended).await;
-                return (self.recording.id, ended);
+                return (self.recording.id, Some(ended));
             }
         }
+    }
+
+    /// When the call ended: its `call.ended`, else the last audio, else now.
+    fn end_of_call(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.life
+            .ended()
+            .or(self.last_audio)
+            .or(self.closed_at)
+            .unwrap_or(now)
     }
 
     /// Advances the buffer to now and tells listeners and watchers of a pause; returns now.
@@ -284,23 +339,25 @@ impl Call {
             } => {
                 let result = self.on_event(event, arrival).await;
                 self.publish_pause();
+                // the adapter may have given up waiting: nothing to tell then
                 let _ = reply.send(result);
             }
             Input::MediaOpen {
                 format,
-                anchor,
+                clock,
+                claimed,
                 reply,
             } => {
-                let _ = reply.send(self.on_media_open(format, anchor).await);
+                let _ = reply.send(self.on_media_open(format, clock, claimed).await);
             }
-            Input::Audio(bytes) => self.on_audio(&bytes, now).await,
+            Input::Audio(batch) => self.on_audio(batch).await,
             Input::MediaClosed => self.on_media_closed(),
             Input::Listen { reply } => {
                 let tx = self
                     .listeners
                     .get_or_insert_with(|| tokio::sync::broadcast::channel(LISTEN_QUEUE).0);
                 let _ = reply.send(ListenFeed {
-                    format: self.stream.as_ref().map(|s| s.format),
+                    format: self.format,
                     paused: self.listen_paused,
                     frames: tx.subscribe(),
                 });
@@ -309,13 +366,17 @@ impl Call {
     }
 
     fn publish_pause(&self) {
-        let on = self
+        let payment = self
             .life
             .pauses()
             .iter()
-            .any(|p| p.kind == crate::domain::lifecycle::PauseKind::Payment && p.to.is_none());
+            .any(|p| p.kind == PauseKind::Payment && p.to.is_none());
         if let Some(w) = &self.paused {
-            w.send_if_modified(|v| std::mem::replace(v, on) != on);
+            w.send_if_modified(|v| std::mem::replace(v, payment) != payment);
+        }
+        let off = self.refused || self.life.windows().iter().any(|w| w.to.is_none());
+        if let Some(g) = &self.gate {
+            g.send_if_modified(|v| std::mem::replace(v, off) != off);
         }
     }
 
@@ -353,7 +414,7 @@ impl Call {
                     .config
                     .policy_for(line.as_deref(), queue.as_deref());
                 self.recording.policy.clone_from(&policy.name);
-                self.recording.started_at = event.at;
+                self.recording.started_at = event.at.min(arrival);
                 self.life.set_policy(policy, event.at);
             }
             self.save_row().await?;
@@ -367,86 +428,73 @@ impl Call {
     async fn on_media_open(
         &mut self,
         format: MediaFormat,
-        anchor: DateTime<Utc>,
+        clock: MediaClock,
+        claimed: Option<DateTime<Utc>>,
     ) -> Result<(), RecorderError> {
-        if self.stream.as_ref().is_some_and(|s| s.closed_at.is_none()) {
+        if self.timeline.is_open() {
             return Err(RecorderError::StreamOpen);
         }
-        if let Some(end) = self.life.ended() {
+        if self.refused {
+            return Err(RecorderError::Refused(
+                crate::domain::lifecycle::Refusal::Refused("media"),
+            ));
+        }
+        if let Some(end) = self.life.ended()
+            && self.closed_at.is_some()
+        {
+            // the call ended and its stream closed: a new stream is not this call any more
             return Err(RecorderError::Ended(end));
         }
-        if let Some(old) = &self.stream
-            && old.format != format
+        if let Some(old) = self.format
+            && old != format
         {
-            // a reconnect with another format starts a new stream timeline; commit what is held first
-            self.flush_all().await;
+            // the recording's places are counted in the first stream's samples
+            return Err(RecorderError::FormatChanged {
+                was: old,
+                now: format,
+            });
         }
-        self.recording.codec = format.codec;
-        self.recording.sample_rate = format.sample_rate;
-        self.recording.channels = format.channels;
-        if self.life.policy().is_none() {
-            self.recording.started_at = anchor;
-        }
-        self.save_row().await?;
-        // a reconnect in the same format continues the call's timeline: the positions of held,
-        // committed and sealed audio keep their wall times, and the new audio starts at its anchor
-        let (anchor, received) = match &self.stream {
-            Some(old) if old.format == format => {
-                (old.anchor, old.pos_ceil(anchor).max(old.received))
+        let reopened = self.closed_at.is_some();
+        if self.format.is_none() {
+            self.recording.codec = format.codec;
+            self.recording.sample_rate = format.sample_rate;
+            self.recording.channels = format.channels;
+            if self.life.policy().is_none() {
+                let now = self.deps.clock.now();
+                self.recording.started_at =
+                    claimed.map_or(now, |c| c.clamp(now - Duration::seconds(1), now));
             }
-            _ => (anchor, 0),
-        };
-        self.stream = Some(Stream {
-            format,
-            anchor,
-            received,
-            closed_at: None,
-        });
+            self.save_row().await?;
+        }
+        self.format = Some(format);
+        self.closed_at = None;
+        self.reconnect_by = None;
+        if reopened && self.pending_gap.is_none() {
+            self.pending_gap = Some(PendingGap {
+                cause: "reconnect",
+                place_end: self.timeline.place_end(),
+            });
+        }
+        self.timeline.open(format.sample_rate, clock, claimed);
         if let Some(tx) = &self.listeners {
             let _ = tx.send(ListenFrame::Format(format));
         }
         self.note_now(
             "media.opened",
-            serde_json::json!({ "codec": format.codec.name(), "sample_rate": format.sample_rate, "channels": format.channels }),
+            serde_json::json!({
+                "codec": format.codec.name(), "sample_rate": format.sample_rate,
+                "channels": format.channels,
+                "clock": match clock { MediaClock::Counted => "counted", MediaClock::Stamped => "stamped" },
+            }),
         )
         .await;
         Ok(())
     }
 
     fn on_media_closed(&mut self) {
-        if let Some(s) = &mut self.stream
-            && s.closed_at.is_none()
-        {
-            s.closed_at = Some(self.deps.clock.now());
-        }
-    }
-
-    async fn on_audio(&mut self, bytes: &[u8], now: DateTime<Utc>) {
-        let Some(stream) = &mut self.stream else {
-            return;
-        };
-        let p0 = stream.received;
-        let p1 = p0 + bytes.len() as u64;
-        stream.received = p1;
-        let (w0, w1) = (stream.wall(p0), stream.wall(p1));
-        if w0 > now + Duration::from_std(MAX_AHEAD).unwrap_or(Duration::seconds(20)) {
-            // audio far ahead of real time would pile up in memory; it is dropped and said once
-            warn!(call_id = %self.id, "audio runs ahead of real time; dropping");
-            return;
-        }
-        for (a, b, keep) in self.life.classify(w0, w1) {
-            if !keep {
-                continue;
-            }
-            let start = if a == w0 { p0 } else { stream.pos_ceil(a) };
-            let end = if b == w1 { p1 } else { stream.pos_floor(b) };
-            if end > start {
-                let slice = &bytes[(start - p0) as usize..(end - p0) as usize];
-                self.buffer.push_back(Held {
-                    pos: start,
-                    bytes: slice.to_vec(),
-                });
-            }
+        if self.timeline.is_open() {
+            self.timeline.close();
+            self.closed_at = Some(self.deps.clock.now());
         }
     }
 
@@ -455,10 +503,12 @@ impl Call {
             match effect {
                 Effect::Ledger(note) => self.note(note).await,
                 Effect::DiscardHeld => {
-                    let dropped: usize = self.buffer.iter().map(|h| h.bytes.len()).sum();
-                    self.buffer.clear();
-                    self.note_now("consent.discarded", serde_json::json!({ "bytes": dropped }))
-                        .await;
+                    let dropped = self.timeline.drop_all();
+                    self.note_now(
+                        "consent.discarded",
+                        serde_json::json!({ "samples": dropped }),
+                    )
+                    .await;
                 }
                 Effect::DropFrom(at) => {
                     if let Err(e) = self.drop_from(at).await {
@@ -470,75 +520,12 @@ impl Call {
         }
     }
 
-    /// Drops buffered audio at or after `at`, and remedies committed audio past it.
-    async fn drop_from(&mut self, at: DateTime<Utc>) -> Result<(), RecorderError> {
-        let Some(stream) = &self.stream else {
-            return Ok(());
-        };
-        let cut = stream.pos_floor(at);
-        while let Some(last) = self.buffer.back_mut() {
-            if last.pos >= cut {
-                self.buffer.pop_back();
-            } else {
-                let keep = (cut - last.pos) as usize;
-                if keep < last.bytes.len() {
-                    zeroize::Zeroize::zeroize(&mut last.bytes[keep..]);
-                    last.bytes.truncate(keep);
-                }
-                break;
-            }
-        }
-        let committed = Committed {
-            open: self.open.as_ref().map(|o| (stream.wall(o.start), o.len)),
-            sealed_end: self.sealed.last().map(|(_, e)| stream.wall(*e)),
-            bytes_per_second: stream.bps(),
-            chunk_size: u64::from(self.deps.config.recorder.chunk_size),
-        };
-        match late_pause_remedy(at, committed) {
-            Remedy::None => {}
-            Remedy::CutBack { keep_bytes } => {
-                let open = self
-                    .open
-                    .take()
-                    .expect("a cut-back implies an open segment");
-                self.cut_back(open, keep_bytes).await?;
-            }
-            Remedy::PciReview { cut_open } => {
-                if cut_open && let Some(open) = self.open.take() {
-                    self.cut_back(open, 0).await?;
-                }
-                self.pci_review(at).await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn cut_back(&mut self, open: Open, keep_bytes: u64) -> Result<(), RecorderError> {
-        let chunk = u64::from(self.deps.config.recorder.chunk_size);
-        let stream = self
-            .stream
-            .as_ref()
-            .expect("committed audio implies a stream");
-        let end_ms = self.media_ms(stream.wall(open.start + keep_bytes));
-        let dropped = open.len - keep_bytes;
-        open.segment.cut_back(keep_bytes / chunk, end_ms).await?;
-        if keep_bytes > 0 {
-            self.sealed.push((open.start, open.start + keep_bytes));
-        }
-        warn!(call_id = %self.id, segment = %open.number, dropped_bytes = dropped, "pause arrived after the look-back window; open segment cut back");
-        metrics::counter!("callvault_pci_cutbacks_total").increment(1);
-        self.note_now(
-            "cut_back",
-            serde_json::json!({ "segment": open.number.0, "kept_bytes": keep_bytes, "dropped_bytes": dropped }),
-        )
-        .await;
-        Ok(())
-    }
-
     async fn pci_review(&mut self, at: DateTime<Utc>) {
         if self.recording.status != RecordingStatus::PciReview {
             self.recording.status = RecordingStatus::PciReview;
-            let _ = self.save_row().await;
+            if let Err(e) = self.save_row().await {
+                warn!(call_id = %self.id, error = %e, "saving pci_review failed");
+            }
         }
         warn!(call_id = %self.id, recording_id = %self.recording.id, "pause falls in a sealed segment; recording marked pci_review");
         metrics::counter!("callvault_pci_incidents_total").increment(1);
@@ -548,150 +535,31 @@ impl Call {
         self.audit("recording.pci_review", details).await;
     }
 
-    /// Commits what the look-back window allows, and closes or rolls segments.
+    /// Commits what the look-back window allows.
     async fn advance(&mut self, now: DateTime<Utc>) -> Result<(), RecorderError> {
         let effects = self.life.tick(now);
         self.apply_effects(effects).await;
+        let window = Duration::from_std(self.deps.config.pci.lookback + self.deps.config.pci.guard)
+            .unwrap_or(Duration::seconds(4));
         if self.life.policy().is_none() {
             // no call.started yet: once audio is older than the window, or the call is over (so it
             // can seal even if all its audio came after the end), the default policy applies
-            let window =
-                Duration::from_std(self.deps.config.pci.lookback + self.deps.config.pci.guard)
-                    .unwrap_or(Duration::seconds(4));
-            let stale = match (&self.stream, self.buffer.front()) {
-                (Some(s), Some(h)) => s.wall(h.pos) + window <= now,
-                _ => false,
-            };
+            let stale = self
+                .timeline
+                .oldest_arrival()
+                .is_some_and(|a| a + window <= now);
             if stale || self.life.ended().is_some() {
                 let policy = self.deps.config.policy_for(None, None);
-                let started = self.stream.as_ref().map_or(now, |s| s.anchor);
+                let started = self.timeline.origin().unwrap_or(now);
                 self.life.set_policy(policy, started);
             }
         }
-        let limit = match self.life.horizon(now) {
-            Horizon::Hold => return Ok(()),
-            Horizon::All => u64::MAX,
-            Horizon::Until(t) => match &self.stream {
-                Some(s) if t > s.anchor => s.pos_floor(t),
-                _ => return Ok(()),
-            },
-        };
-        // whole frames only while the horizon moves: a frame across it waits for the next step
-        // (20 ms at most), which only keeps audio longer in the window a late pause can still drop
-        while let Some(front) = self.buffer.front() {
-            if front.pos + front.bytes.len() as u64 > limit {
-                break;
-            }
-            let held = self.buffer.pop_front().expect("front exists");
-            self.commit(held.pos, &held.bytes).await?;
+        match self.life.horizon(now) {
+            Horizon::Hold => Ok(()),
+            // committed by arrival: what arrived a window ago can no longer be reached by a pause
+            // up to the look-back late
+            Horizon::Until(_) | Horizon::All => self.commit_until(now - window).await,
         }
-        Ok(())
-    }
-
-    /// Hands committed audio to live listeners, saying first that capture resumed if they were
-    /// told of a pause.
-    fn forward(&mut self, bytes: &[u8]) {
-        let Some(tx) = &self.listeners else {
-            return;
-        };
-        if tx.receiver_count() == 0 {
-            return;
-        }
-        if self.listen_paused.take().is_some() {
-            let _ = tx.send(ListenFrame::Resumed);
-        }
-        let _ = tx.send(ListenFrame::Audio(bytes::Bytes::copy_from_slice(bytes)));
-    }
-
-    /// Tells listeners of a pause once every byte before it was forwarded (so the marker sits where
-    /// the pause is in what they hear).
-    fn mark_pause(&mut self) {
-        let Some(tx) = &self.listeners else {
-            return;
-        };
-        if self.listen_paused.is_some() {
-            return;
-        }
-        let Some(pause) = self.life.pauses().iter().rev().find(|p| p.to.is_none()) else {
-            return;
-        };
-        let before_pause = match (&self.stream, self.buffer.front()) {
-            (Some(s), Some(h)) => s.wall(h.pos) < pause.from,
-            _ => false,
-        };
-        if !before_pause {
-            self.listen_paused = Some(pause.kind.as_str());
-            let _ = tx.send(ListenFrame::Paused {
-                kind: pause.kind.as_str(),
-            });
-        }
-    }
-
-    async fn commit(&mut self, pos: u64, bytes: &[u8]) -> Result<(), RecorderError> {
-        self.forward(bytes);
-        let stream = self
-            .stream
-            .as_ref()
-            .expect("buffered audio implies a stream");
-        let max_len = duration_to_bytes(
-            Duration::from_std(SEGMENT_MAX).unwrap_or(Duration::seconds(300)),
-            stream.bps(),
-        ) / u64::from(stream.format.frame_bytes())
-            * u64::from(stream.format.frame_bytes());
-        let mut pos = pos;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let contiguous = self
-                .open
-                .as_ref()
-                .is_some_and(|o| o.start + o.len == pos && o.len < max_len);
-            if !contiguous {
-                self.close_open().await?;
-                self.open_segment(pos).await?;
-            }
-            let open = self.open.as_mut().expect("just opened");
-            let n = ((max_len - open.len) as usize).min(rest.len());
-            open.segment.append(&rest[..n]).await?;
-            open.len += n as u64;
-            pos += n as u64;
-            rest = &rest[n..];
-        }
-        Ok(())
-    }
-
-    async fn open_segment(&mut self, pos: u64) -> Result<(), RecorderError> {
-        let stream = self
-            .stream
-            .as_ref()
-            .expect("committed audio implies a stream");
-        let number = SegmentNo(self.next_segment);
-        let start_ms = self.media_ms(stream.wall(pos));
-        let segment = self
-            .deps
-            .persistence
-            .open_segment(&self.recording, number, stream.format, start_ms)
-            .await?;
-        self.next_segment += 1;
-        self.open = Some(Open {
-            segment,
-            number,
-            start: pos,
-            len: 0,
-        });
-        Ok(())
-    }
-
-    async fn close_open(&mut self) -> Result<(), RecorderError> {
-        if let Some(open) = self.open.take() {
-            let stream = self
-                .stream
-                .as_ref()
-                .expect("committed audio implies a stream");
-            let end_ms = self.media_ms(stream.wall(open.start + open.len));
-            open.segment.close(end_ms).await?;
-            self.sealed.push((open.start, open.start + open.len));
-        }
-        Ok(())
     }
 
     /// Milliseconds from the recording's start.
@@ -700,19 +568,18 @@ impl Call {
     }
 
     async fn flush_all(&mut self) {
-        let now = self.deps.clock.now();
-        let held: Vec<Held> = self.buffer.drain(..).collect();
-        for h in &held {
-            if let Err(e) = self.commit(h.pos, &h.bytes).await {
-                warn!(call_id = %self.id, error = %e, at = %now, "commit failed");
-            }
+        if let Err(e) = self.commit_until(DateTime::<Utc>::MAX_UTC).await {
+            warn!(call_id = %self.id, error = %e, "commit failed");
         }
-        let _ = self.close_open().await;
+        if let Err(e) = self.close_open().await {
+            warn!(call_id = %self.id, error = %e, "closing the last segment failed; the spool keeps it for recovery");
+        }
     }
 
     async fn destroy(&mut self) {
         self.refused = true;
-        self.buffer.clear();
+        self.timeline.drop_all();
+        self.timeline.close();
         if let Some(open) = self.open.take()
             && let Err(e) = open.segment.destroy().await
         {
@@ -730,7 +597,9 @@ impl Call {
         self.sealed.clear();
         self.recording.status = RecordingStatus::Refused;
         self.recording.caller_sealed = None;
-        let _ = self.save_row().await;
+        if let Err(e) = self.save_row().await {
+            warn!(call_id = %self.id, error = %e, "saving the refused recording failed");
+        }
         info!(call_id = %self.id, recording_id = %self.recording.id, "consent refused: recording destroyed");
         self.audit(
             "recording.destroyed",
@@ -740,33 +609,55 @@ impl Call {
     }
 
     fn is_over(&self, now: DateTime<Utc>) -> bool {
-        if !self.buffer.is_empty() {
+        if !self.timeline.is_empty() {
             return false;
         }
         let idle = Duration::from_std(self.deps.config.recorder.idle_seal)
             .unwrap_or(Duration::seconds(30));
-        match (self.life.horizon(now), &self.stream) {
-            (Horizon::All, _) => true,
-            (
-                _,
-                Some(Stream {
-                    closed_at: Some(c), ..
-                }),
-            ) if self.life.ended().is_none() => now >= *c + idle,
-            (_, None) => {
-                now >= self.last_input
-                    + Duration::from_std(IDLE_LIMIT).unwrap_or(Duration::hours(1))
-            }
-            _ => self.refused && self.life.ended().is_some(),
+        let window = Duration::from_std(self.deps.config.pci.lookback + self.deps.config.pci.guard)
+            .unwrap_or(Duration::seconds(4));
+        if let Some(by) = self.reconnect_by {
+            // adopted at start-up: over if no stream returned in time
+            return now >= by;
+        }
+        let open = self.timeline.is_open();
+        let last_audio = self.last_audio.unwrap_or(self.last_input);
+        match (self.life.ended(), open) {
+            _ if self.refused && !open => self.life.ended().is_some(),
+            // ended, stream closed: over once a late pause can no longer reach held audio
+            (Some(end), false) => now >= end + window && now >= last_audio + window,
+            // ended while the stream still sends: keep what it sends, for idle_seal at most
+            (Some(end), true) => now >= end + idle,
+            // the stream closed without call.ended: sealed after idle_seal
+            (None, false) => match self.closed_at {
+                Some(c) => now >= c + idle,
+                None => {
+                    now >= self.last_input
+                        + Duration::from_std(IDLE_LIMIT).unwrap_or(Duration::hours(1))
+                }
+            },
+            // a stream that stays open but sends nothing ends after idle_seal
+            (None, true) => now >= last_audio + idle,
         }
     }
 
-    /// Seals the recording: closes the open segment, checks that no segment overlaps a pause,
+    /// Seals the recording: closes the open segment, checks that no segment overlaps a window,
     /// and writes the end, the expiry and the final status.
     async fn finish(&mut self, ended: DateTime<Utc>) {
-        if self.life.ended().is_none() {
-            // the stream closed and no call.ended came within idle_seal
-            let _ = self.life.apply(&EventKind::CallEnded, ended, ended);
+        let over_by_idle = self.life.ended().is_none();
+        if over_by_idle && let Err(refusal) = self.life.apply(&EventKind::CallEnded, ended, ended) {
+            debug!(call_id = %self.id, %refusal, "the call could not be ended in its lifecycle");
+        }
+        if self.timeline.is_open() {
+            // the stream outlived its call (or went silent): it is closed now
+            self.timeline.close();
+        }
+        if self.reconnect_by.is_some() {
+            self.note_now(
+                "interrupted",
+                serde_json::json!({ "cause": self.pending_gap.map(|g| g.cause), "reconnected": false }),
+            )
+            .await;
         }
         self.flush_all().await;
         if self.life.policy().is_none() {
@@ -776,16 +667,21 @@ impl Call {
             );
         }
         let policy = self.life.policy().cloned().expect("set above");
-        self.recording.ended_at = Some(ended);
+        self.recording.ended_at = Some(ended.max(self.recording.started_at));
         self.recording.expires_at = policy.retention.after(ended);
+        if self.dropped_on_arrival > 0 || self.backwards > 0 {
+            let rate = self.format.map_or(8000, |f| f.sample_rate);
+            self.note_now(
+                "dropped_on_arrival",
+                serde_json::json!({
+                    "ms": timeline::samples_duration(self.dropped_on_arrival, rate).num_milliseconds(),
+                    "backwards_ms": timeline::samples_duration(self.backwards, rate).num_milliseconds(),
+                }),
+            )
+            .await;
+        }
         if !self.refused {
-            let stream_wall = |p: u64| self.stream.as_ref().map_or(ended, |s| s.wall(p));
-            let ranges: Vec<_> = self
-                .sealed
-                .iter()
-                .map(|(a, b)| (stream_wall(*a), stream_wall(*b)))
-                .collect();
-            let bad = overlapping_segments(&ranges, self.life.pauses());
+            let bad = timeline::overlapping(&self.sealed, &self.life.windows());
             if !bad.is_empty() && self.recording.status != RecordingStatus::PciReview {
                 self.recording.status = RecordingStatus::Quarantined;
                 warn!(call_id = %self.id, segments = ?bad, "a segment overlaps a pause; recording quarantined");
@@ -847,6 +743,47 @@ impl Call {
         .details(&details);
         if let Err(e) = self.deps.catalog.append_audit(entry).await {
             warn!(call_id = %self.id, action, error = %e, "audit append failed");
+        }
+    }
+}
+
+/// Restores what a call's lifecycle knew before a restart from its recording's ledger: its policy,
+/// its pauses and given consent. A pause entry that cannot be read back restores an open payment
+/// pause from the entry's time (fail closed: a pause never ends by being forgotten).
+fn restore(
+    life: &mut Lifecycle,
+    deps: &Deps,
+    row: &RecordingRow,
+    ledger: &[crate::catalog::LedgerEntry],
+) {
+    let policy = deps
+        .config
+        .policy_for(row.line.as_deref(), row.queue.as_deref());
+    life.set_policy(policy, row.started_at);
+    let time = |v: &serde_json::Value, field: &str| {
+        v.get(field)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let kind = |v: &serde_json::Value| match v.get("kind").and_then(serde_json::Value::as_str) {
+        Some("agent") => PauseKind::Agent,
+        _ => PauseKind::Payment,
+    };
+    for e in ledger {
+        let details: serde_json::Value =
+            serde_json::from_str(&e.details).unwrap_or(serde_json::Value::Null);
+        match e.kind.as_str() {
+            "pause" | "pause.extended" => {
+                life.restore_pause(kind(&details), time(&details, "from").unwrap_or(e.at));
+            }
+            "resume" => {
+                if let Some(at) = time(&details, "at") {
+                    life.restore_resume(kind(&details), at);
+                }
+            }
+            "consent.given" => life.restore_consent(),
+            _ => {}
         }
     }
 }

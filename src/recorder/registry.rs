@@ -15,12 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::call::{Call, Input};
+use super::call::{AudioBatch, Call, Input, Piece};
 use super::persist::{PersistError, Persistence};
 use crate::audit::NewAuditEntry;
 use crate::catalog::{Catalog, CatalogError, NewLedgerEntry, RecordingRow, RecordingStatus};
 use crate::config::Config;
 use crate::domain::lifecycle::Refusal;
+use crate::domain::timeline::MediaClock;
 use crate::domain::{CallEvent, CallId, Clock, EventKind, MediaFormat, RecordingId};
 use crate::retention::{RetentionError, holds};
 use crate::vault::CallerKeys;
@@ -64,6 +65,14 @@ pub enum RecorderError {
     /// A stream is already open for this call.
     #[error("a media stream is already open for this call")]
     StreamOpen,
+    /// A stream reconnected in another format than the call's first stream.
+    #[error("the call's audio is {was:?}; a stream in {now:?} cannot continue it")]
+    FormatChanged {
+        /// The call's format.
+        was: MediaFormat,
+        /// The new stream's.
+        now: MediaFormat,
+    },
     /// `recorder.max_calls` calls are live.
     #[error("too many live calls")]
     Busy,
@@ -76,6 +85,15 @@ pub enum RecorderError {
     /// Persisting audio failed.
     #[error(transparent)]
     Persist(#[from] PersistError),
+}
+
+/// What a live call's task tells the sockets of its state.
+#[derive(Clone)]
+struct Watches {
+    /// Whether a payment pause is on.
+    payment: watch::Sender<bool>,
+    /// Whether nothing may be captured now.
+    gate: watch::Sender<bool>,
 }
 
 enum Slot {
@@ -98,9 +116,9 @@ struct Inner {
     calls: Mutex<HashMap<CallId, Slot>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    /// Each live call's payment-pause state, fed by its task (see [`Recorder::watch_pauses`]).
+    /// Each live call's pause state, fed by its task (see [`Recorder::watch_pauses`]).
     /// Held like `calls`: never across an `.await`.
-    pauses: Mutex<HashMap<CallId, watch::Sender<bool>>>,
+    pauses: Mutex<HashMap<CallId, Watches>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -113,41 +131,102 @@ impl std::fmt::Debug for Recorder {
 
 /// The sending side of one call's media stream.
 ///
-/// Audio is handed over in batches: an adapter [`push`](Self::push)es the frames each read of its
-/// socket brought and [`flush`](Self::flush)es before it waits on the socket again (and before it
-/// applies an event, so the call sees audio and events in stream order). A busy server thus wakes a
-/// call once for several frames rather than once a frame, and no frame waits longer than the read
-/// that brought it. The call classifies audio by its stream position, not by when it arrives, so
+/// An adapter [`push`](Self::push)es each piece of audio as it reads it (stamped with its arrival
+/// then, and with its stream position: counted here, or the protocol's own with
+/// [`push_at`](Self::push_at)). While the call captures nothing (an open pause, a refusal) audio is
+/// dropped here, on arrival, never buffered. What is kept goes to the call in batches, at most
+/// [`SINK_BATCH_TIME`] apart ([`due`](Self::due) says when the adapter must
+/// [`flush`](Self::flush)), so a call wakes a few times a second, not for every 20 ms frame. The
+/// call judges every piece by its position and arrival, not by when the batch reaches it, so
 /// batching cannot move audio into or out of a pause.
 #[derive(Debug)]
 pub struct MediaSink {
     tx: mpsc::Sender<Input>,
-    pending: bytes::BytesMut,
+    clock: Arc<dyn Clock>,
+    format: MediaFormat,
+    /// The next counted position, in samples.
+    next: u64,
+    batch: AudioBatch,
+    /// When the oldest piece of the batch was pushed.
+    since: Option<tokio::time::Instant>,
+    /// Whether the call captures nothing now.
+    gate: Option<watch::Receiver<bool>>,
+    /// Samples dropped here on arrival since the call was last told.
+    dropped: u64,
 }
 
-/// Pending bytes past which [`MediaSink::push`] asks for a flush: about half a second of stereo
-/// G.711, well inside the look-back window.
+/// Longest a piece waits in a [`MediaSink`] before the batch goes to the call.
+pub const SINK_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(100);
+/// Pending bytes past which a [`MediaSink`] batch goes at once: about half a second of stereo G.711.
 const SINK_BATCH: usize = 8 * 1024;
 
 impl MediaSink {
-    /// Hands audio to the call now; fails when the call is over.
+    /// Takes audio that follows the last (counted position) and hands it to the call now.
     pub async fn audio(&mut self, bytes: &[u8]) -> Result<(), RecorderError> {
         self.push(bytes);
         self.flush().await
     }
 
-    /// Adds audio to the batch; true when the batch is big enough to flush now.
+    /// Takes audio that follows the last (counted position), read now; true when the batch should
+    /// go now.
     pub fn push(&mut self, bytes: &[u8]) -> bool {
-        self.pending.extend_from_slice(bytes);
-        self.pending.len() >= SINK_BATCH
+        let position = self.next;
+        self.push_at(position, bytes)
+    }
+
+    /// Takes audio at stream position `position` (samples since the stream's start, from the
+    /// protocol's timestamps), read now; true when the batch should go now. Bytes past the last
+    /// whole sample frame are ignored.
+    pub fn push_at(&mut self, position: u64, bytes: &[u8]) -> bool {
+        let frame = self.format.frame_bytes() as usize;
+        let len = bytes.len() / frame * frame;
+        let samples = (len / frame) as u64;
+        self.next = self.next.max(position + samples);
+        if len == 0 {
+            return false;
+        }
+        if self.gate.as_ref().is_some_and(|g| *g.borrow()) {
+            // nothing may be captured now: dropped on arrival, never buffered
+            self.dropped += samples;
+            self.since.get_or_insert_with(tokio::time::Instant::now);
+            return false;
+        }
+        let arrival = self.clock.now();
+        self.batch.bytes.extend_from_slice(&bytes[..len]);
+        self.batch.pieces.push(Piece {
+            position,
+            len,
+            arrival,
+        });
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        self.batch.bytes.len() >= SINK_BATCH
+    }
+
+    /// Moves the counted position on to `position` (a gap the protocol reports, such as
+    /// AudioHook's `discarded`: the audio after it is placed after the gap, not shifted back).
+    pub fn advance_to(&mut self, position: u64) {
+        self.next = self.next.max(position);
+    }
+
+    /// The counted position of the next audio.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// When the pending batch must go to the call, if anything is pending.
+    pub fn due(&self) -> Option<tokio::time::Instant> {
+        self.since.map(|s| s + SINK_BATCH_TIME)
     }
 
     /// Hands the batch to the call; fails when the call is over.
     pub async fn flush(&mut self) -> Result<(), RecorderError> {
-        if self.pending.is_empty() {
+        self.since = None;
+        if self.batch.pieces.is_empty() && self.dropped == 0 {
             return Ok(());
         }
-        let batch = self.pending.split().freeze();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.dropped = std::mem::take(&mut self.dropped);
+        batch.seen = Some(self.clock.now());
         self.tx
             .send(Input::Audio(batch))
             .await
@@ -158,11 +237,13 @@ impl MediaSink {
 impl Drop for MediaSink {
     fn drop(&mut self) {
         let tx = self.tx.clone();
-        let rest = self.pending.split().freeze();
+        let mut rest = std::mem::take(&mut self.batch);
+        rest.dropped = self.dropped;
         // the close must not be lost behind queued audio, and a drop cannot await; audio pushed
         // and not flushed still goes first
         tokio::spawn(async move {
-            if !rest.is_empty() {
+            if !rest.pieces.is_empty() || rest.dropped > 0 {
+                // the call may be over already: then there is nobody left to tell
                 let _ = tx.send(Input::Audio(rest)).await;
             }
             let _ = tx.send(Input::MediaClosed).await;
@@ -232,13 +313,15 @@ impl Recorder {
         Err(RecorderError::ShuttingDown)
     }
 
-    /// Opens the media stream of `call_id`. `media_start` is the platform's wall time of the first
-    /// sample; without it, now.
+    /// Opens the media stream of `call_id`. `claimed` is the platform's instant of the first
+    /// sample, if it says (clamped by the call's timeline); `clock` says whether the adapter gives
+    /// positions from the protocol's timestamps or counts them.
     pub async fn open_media(
         &self,
         call_id: &CallId,
         format: MediaFormat,
-        media_start: Option<DateTime<Utc>>,
+        clock: MediaClock,
+        claimed: Option<DateTime<Utc>>,
     ) -> Result<MediaSink, RecorderError> {
         let now = self.inner.deps.clock.now();
         let tx = match self.slot(call_id).await? {
@@ -249,18 +332,25 @@ impl Recorder {
             }
         };
         let (reply, answer) = oneshot::channel();
-        let anchor = media_start.map_or(now, |t| t.min(now));
         tx.send(Input::MediaOpen {
             format,
-            anchor,
+            clock,
+            claimed,
             reply,
         })
         .await
         .map_err(|_| RecorderError::Ended(now))?;
         answer.await.map_err(|_| RecorderError::Ended(now))??;
+        let gate = self.gate_map().get(call_id).map(|w| w.gate.subscribe());
         Ok(MediaSink {
             tx,
-            pending: bytes::BytesMut::new(),
+            clock: Arc::clone(&self.inner.deps.clock),
+            format,
+            next: 0,
+            batch: AudioBatch::default(),
+            since: None,
+            gate,
+            dropped: 0,
         })
     }
 
@@ -296,6 +386,28 @@ impl Recorder {
     }
 
     fn spawn(&self, call_id: &CallId) -> Result<mpsc::Sender<Input>, RecorderError> {
+        self.spawn_with(call_id, None)
+    }
+
+    /// Takes back the calls whose recordings were still live when the daemon last stopped (or
+    /// crashed): each waits `recorder.idle_seal` for its platform to reconnect and continue it, and
+    /// is sealed as interrupted if none does.
+    pub fn adopt(&self, calls: &[CallId]) {
+        let idle = Duration::from_std(self.inner.deps.config.recorder.idle_seal)
+            .unwrap_or(Duration::seconds(30));
+        let by = self.inner.deps.clock.now() + idle;
+        for call in calls {
+            if let Err(e) = self.spawn_with(call, Some(by)) {
+                warn!(call_id = %call, error = %e, "cannot take back an interrupted call");
+            }
+        }
+    }
+
+    fn spawn_with(
+        &self,
+        call_id: &CallId,
+        reconnect_by: Option<DateTime<Utc>>,
+    ) -> Result<mpsc::Sender<Input>, RecorderError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(RecorderError::ShuttingDown);
         }
@@ -315,8 +427,11 @@ impl Recorder {
         calls.insert(call_id.clone(), Slot::Live(tx.clone()));
         metrics::gauge!("callvault_live_calls").set((live + 1) as f64);
         drop(calls);
-        let (paused, _) = watch::channel(false);
-        self.pause_map().insert(call_id.clone(), paused.clone());
+        let watches = Watches {
+            payment: watch::channel(false).0,
+            gate: watch::channel(false).0,
+        };
+        self.pause_map().insert(call_id.clone(), watches.clone());
         let this = self.clone();
         let call_id = call_id.clone();
         self.inner.tracker.spawn(async move {
@@ -324,10 +439,15 @@ impl Recorder {
             let now = deps.clock.now();
             let outcome = match Call::create(call_id.clone(), deps, now).await {
                 Ok(mut call) => {
-                    call.paused = Some(paused);
+                    call.paused = Some(watches.payment);
+                    call.gate = Some(watches.gate);
+                    if let Some(by) = reconnect_by {
+                        call.expect_reconnect(by);
+                    }
                     let recording = call.recording_id();
                     let (_, ended) = call.run(rx, this.inner.shutdown.clone()).await;
-                    Some((recording, ended))
+                    // no end: the daemon stopped and the recording stays live for a reconnect
+                    ended.map(|at| (recording, at))
                 }
                 Err(e) => {
                     warn!(call_id = %call_id, error = %e, "cannot open the call's recording");
@@ -366,7 +486,7 @@ impl Recorder {
     /// platform must be told (AudioHook's server `pause`/`resume`). `None` when the call has no live
     /// task; the sender closes when the call ends.
     pub fn watch_pauses(&self, call_id: &CallId) -> Option<watch::Receiver<bool>> {
-        self.pause_map().get(call_id).map(watch::Sender::subscribe)
+        self.pause_map().get(call_id).map(|w| w.payment.subscribe())
     }
 
     /// Appends a ledger entry of `kind` to the recording of `call_id` (an adapter's note, such as how
@@ -383,7 +503,11 @@ impl Recorder {
         Ok(())
     }
 
-    fn pause_map(&self) -> std::sync::MutexGuard<'_, HashMap<CallId, watch::Sender<bool>>> {
+    fn gate_map(&self) -> std::sync::MutexGuard<'_, HashMap<CallId, Watches>> {
+        self.pause_map()
+    }
+
+    fn pause_map(&self) -> std::sync::MutexGuard<'_, HashMap<CallId, Watches>> {
         self.inner
             .pauses
             .lock()

@@ -13,9 +13,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::AudioSocketConfig;
+use crate::domain::timeline::MediaClock;
 use crate::domain::{CallEvent, CallId, Clock, EventKind};
 use crate::ingest::IngestError;
 use crate::ingest::audiosocket::{SocketOutput, SocketSession, decode};
@@ -96,15 +97,30 @@ async fn connection(
     let mut sink: Option<MediaSink> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut last_read = tokio::time::Instant::now();
     let end = 'conn: loop {
+        // audio waits here at most until its batch is due at the call, and the peer at most IDLE
+        let idle_at = last_read + IDLE;
+        let due = sink.as_ref().and_then(MediaSink::due);
         let n = tokio::select! {
             () = shutdown.cancelled() => break End::Shutdown,
-            r = tokio::time::timeout(IDLE, stream.read(&mut chunk)) => match r {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => break End::Refused(format!("read failed: {e}")),
-                Err(_) => break End::Refused("idle for 30s".into()),
+            () = tokio::time::sleep_until(due.unwrap_or(idle_at).min(idle_at)) => {
+                if tokio::time::Instant::now() >= idle_at {
+                    break End::Refused("idle for 30s".into());
+                }
+                if let Some(s) = &mut sink
+                    && s.flush().await.is_err()
+                {
+                    break End::Refused("call ended".into());
+                }
+                continue;
+            }
+            r = stream.read(&mut chunk) => match r {
+                Ok(n) => n,
+                Err(e) => break End::Refused(format!("read failed: {e}")),
             },
         };
+        last_read = tokio::time::Instant::now();
         if n == 0 {
             if buf.is_empty() {
                 break End::Eof;
@@ -129,14 +145,18 @@ async fn connection(
                 Ok(SocketOutput::Call(id)) => info!(call_id = %id, %peer, "audiosocket call"),
                 Ok(SocketOutput::Open(format)) => {
                     let Some(id) = session.call() else { continue };
-                    match recorder.open_media(id, format, None).await {
+                    match recorder
+                        .open_media(id, format, MediaClock::Counted, None)
+                        .await
+                    {
                         Ok(s) => sink = Some(s),
                         Err(e) => break 'conn End::Refused(format!("media not opened: {e}")),
                     }
                 }
                 Ok(SocketOutput::Audio(bytes)) => {
                     if let Some(s) = &mut sink
-                        && s.audio(bytes).await.is_err()
+                        && s.push(bytes)
+                        && s.flush().await.is_err()
                     {
                         break 'conn End::Refused("call ended".into());
                     }
@@ -157,6 +177,11 @@ async fn connection(
     };
     let call = session.call().cloned();
     let call_name = call.as_ref().map_or_else(String::new, ToString::to_string);
+    if let Some(s) = &mut sink
+        && let Err(e) = s.flush().await
+    {
+        debug!(call_id = %call_name, error = %e, "the call ended before the last audio reached it");
+    }
     drop(sink);
     match end {
         End::Hangup | End::Eof => {

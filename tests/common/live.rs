@@ -188,6 +188,8 @@ impl Live {
             );
         }
         let tcp = TcpStream::connect(self.public).await.expect("connect");
+        // a frame and the ping after it go at once, as a platform's media would
+        tcp.set_nodelay(true).expect("nodelay");
         let (ws, _) = tokio_tungstenite::client_async(req, tcp).await?;
         Ok(ws)
     }
@@ -205,14 +207,16 @@ impl Live {
         ws
     }
 
-    /// Streams `audio` in 20 ms frames, advancing the clock 20 ms per frame. `at_ms` hooks are run
-    /// when the stream reaches that offset (relative to the first byte of `audio`).
+    /// Streams `audio` in 20 ms frames in real time on the manual clock: each frame is sent once
+    /// its 20 ms have passed and read by the server (a ping answered after it) before the clock
+    /// moves on, so the server sees it arrive exactly when it was spoken.
     pub async fn stream(&self, ws: &mut Socket, audio: &[u8]) {
         for frame in audio.chunks(320) {
+            self.advance_ms(20);
             ws.send(Message::Binary(frame.to_vec().into()))
                 .await
                 .expect("audio frame");
-            self.advance_ms(20);
+            sync(ws).await;
         }
     }
 

@@ -278,15 +278,22 @@ fn explicit_consent_that_never_comes_discards_the_held_audio() {
 }
 
 #[test]
-fn the_end_of_the_call_flushes_after_the_window_and_refuses_later_pauses() {
+fn the_end_of_the_call_cuts_nothing_flushes_after_the_window_and_refuses_later_pauses() {
     let mut l = call();
     let fx = l
         .apply(&EventKind::CallEnded, t(60.0), t(60.0))
         .expect("applies");
-    assert_eq!(fx[0], Effect::DropFrom(t(60.0)));
+    assert_eq!(ledger_kinds(&fx), ["call.ended"]);
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::DropFrom(_))),
+        "the end of a call never cuts audio that arrived before the stream closed"
+    );
     assert_eq!(l.horizon(t(62.0)), Horizon::Until(t(58.5)));
     assert_eq!(l.horizon(t(63.5)), Horizon::All);
-    assert!(!l.captures(t(61.0)));
+    assert!(
+        l.captures(t(60.2)),
+        "audio still arriving from the open stream is kept"
+    );
     // a payment that started before the end still applies, though it arrives after it
     let fx = l
         .apply(&EventKind::PaymentStarted, t(59.0), t(61.0))
@@ -306,78 +313,4 @@ fn the_end_of_the_call_flushes_after_the_window_and_refuses_later_pauses() {
         .expect("noted");
     assert_eq!(ledger_kinds(&fx), ["call.ended.repeated"]);
     assert_eq!(l.ended(), Some(t(60.0)));
-}
-
-#[test]
-fn late_pauses_cut_the_open_segment_back_or_go_to_review() {
-    let bps = 16_000;
-    let c = |open: Option<(f64, u64)>, sealed: Option<f64>| Committed {
-        open: open.map(|(s, len)| (t(s), len)),
-        sealed_end: sealed.map(t),
-        bytes_per_second: bps,
-        chunk_size: 16_384,
-    };
-    // open segment from 10 s holding 5 s: a pause at 13.5 s keeps the 3 whole chunks before it
-    assert_eq!(
-        late_pause_remedy(t(13.5), c(Some((10.0, 80_000)), Some(8.0))),
-        Remedy::CutBack {
-            keep_bytes: 3 * 16_384
-        }
-    );
-    // past the committed audio: nothing to do
-    assert_eq!(
-        late_pause_remedy(t(15.5), c(Some((10.0, 80_000)), Some(8.0))),
-        Remedy::None
-    );
-    // in a sealed segment
-    assert_eq!(
-        late_pause_remedy(t(7.0), c(None, Some(8.0))),
-        Remedy::PciReview { cut_open: false }
-    );
-    assert_eq!(
-        late_pause_remedy(t(7.0), c(Some((10.0, 80_000)), Some(8.0))),
-        Remedy::PciReview { cut_open: true }
-    );
-    // a pause at the open segment's very start empties it
-    assert_eq!(
-        late_pause_remedy(t(10.0), c(Some((10.0, 80_000)), None)),
-        Remedy::PciReview { cut_open: true }
-    );
-    assert_eq!(late_pause_remedy(t(7.0), c(None, None)), Remedy::None);
-}
-
-#[test]
-fn the_seal_time_check_finds_segments_overlapping_a_pause() {
-    let pauses = [
-        Pause {
-            kind: PauseKind::Payment,
-            from: t(10.0),
-            to: Some(t(20.0)),
-        },
-        Pause {
-            kind: PauseKind::Agent,
-            from: t(40.0),
-            to: None,
-        },
-    ];
-    let segs = [
-        (t(0.0), t(10.0)),
-        (t(20.0), t(30.0)),
-        (t(15.0), t(25.0)),
-        (t(35.0), t(41.0)),
-    ];
-    assert_eq!(overlapping_segments(&segs, &pauses), vec![2, 3]);
-}
-
-#[test]
-fn byte_and_time_conversions_round_down() {
-    assert_eq!(
-        duration_to_bytes(Duration::milliseconds(1500), 16_000),
-        24_000
-    );
-    assert_eq!(duration_to_bytes(Duration::milliseconds(-5), 16_000), 0);
-    assert_eq!(
-        bytes_to_duration(24_000, 16_000),
-        Duration::milliseconds(1500)
-    );
 }

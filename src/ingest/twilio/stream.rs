@@ -43,8 +43,14 @@ pub enum StreamOutput {
         /// The call's start, from the custom parameters.
         started: Option<CallEvent>,
     },
-    /// Interleaved audio ready for the recorder.
-    Audio(Vec<u8>),
+    /// Interleaved audio ready for the recorder, from sample `position` of the stream (per
+    /// channel, from the tracks' `timestamp`s: a gap in both tracks is a jump, never a shift).
+    Audio {
+        /// Its first sample's position, in samples since the stream's start.
+        position: u64,
+        /// The interleaved bytes.
+        bytes: Vec<u8>,
+    },
     /// `stop` came: this was the last output (with the flushed audio before it).
     Stopped,
 }
@@ -162,16 +168,9 @@ impl StreamSession {
     }
 
     /// The audio still buffered, when the socket closes without `stop`.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub fn finish(&mut self) -> Vec<StreamOutput> {
         self.state = State::Stopped;
         self.drain(true)
-            .into_iter()
-            .filter_map(|o| match o {
-                StreamOutput::Audio(a) => Some(a),
-                _ => None,
-            })
-            .flatten()
-            .collect()
     }
 
     fn start(
@@ -355,7 +354,10 @@ impl StreamSession {
             track.chunks = rest;
         }
         self.emitted = target;
-        vec![StreamOutput::Audio(out)]
+        vec![StreamOutput::Audio {
+            position: from,
+            bytes: out,
+        }]
     }
 }
 

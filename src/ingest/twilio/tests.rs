@@ -207,7 +207,7 @@ fn media_msg(track: &str, ts: u64, payload: &[u8]) -> String {
 fn audio(out: Vec<StreamOutput>) -> Vec<u8> {
     out.into_iter()
         .filter_map(|o| match o {
-            StreamOutput::Audio(a) => Some(a),
+            StreamOutput::Audio { bytes, .. } => Some(bytes),
             _ => None,
         })
         .flatten()
