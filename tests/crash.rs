@@ -66,6 +66,11 @@ struct Serve {
 impl Serve {
     /// Starts `serve` on two free loopback ports and waits for `/readyz`.
     async fn start(d: &Deployment, log: &str) -> Serve {
+        Self::start_with(d, log, &[]).await
+    }
+
+    /// Starts `serve` with `--set` overrides.
+    async fn start_with(d: &Deployment, log: &str, sets: &[&str]) -> Serve {
         let (public, admin) = (free_port(), free_port());
         let log = std::fs::File::create(d.path(log)).expect("create the daemon's log file");
         let child = Command::new(env!("CARGO_BIN_EXE_callvault"))
@@ -75,6 +80,7 @@ impl Serve {
             .arg(format!("public.listen={public}"))
             .arg("--set")
             .arg(format!("admin.listen={admin}"))
+            .args(sets.iter().flat_map(|s| ["--set", s]))
             .arg("serve")
             .env_remove("CREDENTIALS_DIRECTORY")
             .env_remove("NOTIFY_SOCKET")
@@ -89,6 +95,20 @@ impl Serve {
         };
         wait_for_200(serve.admin, "/readyz", Duration::from_secs(30)).await;
         serve
+    }
+
+    /// SIGTERM: a graceful stop, waited for.
+    fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let exit = self.child.wait().expect("reap the stopped daemon");
+        assert!(
+            exit.success(),
+            "the daemon stops cleanly on SIGTERM: {exit:?}"
+        );
     }
 
     /// SIGKILL: no shutdown, no drain, no last sync.
@@ -325,7 +345,9 @@ fn assert_closed(detail: &Value, call: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_call_loses_no_recording() {
     let t0 = Instant::now();
-    let d = Deployment::new("");
+    // the restart takes every live call back for idle_seal, for its platform to reconnect; these
+    // do not, and are sealed then
+    let d = Deployment::new("[recorder]\nidle_seal = \"5s\"\n");
     let mut serve = Serve::start(&d, "serve-1.log").await;
     let public = serve.public;
     let telephony = create_token(&d, "telephony");
@@ -564,5 +586,200 @@ async fn sigkill_mid_call_loses_no_recording() {
          test took {:.1} s",
         t0.elapsed().as_secs_f64()
     );
+    drop(serve);
+}
+
+/// How the daemon goes away mid-call in [`a_restart_or_a_crash_mid_call_is_continued_by_the_reconnect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Term,
+    Kill,
+}
+
+/// Streams the second part of a call after the restart: its own tone on the caller's channel.
+fn second_hz(i: usize) -> f64 {
+    caller_hz(i) + 1500.0
+}
+
+/// 50 calls stream; the daemon is stopped (SIGTERM) or killed (SIGKILL) and started again; every
+/// platform reconnects its call and streams on. Each recording continues: one recording per call,
+/// sealed, with the audio before and after, and one `gap` in its ledger naming the cause and its
+/// length, which playback renders in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_or_a_crash_mid_call_is_continued_by_the_reconnect() {
+    for how in [Stop::Term, Stop::Kill] {
+        restart_and_reconnect(how).await;
+    }
+}
+
+async fn restart_and_reconnect(how: Stop) {
+    const BEFORE: Duration = Duration::from_secs(5);
+    const AFTER: Duration = Duration::from_secs(4);
+    let d = Deployment::new("[recorder]\nidle_seal = \"30s\"\n");
+    let grace = ["shutdown_grace=15s"];
+    let mut serve = Serve::start_with(&d, "serve-1.log", &grace).await;
+    let telephony = create_token(&d, "telephony");
+    let supervisor = create_token(&d, "supervisor");
+    let webhook = WebhookSecret::from_secret(
+        &d.load(&[])
+            .secrets
+            .webhook
+            .read()
+            .expect("serve created the webhook secret"),
+    )
+    .expect("a whsec_ secret");
+    let call = |i: usize| format!("restart-{how:?}-{i:02}");
+
+    // the first part of every call
+    let stop = CancellationToken::new();
+    let mut streams = Vec::new();
+    for i in 0..CALLS {
+        let (webhook, telephony, stop, call) =
+            (webhook.clone(), telephony.clone(), stop.clone(), call(i));
+        let public = serve.public;
+        let audio = tones(
+            FORMAT,
+            caller_hz(i),
+            AGENT_HZ,
+            BEFORE.as_millis() as u64 + 4000,
+        );
+        streams.push(tokio::spawn(async move {
+            call_started(public, &webhook, &call).await;
+            let ws = open_media(public, &telephony, &call).await;
+            stream_until(ws, audio, stop).await
+        }));
+    }
+    tokio::time::sleep(BEFORE).await;
+    stop.cancel();
+    let down = Instant::now();
+    match how {
+        Stop::Term => serve.terminate(),
+        Stop::Kill => serve.kill_9(),
+    }
+    let mut before_ms = Vec::new();
+    for s in streams {
+        let (ws, frames) = s.await.expect("a stream task does not panic");
+        before_ms.push(frames * FRAME_MS);
+        drop(ws);
+    }
+
+    // the restart, and every platform reconnecting its call
+    let serve = Serve::start_with(&d, "serve-2.log", &grace).await;
+    let public = serve.public;
+    let downtime_ms = down.elapsed().as_millis() as u64;
+    let stop = CancellationToken::new();
+    let mut streams = Vec::new();
+    for i in 0..CALLS {
+        let (telephony, stop, call) = (telephony.clone(), stop.clone(), call(i));
+        let audio = tones(
+            FORMAT,
+            second_hz(i),
+            AGENT_HZ,
+            AFTER.as_millis() as u64 + 4000,
+        );
+        streams.push(tokio::spawn(async move {
+            let ws = open_media(public, &telephony, &call).await;
+            stream_until(ws, audio, stop).await
+        }));
+    }
+    tokio::time::sleep(AFTER).await;
+    stop.cancel();
+    let mut after_ms = Vec::new();
+    for (i, s) in streams.into_iter().enumerate() {
+        let (mut ws, frames) = s.await.expect("a stream task does not panic");
+        after_ms.push(frames * FRAME_MS);
+        ws.send(Message::Text(r#"{"type":"stop"}"#.into()))
+            .await
+            .expect("stop");
+        let ended = json!({
+            "id": format!("evt-{}-ended", call(i)), "type": "call.ended", "call_id": call(i),
+            "at": Utc::now().to_rfc3339(),
+        });
+        assert_eq!(post_event(public, &webhook, &ended).await, 200);
+    }
+
+    // every recording continued, sealed, and plays end to end with one named gap
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cause = match how {
+        Stop::Term => "restart",
+        Stop::Kill => "crash",
+    };
+    for i in 0..CALLS {
+        let call = call(i);
+        let found = get_json(
+            public,
+            &format!("/v1/recordings?call_id={call}"),
+            &supervisor,
+        )
+        .await;
+        assert_eq!(
+            found["recordings"].as_array().map(Vec::len),
+            Some(1),
+            "{call}: one call, one recording: {found}"
+        );
+        let id = recording_id(public, &supervisor, &call).await;
+        let detail = loop {
+            let detail = get_json(public, &format!("/v1/recordings/{id}"), &supervisor).await;
+            if settled(&detail) {
+                break detail;
+            }
+            assert!(Instant::now() < deadline, "{call} sealed in time: {detail}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let gaps = ledger_of(&detail, "gap");
+        assert_eq!(gaps.len(), 1, "{call}: one gap: {}", detail["ledger"]);
+        let gap = &gaps[0]["details"];
+        assert_eq!(gap["cause"], cause, "{call}: {gap}");
+        let gap_ms = gap["length_ms"].as_u64().expect("length");
+        let gap_at = gap["at_ms"].as_u64().expect("at");
+        // the gap runs from the last audio kept to the first after the reconnect
+        assert!(
+            gap_ms <= downtime_ms + LOOKBACK_MS + 2000,
+            "{call}: gap {gap_ms} ms for {downtime_ms} ms down"
+        );
+        let (status, wav) = get(
+            public,
+            &format!("/v1/recordings/{id}/audio?reason=test&format=pcm16"),
+            &supervisor,
+        )
+        .await;
+        assert_eq!(status, 200, "{call} plays");
+        let decoded = decode_wav(&wav);
+        let first = tone_spans(&decoded.samples[0], decoded.rate, caller_hz(i), 100, 0.05);
+        let second = tone_spans(&decoded.samples[0], decoded.rate, second_hz(i), 100, 0.05);
+        let kept =
+            |spans: &[std::ops::Range<u64>]| spans.iter().map(|r| r.end - r.start).sum::<u64>();
+        let floor = match how {
+            // a graceful stop commits everything it received
+            Stop::Term => before_ms[i].saturating_sub(300),
+            // a crash loses at most the look-back window, the last sync and the open chunk
+            Stop::Kill => before_ms[i].saturating_sub(LOOKBACK_MS + SPOOL_SYNC_MS + CHUNK_MS),
+        };
+        assert!(
+            kept(&first) >= floor.saturating_sub(200),
+            "{call}: {} ms of the first part kept, want at least {floor}: {first:?}",
+            kept(&first)
+        );
+        assert!(
+            kept(&second) + 400 >= after_ms[i],
+            "{call}: {} ms of the second part kept of {}: {second:?}",
+            kept(&second),
+            after_ms[i]
+        );
+        // in order: the first part, the gap where the ledger says, the second part (playback
+        // starts at the first segment; the ledger counts from the start of the call)
+        let origin = detail["segments"][0]["media_start_ms"]
+            .as_u64()
+            .expect("start");
+        let gap_at = gap_at - origin;
+        let first_end = first.last().map_or(0, |r| r.end);
+        let second_start = second.first().map_or(u64::MAX, |r| r.start);
+        assert!(
+            first_end <= gap_at + 100 && second_start + 100 >= gap_at + gap_ms,
+            "{call}: first part ends {first_end}, gap {gap_at}+{gap_ms}, second starts {second_start}: {} {}",
+            detail["segments"],
+            detail["ledger"]
+        );
+    }
     drop(serve);
 }

@@ -33,9 +33,10 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
-/// How far media time may run ahead of arrival before the ledger says so (the clock is pulled back
-/// whenever it runs ahead at all).
-pub const AHEAD_TOLERANCE: Duration = Duration::milliseconds(40);
+/// How far the media clock must be pulled back within one second of arrivals before the ledger
+/// says the stream runs ahead of real time (the clock is pulled back whenever media runs ahead of
+/// arrival at all; jitter does that by a few milliseconds at a time).
+pub const AHEAD_NOTED: Duration = Duration::milliseconds(200);
 /// How long arrivals are watched, once audio lags, to tell a stall from a gap.
 pub const PROBE: Duration = Duration::milliseconds(1500);
 /// A lag that closes by this much within the probe is a stall (audio arriving faster than real
@@ -281,8 +282,9 @@ struct Stream {
     baseline: Option<Duration>,
     /// Sequence number of its first audio: held audio from here on is on its clock.
     first_seq: u64,
-    /// How far the clock was pulled back since the ledger was last told.
+    /// How far the clock was pulled back since `ahead_since` (or the ledger was last told).
     ahead: Duration,
+    ahead_since: DateTime<Utc>,
     run: Run,
 }
 
@@ -356,6 +358,7 @@ impl<T: Payload> Timeline<T> {
             baseline: None,
             first_seq: self.next_seq,
             ahead: Duration::zero(),
+            ahead_since: DateTime::<Utc>::MIN_UTC,
             run: Run::Clear,
         });
     }
@@ -474,8 +477,12 @@ impl<T: Payload> Timeline<T> {
                 h.span.earliest -= by;
                 widened = true;
             }
+            if arrival - s.ahead_since > Duration::seconds(1) {
+                s.ahead_since = arrival;
+                s.ahead = Duration::zero();
+            }
             s.ahead += by;
-            if s.ahead > AHEAD_TOLERANCE {
+            if s.ahead > AHEAD_NOTED {
                 self.decisions.push(Decision::AheadClamped { by: s.ahead });
                 s.ahead = Duration::zero();
             }

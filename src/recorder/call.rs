@@ -150,10 +150,15 @@ impl Call {
                 let next = segments.iter().map(|s| s.segment.0 + 1).max().unwrap_or(0);
                 let ledger = deps.catalog.ledger(row.id).await?;
                 restore(&mut life, &deps, &row, &ledger);
-                let cause = if ledger.iter().any(|e| e.kind == "shutdown") {
-                    "restart"
-                } else {
-                    "crash"
+                // a graceful stop says `shutdown` last; anything else was a crash
+                let cause = match ledger.iter().rev().find(|e| {
+                    matches!(
+                        e.kind.as_str(),
+                        "shutdown" | "crash_recovery" | "media.opened"
+                    )
+                }) {
+                    Some(e) if e.kind == "shutdown" => "restart",
+                    _ => "crash",
                 };
                 let end_ms = segments.iter().map(|s| s.media_end_ms).max().unwrap_or(0);
                 pending_gap = Some((cause, end_ms));
@@ -191,6 +196,9 @@ impl Call {
         };
         let mut timeline = Timeline::new(rules);
         let mut format = None;
+        let resumed_end = pending_gap.map(|(_, end_ms): (&str, u64)| {
+            recording.started_at + Duration::milliseconds(i64::try_from(end_ms).unwrap_or(0))
+        });
         let pending_gap = pending_gap.map(|(cause, end_ms)| {
             // the places of the new stream continue after the recording's last audio
             let f = MediaFormat {
@@ -211,8 +219,9 @@ impl Call {
             recording,
             format,
             timeline,
-            closed_at: None,
-            last_audio: None,
+            // a resumed call's audio stopped where its last segment ends
+            closed_at: resumed_end,
+            last_audio: resumed_end,
             open: None,
             sealed: Vec::new(),
             next_segment,
@@ -235,11 +244,9 @@ impl Call {
         self.recording.id
     }
 
-    /// A call adopted at start-up waits this long for its stream to return before it is sealed.
+    /// A call adopted at start-up waits until `by` for its stream to return before it is sealed.
     pub(super) fn expect_reconnect(&mut self, by: DateTime<Utc>) {
         self.reconnect_by = Some(by);
-        // nothing is held: the stream is what must come back
-        self.closed_at = Some(self.last_input);
     }
 
     /// Runs the call until it is over; returns the recording's id and the end of the call, or no
@@ -251,13 +258,13 @@ impl Call {
     ) -> (RecordingId, Option<DateTime<Utc>>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut shutting_down = false;
+        let mut shutting_down: Option<DateTime<Utc>> = None;
         // made once: a new `cancelled()` each turn would queue and unqueue a waiter every frame
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
             tokio::select! {
-                input = rx.recv(), if !shutting_down => match input {
+                input = rx.recv() => match input {
                     Some(input) => {
                         self.on_input(input).await;
                         // audio queued behind it is taken now and the buffer advanced once for
@@ -278,22 +285,23 @@ impl Call {
                     None => self.on_media_closed(),
                 },
                 _ = tick.tick() => {}
-                () = &mut cancelled, if !shutting_down => {
-                    shutting_down = true;
-                    // the daemon is stopping: take what the sockets handed over, stop listening,
-                    // let the look-back window pass before committing (so a late pause is still
-                    // honoured; shutdown_grace allows it), then leave the recording live for the
-                    // platform to reconnect to after the restart
-                    while let Ok(input) = rx.try_recv() {
-                        self.on_input(input).await;
-                    }
-                    rx.close();
-                    self.timeline.close();
+                () = &mut cancelled, if shutting_down.is_none() => {
+                    // the daemon is stopping: the sockets close and hand over what they read; the
+                    // look-back window passes before it is committed (so a late pause is still
+                    // honoured; shutdown_grace allows it); then the recording is left live for
+                    // the platform to reconnect to after the restart
+                    shutting_down = Some(self.deps.clock.now());
                     self.note_now("shutdown", serde_json::json!({})).await;
                 }
             }
             let now = self.step().await;
-            if shutting_down && self.timeline.is_empty() {
+            let window =
+                Duration::from_std(self.deps.config.pci.lookback + self.deps.config.pci.guard)
+                    .unwrap_or(Duration::seconds(4));
+            if let Some(since) = shutting_down
+                && self.timeline.is_empty()
+                && (!self.timeline.is_open() || now >= since + window)
+            {
                 if let Err(e) = self.close_open().await {
                     warn!(call_id = %self.id, error = %e, "closing the open segment at shutdown failed; the spool keeps it for recovery");
                 }
@@ -651,13 +659,6 @@ impl Call {
         if self.timeline.is_open() {
             // the stream outlived its call (or went silent): it is closed now
             self.timeline.close();
-        }
-        if self.reconnect_by.is_some() {
-            self.note_now(
-                "interrupted",
-                serde_json::json!({ "cause": self.pending_gap.map(|g| g.cause), "reconnected": false }),
-            )
-            .await;
         }
         self.flush_all().await;
         if self.life.policy().is_none() {

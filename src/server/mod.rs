@@ -279,6 +279,15 @@ impl Daemon {
             shutdown.child_token(),
             calls.clone(),
         );
+        // calls whose recordings were still live: back to the recorder, for their platforms to
+        // reconnect to within recorder.idle_seal
+        let mut interrupted = Vec::new();
+        for id in &recovered.interrupted {
+            if let Some(row) = shared.catalog.recording(*id).await? {
+                interrupted.push(row.call_id);
+            }
+        }
+        recorder.adopt(&interrupted);
         let state = ApiState {
             config: Arc::clone(config),
             catalog: Arc::clone(&shared.catalog),

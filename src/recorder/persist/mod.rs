@@ -38,7 +38,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use object_store::ObjectStore;
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -226,9 +225,9 @@ impl Persistence {
 
     /// Start-up recovery, before serving: every `.part` left by a crash is made whole (its whole
     /// chunks kept, the last re-sealed as final), every sealed spool file is queued for upload, and
-    /// a `crash_recovery` ledger entry says what was kept and lost. Recordings with spool files that
-    /// are still `live` are marked `sealed`, with an `interrupted` ledger entry, and so are the
-    /// recordings still `live` with nothing on the spool.
+    /// a `crash_recovery` ledger entry says what was kept and lost. Recordings still `live` get an
+    /// `interrupted` ledger entry and are left live, for the recorder to take back
+    /// ([`RecoveryReport::interrupted`]).
     pub async fn recover(&self) -> Result<RecoveryReport, PersistError> {
         recover::run(&self.inner).await
     }
@@ -425,14 +424,6 @@ async fn ledger(
 fn duration_ms(header: &Header, bytes: u64) -> u64 {
     let ms = (u128::from(bytes) * 1000).div_ceil(u128::from(header.bytes_per_second().max(1)));
     u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
-/// When a recording's audio ended, from its start and the end of its last segment.
-fn ended_at(started_at: DateTime<Utc>, media_end_ms: u64) -> DateTime<Utc> {
-    let ms = i64::try_from(media_end_ms).unwrap_or(i64::MAX);
-    started_at
-        .checked_add_signed(chrono::Duration::milliseconds(ms))
-        .unwrap_or(started_at)
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! authenticate kept, the last re-sealed as final) and becomes a `.cva`, with a `crash_recovery`
 //! ledger entry saying how much audio was kept and how much was torn; a `.cva` beside a `.part` is
 //! an interrupted re-seal and is redone; every `.cva` is queued for upload; a recording still `live`
-//! is marked `sealed` with an `interrupted` ledger entry, and so is every other recording still
-//! `live` in the catalog (its call died before any of its audio reached the spool). Files of
-//! segments whose key was shredded are deleted, never uploaded.
+//! gets an `interrupted` ledger entry (where its audio stops) and is left live, and so is every
+//! other recording still `live` in the catalog (its call died before any of its audio reached the
+//! spool): the recorder takes them back ([`Recorder::adopt`](crate::recorder::Recorder::adopt)), so
+//! a platform that reconnects continues the same recording, and seals each one no stream returns
+//! to. Files of segments whose key was shredded are deleted, never uploaded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,14 +18,15 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::spool::{self, blocking};
-use super::{Inner, PersistError, duration_ms, ended_at, ledger, shred};
+use super::{Inner, PersistError, duration_ms, ledger, shred};
 use crate::catalog::{RecordingStatus, SegmentRow, SegmentStatus};
 use crate::domain::{RecordingId, SegmentNo};
 use crate::vault::layout::{OBJECT_EXT, SPOOL_EXT};
 use crate::vault::{Header, Layout, WrappedKey};
 
-/// Live recordings read per catalog page when looking for those with nothing on the spool.
-const LIVE_PAGE: usize = 500;
+/// Most live recordings read when looking for those with nothing on the spool: far more calls than
+/// one node holds at once (`recorder.max_calls`).
+const LIVE_MAX: usize = 1_000_000;
 
 /// One `.part` made whole at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +51,7 @@ pub struct RecoveryReport {
     pub recovered: Vec<RecoveredSegment>,
     /// Sealed spool files queued for upload (recovered ones included).
     pub queued: usize,
-    /// Recordings that were `live` and are now `sealed`.
+    /// Recordings that were `live`: left live for the recorder to take back.
     pub interrupted: Vec<RecordingId>,
     /// Spool files deleted unuploaded: their key was shredded, they were uploaded already, or they
     /// held no audio.
@@ -116,6 +119,7 @@ pub(super) async fn run(inner: &Arc<Inner>) -> Result<RecoveryReport, PersistErr
     let spool_dir = inner.config.spool_dir.clone();
     let listing = blocking(move || list_spool(&spool_dir)).await?;
     let mut report = RecoveryReport::default();
+    let on_spool: BTreeSet<RecordingId> = listing.iter().map(|(id, _)| *id).collect();
     for (id, files) in listing {
         let Some(recording) = inner.catalog.recording(id).await? else {
             warn!(recording = %id, "spool files of a recording the catalog does not know; left alone");
@@ -127,19 +131,15 @@ pub(super) async fn run(inner: &Arc<Inner>) -> Result<RecoveryReport, PersistErr
     }
     // Recordings still `live` with nothing on the spool: the crash came before their first segment
     // was opened (all their audio was still in the look-back window, or none had come), or after
-    // their last spool file was uploaded. Their calls died with the process: seal them too. (The
-    // catalog is this node's alone; a shared catalog would need to know which node owns a call.)
-    let mut seen = BTreeSet::new();
-    loop {
-        let page = inner
-            .catalog
-            .recordings_by_status(RecordingStatus::Live, LIVE_PAGE)
-            .await?;
-        let fresh: Vec<_> = page.into_iter().filter(|r| seen.insert(r.id)).collect();
-        if fresh.is_empty() {
-            break;
-        }
-        for recording in fresh {
+    // their last spool file was uploaded. They are left live for the recorder too. (Live
+    // recordings are as many as the calls that were going on, so one read finds them all; the
+    // catalog is this node's alone: a shared catalog would need to know which node owns a call.)
+    let live = inner
+        .catalog
+        .recordings_by_status(RecordingStatus::Live, LIVE_MAX)
+        .await?;
+    for recording in live {
+        if !on_spool.contains(&recording.id) {
             recover_recording(inner, &recording, Files::default(), &mut report).await?;
         }
     }
@@ -281,23 +281,10 @@ async fn recover_recording(
     }
 
     if recording.status == RecordingStatus::Live {
+        // the call may still be going on: it is left live, and the recorder takes it back for
+        // `recorder.idle_seal` so that the platform's reconnect continues the same recording; it
+        // is sealed then if no stream returns
         let last_ms = rows.values().map(|r| r.media_end_ms).max().unwrap_or(0);
-        let mut updated = recording.clone();
-        updated.status = RecordingStatus::Sealed;
-        let end = recording
-            .ended_at
-            .unwrap_or_else(|| ended_at(recording.started_at, last_ms));
-        updated.ended_at = Some(end);
-        let retention = inner
-            .config
-            .retention
-            .get(&recording.policy)
-            .or(inner.config.default_retention.as_ref());
-        updated.expires_at = recording
-            .expires_at
-            .or_else(|| retention.and_then(|p| p.after(end)));
-        updated.updated_at = inner.clock.now();
-        inner.catalog.update_recording(&updated).await?;
         let details = serde_json::json!({ "segments": rows.len(), "media_end_ms": last_ms });
         ledger(inner, id, "interrupted", details).await?;
         report.interrupted.push(id);
