@@ -308,3 +308,56 @@ async fn the_probe_records_nothing_and_a_bad_signature_is_disconnected() {
     );
     live.stop().await;
 }
+
+/// A client that sends its audio ahead of real time (the reference client reads it from a file)
+/// keeps every byte up to its `close`, and the WebSocket closes cleanly (1000, never 1006).
+#[tokio::test(flavor = "multi_thread")]
+async fn audio_ahead_of_real_time_is_kept_to_the_close_and_the_socket_closes_cleanly() {
+    let live = Live::start(CONFIG).await;
+    let conv = "0f8e4a2c-3333-4222-8333-444455556666";
+    let mut c = open(&live, conv).await;
+    // 6 s of audio within 0.6 s of the daemon's clock: ten times real time
+    for frame in tone(pcmu(), 1000.0, 6_000).chunks(3200) {
+        c.ws.send(Message::Binary(frame.to_vec().into()))
+            .await
+            .expect("audio");
+        live.advance_ms(20);
+    }
+    c.send("close", json!({"reason":"end"})).await;
+    let closed = c.recv().await;
+    assert_eq!(closed["type"], "closed", "{closed}");
+    // as Genesys does after `closed`: the client closes the WebSocket and waits for the answer
+    c.ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .await
+    .expect("close sent");
+    let answer = loop {
+        match tokio::time::timeout(Duration::from_secs(5), c.ws.next())
+            .await
+            .expect("the server answers the close in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("the server's close frame, not {other:?} (a client would see 1006)"),
+        }
+    };
+    assert_eq!(
+        answer.map(|f| u16::from(f.code)),
+        Some(1000),
+        "a clean close"
+    );
+    live.advance_ms(5_000);
+    let r = live.wait_sealed(conv).await;
+    let (status, wav) = live.play(&r.id.to_string(), &live.supervisor).await;
+    assert_eq!(status, 200);
+    let d = decode_wav(&wav);
+    assert!(
+        d.duration_ms().abs_diff(6_000) <= 40,
+        "every byte sent before the close is kept: {} ms of 6000",
+        d.duration_ms()
+    );
+    assert!(goertzel(&d.samples[0][d.samples[0].len() - 800..], d.rate, 1000.0) > 0.05);
+    live.stop().await;
+}

@@ -994,6 +994,42 @@ async fn the_simulator_records_end_to_end() {
     follower.abort();
 }
 
+/// `--fast` sends a call's audio as fast as the daemon takes it: all of it is stored, at its
+/// place (with scripted events the command refuses to run, saying why: see `simulate::args`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_fast_stores_all_its_audio() {
+    use callvault::simulate::{SimulateOptions, simulate};
+    let live = Live::start("").await;
+    let opts = |call: &str| {
+        let mut o = SimulateOptions::new(
+            format!("http://{}", live.public),
+            callvault::config::Secret::new(live.telephony.clone().into_bytes()),
+            call.parse().expect("call id"),
+        );
+        o.duration = Duration::from_secs(6);
+        o.realtime = false;
+        o
+    };
+    let report = simulate(opts("sim-fast")).await.expect("runs");
+    assert_eq!(report.close.as_ref().map(|c| c.0), Some(1000), "{report}");
+    live.advance_ms(PAST_WINDOW_MS + 1_000);
+    let r = live.wait_sealed("sim-fast").await;
+    let played = play(&live, r.id).await;
+    assert_about(
+        played.duration_ms(),
+        6_000,
+        "every second the fast simulator sent",
+    );
+    let caller = tone_spans(&played.samples[0], played.rate, 440.0, 100, 0.02);
+    assert_spans(
+        &caller,
+        std::slice::from_ref(&(0..6_000)),
+        100,
+        "the caller's tone throughout",
+    );
+    live.stop().await;
+}
+
 /// A call with no `call.started` whose every frame comes after its `call.ended` still seals.
 #[tokio::test(flavor = "multi_thread")]
 async fn audio_after_call_ended_is_kept_until_its_stream_closes() {
@@ -1018,5 +1054,28 @@ async fn audio_after_call_ended_is_kept_until_its_stream_closes() {
         .map(|s| s.media_end_ms - s.media_start_ms)
         .sum();
     assert_about(kept, 1_000, "audio after call.ended, before the close");
+    live.stop().await;
+}
+
+/// A media socket that sends its start frame and then nothing is closed after
+/// `recorder.idle_seal` (close reason `idle`), and its call seals.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_media_socket_is_closed_and_its_call_sealed() {
+    let live = Live::start("[recorder]\nidle_seal = \"4s\"\n").await;
+    let mut ws = live.media("idle-socket").await;
+    let began = std::time::Instant::now();
+    let (code, reason) = tokio::time::timeout(Duration::from_secs(10), close_of(&mut ws))
+        .await
+        .expect("the server closes an idle socket")
+        .expect("with a close frame");
+    assert_eq!((code, reason.as_str()), (1000, "idle"));
+    assert!(
+        began.elapsed() >= Duration::from_millis(3_900),
+        "not before idle_seal: {:?}",
+        began.elapsed()
+    );
+    live.advance_ms(5_000);
+    let r = live.wait_sealed("idle-socket").await;
+    assert_eq!(r.status, RecordingStatus::Sealed);
     live.stop().await;
 }
