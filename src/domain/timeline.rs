@@ -306,6 +306,8 @@ pub struct Timeline<T> {
     /// One past the highest place given to any audio (streams never overlap).
     place_end: u64,
     held: VecDeque<Held<T>>,
+    /// Samples held.
+    held_samples: u64,
     next_seq: u64,
     /// Highest sequence number committed, if any.
     committed_seq: Option<u64>,
@@ -328,6 +330,7 @@ impl<T: Payload> Timeline<T> {
             stream: None,
             place_end: 0,
             held: VecDeque::new(),
+            held_samples: 0,
             next_seq: 0,
             committed_seq: None,
             decisions: Vec::new(),
@@ -584,6 +587,7 @@ impl<T: Payload> Timeline<T> {
             payload.skip(cut);
             let span = span.skip(cut);
             out.held = span.samples;
+            self.held_samples += span.samples;
             self.held.push_back(Held { seq, span, payload });
         }
         Ok(out)
@@ -593,9 +597,11 @@ impl<T: Payload> Timeline<T> {
     /// known); returns how many.
     pub fn drop_overlapping(&mut self, windows: &[Window]) -> u64 {
         let mut dropped = 0;
+        let held_samples = &mut self.held_samples;
         self.held.retain_mut(|h| {
-            let cut = h.span.overlapping_prefix(windows);
+            let cut = h.span.overlapping_prefix(windows).min(h.span.samples);
             dropped += cut;
+            *held_samples -= cut;
             if cut >= h.span.samples {
                 return false;
             }
@@ -610,8 +616,9 @@ impl<T: Payload> Timeline<T> {
 
     /// Drops everything held; returns how many samples.
     pub fn drop_all(&mut self) -> u64 {
-        let n = self.held.iter().map(|h| h.span.samples).sum();
+        let n = self.held_samples;
         self.held.clear();
+        self.held_samples = 0;
         n
     }
 
@@ -621,10 +628,16 @@ impl<T: Payload> Timeline<T> {
         let mut out = Vec::new();
         while self.held.front().is_some_and(|h| h.span.arrival < limit) {
             let h = self.held.pop_front().expect("front exists");
+            self.held_samples -= h.span.samples;
             self.committed_seq = Some(h.seq);
             out.push((h.span, h.payload));
         }
         out
+    }
+
+    /// Samples held (per channel).
+    pub fn held_samples(&self) -> u64 {
+        self.held_samples
     }
 
     /// Whether nothing is held.

@@ -109,6 +109,8 @@ pub(super) struct Call {
     /// Samples dropped on arrival, and dropped for going backwards.
     dropped_on_arrival: u64,
     backwards: u64,
+    /// Samples dropped because the look-back buffer was full (a stream far ahead of real time).
+    overrun: u64,
     /// Whether the ledger already says the stream ran ahead of the clock.
     ahead_noted: bool,
     /// Live listeners, once one asked; they get committed audio and pause markers.
@@ -231,6 +233,7 @@ impl Call {
             reconnect_by: None,
             dropped_on_arrival: 0,
             backwards: 0,
+            overrun: 0,
             ahead_noted: false,
             listeners: None,
             listen_paused: None,
@@ -670,13 +673,14 @@ impl Call {
         let policy = self.life.policy().cloned().expect("set above");
         self.recording.ended_at = Some(ended.max(self.recording.started_at));
         self.recording.expires_at = policy.retention.after(ended);
-        if self.dropped_on_arrival > 0 || self.backwards > 0 {
+        if self.dropped_on_arrival > 0 || self.backwards > 0 || self.overrun > 0 {
             let rate = self.format.map_or(8000, |f| f.sample_rate);
             self.note_now(
                 "dropped_on_arrival",
                 serde_json::json!({
                     "ms": timeline::samples_duration(self.dropped_on_arrival, rate).num_milliseconds(),
                     "backwards_ms": timeline::samples_duration(self.backwards, rate).num_milliseconds(),
+                    "overrun_ms": timeline::samples_duration(self.overrun, rate).num_milliseconds(),
                 }),
             )
             .await;

@@ -314,6 +314,14 @@ fn commits_go_by_arrival() {
     assert_eq!(out.len(), 49, "what arrived before the limit, not at it");
     assert!(out.iter().all(|(s, _)| s.arrival < t(1.0)));
     assert_eq!(tl.oldest_arrival(), Some(t(1.0)));
+    assert_eq!(tl.held_samples(), 51 * FRAME);
+    tl.drop_overlapping(&[Window {
+        from: t(1.5),
+        to: None,
+    }]);
+    assert_eq!(tl.held_samples(), tl.held().map(|s| s.samples).sum::<u64>());
+    assert_eq!(tl.drop_all(), 25 * FRAME);
+    assert_eq!(tl.held_samples(), 0);
 }
 
 #[test]

@@ -19,6 +19,9 @@ use crate::recorder::listen::ListenFrame;
 /// A segment is closed and a new one opened after this many seconds of audio, so an upload is
 /// never huge.
 const SEGMENT_MAX_SECS: u64 = 300;
+/// Most audio a call holds in its look-back buffer, in seconds: a stream sending far faster than
+/// real time has the rest dropped on arrival (and ledgered) rather than filling memory.
+const HELD_MAX_SECS: u64 = 60;
 
 /// Audio handed over by a socket: pieces of `bytes`, each at a stream position with its arrival.
 #[derive(Debug, Default)]
@@ -101,6 +104,10 @@ impl Call {
                 frame,
             };
             self.last_audio = Some(piece.arrival);
+            if self.timeline.held_samples() > HELD_MAX_SECS * u64::from(format.sample_rate) {
+                self.overrun += samples;
+                continue;
+            }
             match self
                 .timeline
                 .push(piece.position, samples, piece.arrival, held, &windows)
