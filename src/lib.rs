@@ -21,7 +21,11 @@
 //!
 //! - [`domain`]: pure rules with no I/O: ids ([`domain::RecordingId`], [`domain::CallId`],
 //!   [`domain::KeyId`]), codecs, roles, policies, calendar [`domain::Period`]s and the [`domain::Clock`],
-//!   and caller numbers normalised to E.164 ([`domain::CallerNumber`], masked for supervisors).
+//!   and caller numbers normalised to E.164 ([`domain::CallerNumber`], masked for supervisors); the
+//!   call's lifecycle ([`domain::lifecycle::Lifecycle`]: consent, pauses, the windows in which
+//!   nothing may be kept) and its two clocks ([`domain::timeline::Timeline`]: where each piece of
+//!   audio sits in the recording, the interval in which it could have been spoken, gaps told from
+//!   stalls, and the look-back buffer itself). No other code computes a frame's time.
 //! - [`vault`]: the only code that touches `aes-gcm` and `object_store`: the `CVA1` container
 //!   ([`vault::SegmentWriter`], [`vault::open`], [`vault::ObjectReader`]), the [`vault::Keyring`] of
 //!   key-encryption keys and the wrapping of per-segment [`vault::DataKey`]s, object layout
@@ -58,7 +62,9 @@
 //!   [`export::verify_bundle`] checks one offline (`callvault export`, `callvault verify`).
 //! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line.
 //! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent, live listeners fed
-//!   committed audio only: [`recorder::ListenFeed`]) over
+//!   committed audio only: [`recorder::ListenFeed`]), fed by each socket's [`recorder::MediaSink`]
+//!   (arrival stamped at the read, paused audio dropped there, the rest handed over in batches),
+//!   taking back after a restart the calls left live ([`recorder::Recorder::adopt`]), over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
 //!   and catalog rows, and recovers the spool after a crash.
 //! - [`simulate`]: a scripted telephony platform ([`simulate::simulate`]) that posts signed events
@@ -92,6 +98,9 @@
 //!   log line or an audit entry, and only the compliance role sees it whole.
 //! - Live listeners hear only committed audio: nothing dropped on arrival, nothing inside the
 //!   look-back window of a pause.
+//! - Audio is judged by both of its clocks: it is kept only if the interval from its earliest
+//!   possible speaking time to its arrival touches no pause, and committed only a look-back window
+//!   after it arrived. The end of a call never cuts audio that arrived before its stream closed.
 
 pub mod api;
 pub mod audio;

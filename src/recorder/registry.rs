@@ -135,7 +135,7 @@ impl std::fmt::Debug for Recorder {
 /// then, and with its stream position: counted here, or the protocol's own with
 /// [`push_at`](Self::push_at)). While the call captures nothing (an open pause, a refusal) audio is
 /// dropped here, on arrival, never buffered. What is kept goes to the call in batches, at most
-/// [`SINK_BATCH_TIME`] apart ([`due`](Self::due) says when the adapter must
+/// a tenth of a second apart ([`due`](Self::due) says when the adapter must
 /// [`flush`](Self::flush)), so a call wakes a few times a second, not for every 20 ms frame. The
 /// call judges every piece by its position and arrival, not by when the batch reaches it, so
 /// batching cannot move audio into or out of a pause.
@@ -156,7 +156,7 @@ pub struct MediaSink {
 }
 
 /// Longest a piece waits in a [`MediaSink`] before the batch goes to the call.
-pub const SINK_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(100);
+const SINK_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(100);
 /// Pending bytes past which a [`MediaSink`] batch goes at once: about half a second of stereo G.711.
 const SINK_BATCH: usize = 8 * 1024;
 
