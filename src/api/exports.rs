@@ -169,6 +169,8 @@ pub(super) async fn start(
             actor: caller.actor.clone(),
             reason: reason.to_owned(),
             closed_at: None,
+            closed_by: None,
+            close_reason: None,
         })
         .await
         .map_err(|e| ApiError::internal(&e))?;

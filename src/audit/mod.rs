@@ -7,5 +7,7 @@
 //! verifier cannot drift apart.
 
 mod chain;
+mod checkpoint;
 
 pub use chain::{AuditEntry, ChainBreak, ChainHead, ChainVerifier, GENESIS_HASH, NewAuditEntry};
+pub use checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointError};

@@ -80,6 +80,8 @@ pub async fn export(
             actor: actor.clone(),
             reason: args.reason.clone(),
             closed_at: None,
+            closed_by: None,
+            close_reason: None,
         })
         .await?;
     let compliance = args.role == Role::Compliance;
