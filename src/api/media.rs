@@ -11,7 +11,7 @@ use futures::FutureExt;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::auth::{Caller, TELEPHONY};
+use super::auth::{CLOSE_CREDENTIAL_ENDED, Caller, Session, TELEPHONY};
 use super::events::{apply, recorder_error};
 use super::{ApiError, ApiState};
 use crate::domain::CallId;
@@ -35,10 +35,11 @@ pub(super) async fn media(
     let call_id: CallId = call_id
         .parse()
         .map_err(|e| ApiError::bad_request("bad_field", format!("call_id: {e}")))?;
-    Ok(super::telephony_socket(ws).on_upgrade(move |socket| stream(st, call_id, socket)))
+    let held = st.sessions.open(&caller, "media", call_id.to_string());
+    Ok(super::telephony_socket(ws).on_upgrade(move |socket| stream(st, call_id, socket, held)))
 }
 
-async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
+async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket, held: Session) {
     let mut session = MediaSession::new(call_id.clone());
     let mut sink: Option<MediaSink> = None;
     let mut frames = 0u64;
@@ -47,6 +48,9 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
     let (code, reason): (u16, String) = loop {
         // a frame already read is taken at once; before waiting on the socket, the audio read so
         // far goes to the call in one batch (see `MediaSink`)
+        if let Some(cause) = held.cause() {
+            break (CLOSE_CREDENTIAL_ENDED, cause.reason().into());
+        }
         let msg = match socket.recv().now_or_never() {
             Some(msg) => msg,
             None => {
@@ -57,6 +61,7 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
                 }
                 tokio::select! {
                     () = &mut cancelled => break (CLOSE_GOING_AWAY, "server shutting down".into()),
+                    cause = held.ended() => break (CLOSE_CREDENTIAL_ENDED, cause.reason().into()),
                     msg = socket.recv() => msg,
                 }
             }
@@ -139,7 +144,7 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
             Message::Ping(_) | Message::Pong(_) => {}
         }
     };
-    if code == CLOSE_NORMAL || code == CLOSE_GOING_AWAY {
+    if code == CLOSE_NORMAL || code == CLOSE_GOING_AWAY || held.cause().is_some() {
         info!(call_id = %call_id, frames, "media stream closed");
     } else {
         warn!(call_id = %call_id, frames, code, %reason, "media stream closed on a bad frame");

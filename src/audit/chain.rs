@@ -192,8 +192,9 @@ pub struct ChainVerifier {
     head: Option<ChainHead>,
     count: u64,
     first_break: Option<PendingBreak>,
-    /// A head the chain must reach (from a signed checkpoint), and the hash found at its position.
-    checkpoint: Option<(ChainHead, Option<[u8; 32]>)>,
+    /// Heads the chain must reach (from signed checkpoints), each with the hash found at its
+    /// position.
+    checkpoints: Vec<(ChainHead, Option<[u8; 32]>)>,
 }
 
 #[derive(Debug)]
@@ -213,18 +214,19 @@ impl ChainVerifier {
     /// Also requires the chain to reach `head` (a checkpoint's, whose signature the caller
     /// checked): [`finish`](Self::finish) then fails with [`ChainBreak::Truncated`] when the chain
     /// ends before `head.seq`, and [`ChainBreak::Diverged`] when the entry there has another hash.
+    /// Several checkpoints may be given; the first that fails is named.
     pub fn against(mut self, head: ChainHead) -> Self {
-        self.checkpoint = Some((head, None));
+        self.checkpoints.push((head, None));
         self
     }
 
     /// Checks the next stored entry.
     pub fn push(&mut self, e: &AuditEntry) {
         self.count += 1;
-        if let Some((cp, found @ None)) = &mut self.checkpoint
-            && e.seq == cp.seq
-        {
-            *found = Some(e.hash);
+        for (cp, found) in &mut self.checkpoints {
+            if e.seq == cp.seq && found.is_none() {
+                *found = Some(e.hash);
+            }
         }
         let recomputed = content_hash(e.seq, &e.prev_hash, &e.entry);
         if let Some(pending) = &mut self.first_break {
@@ -262,19 +264,23 @@ impl ChainVerifier {
         match self.first_break {
             None => {
                 let head = self.head.unwrap_or(ChainHead::EMPTY);
-                match self.checkpoint {
-                    Some((cp, _)) if cp.seq > head.seq => Err(ChainBreak::Truncated {
-                        from: head.seq + 1,
-                        to: cp.seq,
-                    }),
-                    Some((cp, found)) if cp.seq > 0 && found != Some(cp.hash) => {
-                        Err(ChainBreak::Diverged { seq: cp.seq })
+                for (cp, found) in self.checkpoints {
+                    if cp.seq > head.seq {
+                        return Err(ChainBreak::Truncated {
+                            from: head.seq + 1,
+                            to: cp.seq,
+                        });
                     }
-                    Some((cp, _)) if cp.seq == 0 && cp.hash != GENESIS_HASH => {
-                        Err(ChainBreak::Diverged { seq: 0 })
+                    let reached = if cp.seq == 0 {
+                        cp.hash == GENESIS_HASH
+                    } else {
+                        found == Some(cp.hash)
+                    };
+                    if !reached {
+                        return Err(ChainBreak::Diverged { seq: cp.seq });
                     }
-                    _ => Ok((head, self.count)),
                 }
+                Ok((head, self.count))
             }
             Some(PendingBreak {
                 resolved: Some(b), ..
