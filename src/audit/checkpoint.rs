@@ -212,13 +212,20 @@ impl Checkpoint {
         {
             return Some(found);
         }
-        // a text log line: the first JSON object that starts with the format field
-        let start = line.find(&format!("{{\"format\":\"{CHECKPOINT_FORMAT}\""))?;
-        let mut values = serde_json::Deserializer::from_str(&line[start..]).into_iter::<Value>();
-        match values.next() {
-            Some(Ok(v)) => Some(Self::from_json(&v)),
-            _ => Some(Err(CheckpointError::BadField("format"))),
+        // a text log line (`... checkpoint={...}`): the first JSON object in it with our format
+        if !line.contains(CHECKPOINT_FORMAT) {
+            return None;
         }
+        let found = line.match_indices('{').find_map(|(i, _)| {
+            let v = serde_json::Deserializer::from_str(&line[i..])
+                .into_iter::<Value>()
+                .next()?
+                .ok()?;
+            (v.get("format").and_then(Value::as_str) == Some(CHECKPOINT_FORMAT)).then_some(v)
+        });
+        Some(found.map_or(Err(CheckpointError::BadField("format")), |v| {
+            Self::from_json(&v)
+        }))
     }
 }
 
@@ -304,6 +311,11 @@ mod tests {
             serde_json::to_string(&doc).expect("json string"),
         );
         assert_eq!(Checkpoint::find_in_text(&text), Ok(cp));
+        let line = format!(
+            "INFO callvault::audit::checkpointer: audit checkpoint seq=1 trigger=\"interval\" checkpoint={}",
+            older.to_document()
+        );
+        assert_eq!(Checkpoint::find_in_text(&line), Ok(older));
         assert_eq!(
             Checkpoint::find_in_text("nothing here\n"),
             Err(CheckpointError::NotFound)
