@@ -14,7 +14,7 @@ use callvault::catalog::{Catalog, SarRow, SqliteCatalog, TokenRow};
 use callvault::domain::Role;
 use common::Deployment;
 use common::live::{Live, Socket, close_of, sync, t0};
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -780,4 +780,84 @@ fn the_daemons_log_lines_are_a_checkpoint_kept_outside_the_database() {
         out.contains("audit entries 2 to 3 are missing"),
         "{out}\n{log}"
     );
+}
+
+fn jwt(seed: [u8; 32], claims: Value) -> String {
+    // PKCS #8 v1 for Ed25519 (RFC 8410): a fixed prefix, then the 32-byte seed
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("k1".into());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(&der),
+    )
+    .expect("sign")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_socket_opened_with_a_jwt_closes_when_it_expires() {
+    use base64::Engine;
+    let seed = [7u8; 32];
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    let jwks = json!({ "keys": [{
+        "kty": "OKP", "crv": "Ed25519", "kid": "k1", "use": "sig", "alg": "EdDSA",
+        "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public.as_bytes()),
+    }]});
+    let deployment = Deployment::new(
+        "[auth.oidc]\njwks = \"jwks.json\"\nissuer = \"https://login.example.gov.uk\"\n\
+         audience = \"callvault\"\nleeway = \"30s\"\nroles_claim = \"groups\"\n\
+         [auth.oidc.roles]\n\"cv-supervisors\" = \"supervisor\"\n",
+    );
+    std::fs::write(deployment.path("jwks.json"), jwks.to_string()).expect("write jwks");
+    let live = Live::start_in(deployment).await;
+    let call = "CA-jwt-1";
+    let (s, b) = live
+        .event(
+            call,
+            "call.started",
+            Some(t0()),
+            json!({ "caller": "01744 676789" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut media = live.media(call).await;
+    sync(&mut media).await;
+    let now = live.now().timestamp();
+    let token = jwt(
+        seed,
+        json!({ "sub": "alice", "iss": "https://login.example.gov.uk", "aud": "callvault",
+                "exp": now + 60, "iat": now, "groups": ["cv-supervisors"] }),
+    );
+    let mut listener = listen(&live, call, &token).await;
+    // still accepted within the leeway after expiry
+    live.advance_ms(85_000);
+    let quiet_until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while let Ok(msg) = tokio::time::timeout_at(quiet_until, listener.next()).await {
+        let msg = msg.expect("the socket stays open").expect("a message");
+        assert!(!msg.is_close(), "closed within the leeway: {msg:?}");
+    }
+    live.advance_ms(10_000);
+    let expired = Instant::now();
+    assert_eq!(
+        close_of(&mut listener).await,
+        Some((1008, "credential expired".to_owned()))
+    );
+    assert!(expired.elapsed() < Duration::from_secs(5));
+    let audit = live.catalog.audit_after(0, 1000).await.expect("audit");
+    let close = audit
+        .iter()
+        .find(|e| e.entry.action == "session.close")
+        .expect("audited");
+    assert_eq!(close.entry.reason.as_deref(), Some("credential expired"));
+    assert!(
+        close.entry.details.contains("oidc:alice"),
+        "{}",
+        close.entry.details
+    );
+    live.stop().await;
 }
