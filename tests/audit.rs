@@ -613,6 +613,24 @@ async fn the_audit_head_is_signed_served_stored_and_carried_by_bundles() {
         download.head(),
         "the head right after the download entry"
     );
+    // delivered: the request is closed, saying by whom
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let sar = loop {
+        let sar = live
+            .catalog
+            .sar("SAR-A")
+            .await
+            .expect("sar")
+            .expect("recorded");
+        if sar.closed_at.is_some() || Instant::now() > deadline {
+            break sar;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (sar.closed_by.as_deref(), sar.close_reason.as_deref()),
+        (Some("token:test-supervisor"), Some("bundle delivered"))
+    );
 
     // SARs close through the API with a reason: an export started and never downloaded
     let body = json!({ "caller": "01744 676789", "sar_reference": "SAR-B", "reason": "subject access request" });

@@ -349,6 +349,7 @@ pub(super) async fn bundle(
     let jobs = st.exports.clone();
     let catalog = Arc::clone(&st.catalog);
     let clock = Arc::clone(&st.clock);
+    let downloader = caller.actor.clone();
     let rt = tokio::runtime::Handle::current();
     tokio::spawn(async move {
         let writer_jobs = jobs.clone();
@@ -365,7 +366,12 @@ pub(super) async fn bundle(
             Ok(Ok(())) => {
                 jobs.update(id, |j| j.status = Status::Delivered);
                 if let Err(e) = catalog
-                    .close_sar(&plan.request.sar_reference, clock.now())
+                    .close_sar_by(
+                        &plan.request.sar_reference,
+                        clock.now(),
+                        &downloader,
+                        "bundle delivered",
+                    )
                     .await
                 {
                     warn!(export_id = %id, error = %e, "closing the sar failed");
