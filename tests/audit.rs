@@ -472,6 +472,10 @@ async fn revoking_a_token_closes_the_sockets_it_opened_within_seconds() {
         "closed after {:?}",
         revoked.elapsed()
     );
+    eprintln!(
+        "listen socket closed {:?} after `tokens revoke` was started",
+        revoked.elapsed()
+    );
     let (status, _, _) = live
         .get(&format!("/v1/calls/{call}/listen?reason=again"), &sup)
         .await;
@@ -497,6 +501,10 @@ async fn revoking_a_token_closes_the_sockets_it_opened_within_seconds() {
         Some((1008, "credential revoked".to_owned()))
     );
     assert!(revoked.elapsed() < Duration::from_secs(5));
+    eprintln!(
+        "media socket closed {:?} after the revocation",
+        revoked.elapsed()
+    );
 
     let audit = live.catalog.audit_after(0, 1000).await.expect("audit");
     let closes: Vec<_> = audit
