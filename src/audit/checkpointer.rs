@@ -72,12 +72,22 @@ impl Checkpointer {
     /// catalog write fails (and the error is returned).
     pub async fn checkpoint(&self, trigger: Trigger) -> Result<Checkpoint, CatalogError> {
         let head = self.catalog.audit_head().await?;
-        if trigger != Trigger::Shutdown
-            && let Some(latest) = self.catalog.latest_checkpoint().await?
-            && latest.head() == head
-            && latest.public_key == self.signer.public_key().to_bytes()
-        {
-            return Ok(latest);
+        let latest = self
+            .catalog
+            .latest_checkpoint()
+            .await?
+            .filter(|l| l.public_key == self.signer.public_key().to_bytes());
+        if let Some(latest) = &latest {
+            if latest.seq > head.seq {
+                // entries this daemon signed are gone: say so at once, not only at the next verify
+                error!(
+                    missing_from = head.seq + 1,
+                    missing_to = latest.seq,
+                    "the audit chain ends before its newest stored checkpoint: entries were removed"
+                );
+            } else if trigger != Trigger::Shutdown && latest.head() == head {
+                return Ok(latest.clone());
+            }
         }
         let cp = Checkpoint::sign(head, self.clock.now(), &self.signer);
         info!(
@@ -154,9 +164,26 @@ mod tests {
             second,
             "nothing new is signed while the head stands still"
         );
+        // a stored checkpoint ahead of the chain (entries removed) is reported, and a new one of
+        // the shorter head is signed and stored beside it; the furthest stays the latest
+        let ahead = Checkpoint::sign(
+            crate::audit::ChainHead {
+                seq: 5,
+                hash: [5; 32],
+            },
+            clock.now(),
+            &signer,
+        );
+        catalog.store_checkpoint(&ahead).await.expect("store");
+        let shorter = cps.checkpoint(Trigger::Interval).await.expect("checkpoint");
+        assert_eq!(shorter.head(), e.head());
+        assert_eq!(
+            catalog.latest_checkpoint().await.expect("read"),
+            Some(ahead)
+        );
         let last = cps.checkpoint(Trigger::Shutdown).await.expect("checkpoint");
         assert_eq!(last.head(), e.head());
         assert!(last.at > second.at, "shutdown signs again");
-        assert_eq!(catalog.latest_checkpoint().await.expect("read"), Some(last));
+        assert_eq!(last.verify(&signer.public_key()), Ok(()));
     }
 }
