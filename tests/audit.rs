@@ -672,3 +672,79 @@ async fn the_audit_head_is_signed_served_stored_and_carried_by_bundles() {
     assert_eq!(last.head(), head);
     assert_eq!(last.verify(&key), Ok(()));
 }
+
+#[test]
+fn an_offline_export_that_fails_midway_leaves_no_file_no_audit_and_a_sar_that_can_be_closed() {
+    let d = deployment_with_secrets();
+    let cfg = d.load(&[]);
+    let keyring = std::sync::Arc::new(
+        callvault::vault::Keyring::from_bytes(cfg.keys.keyring.read().expect("keyring").expose())
+            .expect("keyring"),
+    );
+    let callers = callvault::server::supervisor_access(&cfg, &keyring)
+        .expect("access")
+        .callers;
+    let number: callvault::domain::CallerNumber = "01744 676789".parse().expect("number");
+    let c = catalog(&d.path("state/catalog.sqlite"));
+    // a stored segment whose object is not in the store: the bundle cannot be completed
+    block(async {
+        let seeded = common::seed_segments(&c, &keyring, 1, 1).await;
+        let mut row = c
+            .recording(seeded[0].recording_id)
+            .await
+            .expect("read")
+            .expect("seeded");
+        row.caller_tag = Some(callers.tag(&number));
+        c.update_recording(&row).await.expect("tag the caller");
+    });
+    drop(c);
+    let bundle = d.path("bundle.zip");
+    let out = failed(&callvault(
+        &d,
+        &[
+            "export",
+            "--caller",
+            "01744 676789",
+            "--sar-reference",
+            "SAR-3",
+            "--reason",
+            "subject access request",
+            "--out",
+            bundle.to_str().expect("utf-8"),
+        ],
+        &[],
+    ));
+    assert!(
+        out.contains("recording "),
+        "failed writing the recording: {out}"
+    );
+    assert!(!bundle.exists(), "the unfinished bundle is removed: {out}");
+    let c = catalog(&d.path("state/catalog.sqlite"));
+    let audit = block(c.audit_after(0, 100)).expect("audit");
+    assert!(
+        audit.iter().all(|e| e.entry.action != "recording.export"),
+        "nothing disclosed, nothing audited as disclosed: {audit:?}"
+    );
+    let sar = block(c.sar("SAR-3"))
+        .expect("sar")
+        .expect("the request is recorded");
+    assert_eq!(sar.closed_at, None);
+    drop(c);
+    ok(&callvault(
+        &d,
+        &[
+            "sars",
+            "close",
+            "SAR-3",
+            "--reason",
+            "answered from the paper file",
+        ],
+        &[],
+    ));
+    let c = catalog(&d.path("state/catalog.sqlite"));
+    let sar = block(c.sar("SAR-3")).expect("sar").expect("recorded");
+    assert_eq!(
+        sar.close_reason.as_deref(),
+        Some("answered from the paper file")
+    );
+}

@@ -190,17 +190,24 @@ async fn write(
         "{}: {total} recording(s), {withheld} withheld; check it with `callvault verify`",
         out.display()
     );
-    // the bundle answers the request, as a delivered API export does
-    if catalog
+    // the bundle answers the request, as a delivered API export does; the bundle is complete and
+    // audited whatever happens here, so it is kept
+    match catalog
         .close_sar_by(
             &args.sar_reference,
             clock.now(),
             &actor,
             "bundle written by callvault export",
         )
-        .await?
+        .await
     {
-        println!("closed subject access request {}", args.sar_reference);
+        Ok(true) => println!("closed subject access request {}", args.sar_reference),
+        Ok(false) => {}
+        Err(e) => eprintln!(
+            "callvault: the bundle is complete, but closing subject access request {} failed ({e}); \
+             close it with `callvault sars close`",
+            args.sar_reference
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
