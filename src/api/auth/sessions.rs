@@ -194,8 +194,9 @@ impl Sessions {
 
     /// One check: ends every session whose credential was revoked or expired, and writes an audit
     /// entry for each (and for any an earlier check could not write). Returns how many it ended.
-    /// On a catalog error, nothing is ended by revocation this time (the check is repeated), and
-    /// closings already made stay queued for the audit chain.
+    /// When the token table cannot be read, nothing is ended this time (the next check tries
+    /// again: a catalog outage does not cut live calls); when an audit entry cannot be written,
+    /// the session is closed all the same and its entry stays queued for the next check.
     pub async fn check(&self) -> Result<usize, CatalogError> {
         let any_token =
             self.0.open().values().any(|o| {
