@@ -14,8 +14,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+mod actor;
+mod audit;
+mod sars;
+
 use crate::api::auth::mint_token;
-use crate::audit::{ChainVerifier, NewAuditEntry};
+use crate::audit::NewAuditEntry;
 use crate::catalog::TokenRow;
 use crate::config::{Config, ConfigError};
 use crate::domain::{Clock, Role, SystemClock};
@@ -63,7 +67,10 @@ enum Command {
     Tokens(TokensCommand),
     /// The audit chain.
     #[command(subcommand)]
-    Audit(AuditCommand),
+    Audit(audit::AuditCommand),
+    /// Subject access requests.
+    #[command(subcommand)]
+    Sars(sars::SarsCommand),
     /// Play a simulated call into a running daemon: a WAV or a tone, with scripted events.
     Simulate(Box<crate::simulate::SimulateArgs>),
     /// Load a running daemon with many simulated calls and measure its CPU and memory.
@@ -135,12 +142,6 @@ enum TokensCommand {
     },
     /// List tokens (never their secrets).
     List,
-}
-
-#[derive(Debug, Subcommand)]
-enum AuditCommand {
-    /// Walk the chain and name the first entry that is altered, missing or out of order.
-    Verify,
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -230,7 +231,8 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
         }
         Command::Keys(k) => keys(k, config, clock).await?,
         Command::Tokens(t) => tokens(t, config, clock).await?,
-        Command::Audit(AuditCommand::Verify) => return audit_verify(config).await,
+        Command::Audit(a) => return audit::run(a, config, clock).await,
+        Command::Sars(s) => sars::run(s, config, clock, actor()).await?,
         Command::Export(args) => {
             return crate::export::offline::export(*args, config, clock, actor()).await;
         }
@@ -297,11 +299,9 @@ fn signals(shutdown: CancellationToken) -> impl std::future::Future<Output = ()>
     }
 }
 
+/// The audit actor of a CLI command: the person logged in (see [`actor`]), never `$USER`.
 fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
+    actor::cli_actor()
 }
 
 async fn keys(command: KeysCommand, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
@@ -497,26 +497,4 @@ async fn retention(
         }
     }
     Ok(())
-}
-
-async fn audit_verify(config: Config) -> anyhow::Result<ExitCode> {
-    let catalog = server::open_catalog(&config).await?;
-    let mut verifier = ChainVerifier::new();
-    let mut after = 0;
-    loop {
-        let page = catalog.audit_after(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        page.iter().for_each(|e| verifier.push(e));
-    }
-    match verifier.finish() {
-        Ok((head, count)) => {
-            println!("audit chain intact: {count} entries; head {head}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            println!("audit chain broken: {e}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
 }

@@ -33,11 +33,15 @@
 //!   object store itself ([`vault::open_store`]), and sealed short fields: a caller's number and its
 //!   keyed lookup tag ([`vault::CallerKeys`]).
 //! - [`catalog`]: metadata behind the [`catalog::Catalog`] trait: recordings, segments and their
-//!   wrapped keys, ledgers, holds, audit entries, seen event ids, API tokens. [`catalog::SqliteCatalog`]
+//!   wrapped keys, ledgers, holds, audit entries and their signed checkpoints, seen event ids, API
+//!   tokens, subject access requests. [`catalog::SqliteCatalog`]
 //!   is the embedded default (its writes group-committed), [`catalog::PostgresCatalog`] the one several nodes share (advisory
 //!   locks keep one audit chain and one sweeping node); both run the same conformance suite.
 //! - [`audit`]: the hash chain: [`audit::AuditEntry::chained`] is the only place an entry's hash is
-//!   computed, and [`audit::ChainVerifier`] names the first altered, missing or reordered entry.
+//!   computed, and [`audit::ChainVerifier`] names the first altered, missing or reordered entry, or
+//!   the range cut off the end when checked [`against`](audit::ChainVerifier::against) a signed
+//!   [`audit::Checkpoint`] of the head; the [`audit::Checkpointer`] signs the head at an interval,
+//!   on request and at shutdown, logs it (one line, at any level) and stores it.
 //! - [`ingest`]: wire formats into [`domain::CallEvent`]s and audio: the native event JSON
 //!   ([`ingest::native`]), Standard Webhooks signatures ([`ingest::webhook`]), the native media
 //!   socket protocol ([`ingest::media::MediaSession`]), and the platforms: Twilio signatures, status
@@ -54,13 +58,16 @@
 //! - [`server`]: [`server::Daemon`]: start-up checks, listeners (rustls), readiness, shutdown, systemd
 //!   notification, and the AudioSocket TCP listener (peers outside `audiosocket.allow` refused).
 //! - [`api`]: HTTP routes, authentication ([`api::auth`]: bearer tokens and OIDC JWTs,
-//!   [`api::oidc`]), caller search, exports, live listen, the audit log, the Twilio and AudioHook
+//!   [`api::oidc`]; [`api::auth::Sessions`] closes a listen or media socket within seconds of its
+//!   credential's revocation or expiry), caller search, exports and SARs, live listen, the audit log
+//!   and its signed head, the Twilio and AudioHook
 //!   sockets and callbacks (the platforms' keys in [`api::Platforms`]), and [`api::ApiError`], the
 //!   one place where errors become status codes and `application/problem+json`.
 //! - [`export`]: subject-access bundles: [`export::plan`] picks the recordings,
 //!   [`export::write_bundle`] streams the signed ZIP ([`export::BundleSigner`], Ed25519), and
 //!   [`export::verify_bundle`] checks one offline (`callvault export`, `callvault verify`).
-//! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line.
+//! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line, whose audit
+//!   actor is the person logged in (login uid, or `SUDO_USER` under sudo), never `$USER`.
 //! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent, live listeners fed
 //!   committed audio only: [`recorder::ListenFeed`]), fed by each socket's [`recorder::MediaSink`]
 //!   (arrival stamped at the read, paused audio dropped there, the rest handed over in batches),
@@ -92,7 +99,11 @@
 //! - Configuration is parsed and checked before any port is bound; a configuration or keyring that
 //!   must be fixed exits 64, and systemd does not restart on it.
 //! - The daemon does not start when the catalog references a key-encryption key the keyring lacks.
-//! - Every state change and access is an audit entry; entries are only appended.
+//! - Every state change and access is an audit entry; entries are only appended. The head is
+//!   signed into checkpoints kept outside the database too (the log, export bundles), so cutting
+//!   off the newest entries is caught; an export is audited once its file is complete.
+//! - A socket lives no longer than its credential: revocation (seen in the catalog, whoever wrote
+//!   it) or expiry closes it within seconds, audited.
 //! - A recording under an active hold is never deleted: the catalog refuses to begin its deletion.
 //! - A caller's number is stored only sealed and searched only by its keyed tag; it never reaches a
 //!   log line or an audit entry, and only the compliance role sees it whole.

@@ -12,12 +12,17 @@ use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// The log target of audit checkpoints, always at `info` whatever `log.level` says.
+const CHECKPOINT_LINES: &str = "callvault::audit::checkpointer=info";
+
 /// Starts logging to stderr as `config` says; `RUST_LOG`, when set, overrides the level. A second
 /// call (as in tests that boot several daemons in one process) keeps the first subscriber.
 pub fn init_logging(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // the audit checkpoint line is the chain head's copy outside the database: at any level
+        .add_directive(CHECKPOINT_LINES.parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

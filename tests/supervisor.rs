@@ -551,8 +551,10 @@ const ROUTES: &[(&str, &str, Access)] = &[
         Access::Roles(SUP_COMP),
     ),
     ("GET", "/v1/sars", Access::Roles(SUP_COMP)),
+    ("POST", "/v1/sars/SAR-matrix/close", Access::Roles(SUP_COMP)),
     ("GET", "/v1/signing-key", Access::AnyRole),
     ("GET", "/v1/audit", Access::Roles(&[Role::Compliance])),
+    ("GET", "/v1/audit/head", Access::Roles(&[Role::Compliance])),
     (
         WS,
         "/v1/calls/CA-matrix/listen?reason=x",

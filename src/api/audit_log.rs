@@ -1,5 +1,7 @@
 //! `GET /v1/audit?actor=&action=&subject=&from=&to=&after=&limit=`: the audit chain, filtered
 //! (compliance role). Entries are shown as stored, with their hashes, so they can be checked.
+//! `GET /v1/audit/head` (compliance): the chain's head as a signed checkpoint, to keep elsewhere
+//! and check the chain against later (`callvault audit verify --checkpoint`).
 
 use std::collections::HashMap;
 
@@ -10,7 +12,7 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::search::parse_time;
 use super::{ApiError, ApiState};
-use crate::audit::NewAuditEntry;
+use crate::audit::{NewAuditEntry, Trigger};
 use crate::catalog::AuditQuery;
 use crate::domain::Role;
 
@@ -69,4 +71,19 @@ pub(super) async fn list(
         })
         .collect();
     Ok(Json(json!({ "entries": list, "next_after": next })))
+}
+
+/// `GET /v1/audit/head`: the checkpoint of the chain's head now (the stored one when the head has
+/// not moved since), as the document `callvault audit verify --checkpoint` reads.
+pub(super) async fn head(
+    State(st): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Compliance])?;
+    let cp = st
+        .checkpoints
+        .checkpoint(Trigger::Request)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(cp.to_json()))
 }

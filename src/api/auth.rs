@@ -1,5 +1,12 @@
 //! Authentication: bearer tokens, minted by `callvault tokens create`, stored only as a SHA-256 hash
-//! and shown once; the [`Caller`] extractor that every route takes; and role checks.
+//! and shown once; the [`Caller`] extractor that every route takes; role checks; and the
+//! [`Sessions`] that close a long-lived socket when the credential that opened it ends.
+
+mod sessions;
+
+pub use sessions::{
+    CHECK_INTERVAL, CLOSE_CREDENTIAL_ENDED, Credential, EndCause, Session, Sessions,
+};
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -56,6 +63,8 @@ pub struct Caller {
     pub actor: String,
     /// The token's role.
     pub role: Role,
+    /// What authenticated it, so a socket it opens ends when that does.
+    pub credential: Credential,
 }
 
 impl Caller {
@@ -92,10 +101,14 @@ impl FromRequestParts<ApiState> for Caller {
         if !token.starts_with(TOKEN_PREFIX) {
             // not a callvault token: an OIDC JWT, when configured (issue 5)
             let oidc = state.oidc.as_ref().ok_or(ApiError::InvalidToken)?;
-            let (actor, role) = oidc
-                .verify(token, state.clock.now())
+            let (actor, role, until) = oidc
+                .verify_until(token, state.clock.now())
                 .ok_or(ApiError::InvalidToken)?;
-            return Ok(Caller { actor, role });
+            return Ok(Caller {
+                actor,
+                role,
+                credential: Credential::Jwt { until },
+            });
         }
         let row = state
             .catalog
@@ -111,6 +124,7 @@ impl FromRequestParts<ApiState> for Caller {
         Ok(Caller {
             actor: format!("token:{}", row.name),
             role,
+            credential: Credential::Token { id: row.id },
         })
     }
 }

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::auth::{Caller, READERS};
 use super::search::parse_caller;
 use super::{ApiError, ApiState};
-use crate::audit::NewAuditEntry;
+use crate::audit::{NewAuditEntry, Trigger};
 use crate::catalog::SarRow;
 use crate::domain::{Period, Role};
 use crate::export::{BundlePlan, BundleRequest, Progress, Sources, plan, write_bundle};
@@ -109,6 +109,7 @@ fn sar_json(s: &SarRow) -> Value {
     json!({
         "reference": s.reference, "received_at": s.received_at.to_rfc3339(),
         "due_at": s.due_at.to_rfc3339(), "closed_at": s.closed_at.map(|t| t.to_rfc3339()),
+        "closed_by": s.closed_by, "close_reason": s.close_reason,
     })
 }
 
@@ -169,6 +170,8 @@ pub(super) async fn start(
             actor: caller.actor.clone(),
             reason: reason.to_owned(),
             closed_at: None,
+            closed_by: None,
+            close_reason: None,
         })
         .await
         .map_err(|e| ApiError::internal(&e))?;
@@ -330,12 +333,23 @@ pub(super) async fn bundle(
         }),
     )
     .await?;
+    // the head, download entry included, signed into the manifest: a copy outside the database
+    let checkpoint = st
+        .checkpoints
+        .checkpoint(Trigger::Export)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let plan = Arc::new(BundlePlan {
+        checkpoint: Some(checkpoint),
+        ..BundlePlan::clone(&plan)
+    });
     let (tx, mut rx) = mpsc::channel(BODY_QUEUE);
     let src = sources(&st);
     let signer = Arc::clone(&st.signer);
     let jobs = st.exports.clone();
     let catalog = Arc::clone(&st.catalog);
     let clock = Arc::clone(&st.clock);
+    let downloader = caller.actor.clone();
     let rt = tokio::runtime::Handle::current();
     tokio::spawn(async move {
         let writer_jobs = jobs.clone();
@@ -352,7 +366,12 @@ pub(super) async fn bundle(
             Ok(Ok(())) => {
                 jobs.update(id, |j| j.status = Status::Delivered);
                 if let Err(e) = catalog
-                    .close_sar(&plan.request.sar_reference, clock.now())
+                    .close_sar_by(
+                        &plan.request.sar_reference,
+                        clock.now(),
+                        &downloader,
+                        "bundle delivered",
+                    )
                     .await
                 {
                     warn!(export_id = %id, error = %e, "closing the sar failed");
@@ -401,6 +420,61 @@ pub(super) async fn sars(
     Ok(Json(
         json!({ "sars": open.iter().map(sar_json).collect::<Vec<_>>() }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseBody {
+    reason: String,
+}
+
+/// `POST /v1/sars/{reference}/close` with `{"reason": ...}`: closes an open request (answered,
+/// withdrawn, or opened by an export that was never delivered), audited as `sar.close`. 404 for
+/// an unknown reference, 409 `sar_closed` for one closed already.
+pub(super) async fn close_sar(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(READERS)?;
+    let b: CloseBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("close request: {e}")))?;
+    let reason = b.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::bad_request("missing_field", "reason is required"));
+    }
+    let now = st.clock.now();
+    let closed = st
+        .catalog
+        .close_sar_by(&reference, now, &caller.actor, reason)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let sar = st
+        .catalog
+        .sar(&reference)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or(ApiError::NotFound)?;
+    if !closed {
+        return Err(ApiError::Conflict {
+            code: "sar_closed",
+            detail: format!(
+                "sar {reference} was closed already, at {}",
+                sar.closed_at.map_or_else(String::new, |t| t.to_rfc3339())
+            ),
+        });
+    }
+    audit(
+        &st,
+        &caller,
+        "sar.close",
+        reference,
+        reason,
+        json!({ "via": "api" }),
+    )
+    .await?;
+    Ok(Json(sar_json(&sar)))
 }
 
 /// `GET /v1/signing-key`: the public key that verifies bundles (base64 of 32 bytes); any role.

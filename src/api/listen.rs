@@ -5,7 +5,9 @@
 //! Frames sent: a JSON `{"type":"start","codec","sample_rate","channels"}` text frame once the
 //! stream's format is known; binary frames of audio in that format; `{"type":"paused","kind"}` when
 //! a pause is on (no audio follows until) `{"type":"resumed"}`; `{"type":"lagged","frames"}` when
-//! this listener fell behind and lost frames; and a close frame when the call ends.
+//! this listener fell behind and lost frames; and a close frame when the call ends (1000), the
+//! daemon stops (1001), or the listener's credential is revoked or expires (1008, `credential
+//! revoked` / `credential expired`, within a few seconds; see [`super::auth::Sessions`]).
 
 use std::collections::HashMap;
 
@@ -15,7 +17,7 @@ use axum::response::Response;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::auth::{Caller, READERS};
+use super::auth::{CLOSE_CREDENTIAL_ENDED, Caller, READERS, Session};
 use super::{ApiError, ApiState};
 use crate::audit::NewAuditEntry;
 use crate::domain::{CallId, MediaFormat};
@@ -59,10 +61,11 @@ pub(super) async fn listen(
         .append_audit(entry)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(ws.on_upgrade(move |socket| send(st, feed, socket)))
+    let session = st.sessions.open(&caller, "listen", call_id.to_string());
+    Ok(ws.on_upgrade(move |socket| send(st, feed, socket, session)))
 }
 
-async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket) {
+async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket, session: Session) {
     if let Some(f) = &feed.format
         && socket.send(start_frame(f)).await.is_err()
     {
@@ -74,9 +77,10 @@ async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket) {
             return;
         }
     }
-    loop {
+    let (code, reason) = loop {
         let frame = tokio::select! {
-            () = st.shutdown.cancelled() => break,
+            () = st.shutdown.cancelled() => break (1001, "server shutting down"),
+            cause = session.ended() => break (CLOSE_CREDENTIAL_ENDED, cause.reason()),
             f = feed.frames.recv() => f,
             // the listener closing (or anything it sends) ends the listen
             m = socket.recv() => match m {
@@ -96,16 +100,16 @@ async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket) {
             Err(RecvError::Lagged(n)) => {
                 Message::Text(json!({ "type": "lagged", "frames": n }).to_string().into())
             }
-            Err(RecvError::Closed) => break,
+            Err(RecvError::Closed) => break (1000, "call ended"),
         };
         if socket.send(msg).await.is_err() {
             return;
         }
-    }
+    };
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
-            code: 1000,
-            reason: "call ended".into(),
+            code,
+            reason: reason.into(),
         })))
         .await;
 }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::auth::{Caller, TELEPHONY};
+use super::auth::{CLOSE_CREDENTIAL_ENDED, Caller, Session, TELEPHONY};
 use super::events::{apply, recorder_error};
 use super::socket::{Pacer, Wake, close};
 use super::{ApiError, ApiState};
@@ -36,16 +36,24 @@ pub(super) async fn media(
     let call_id: CallId = call_id
         .parse()
         .map_err(|e| ApiError::bad_request("bad_field", format!("call_id: {e}")))?;
-    Ok(super::telephony_socket(ws).on_upgrade(move |socket| stream(st, call_id, socket)))
+    let held = st.sessions.open(&caller, "media", call_id.to_string());
+    Ok(super::telephony_socket(ws).on_upgrade(move |socket| stream(st, call_id, socket, held)))
 }
 
-async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
+async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket, held: Session) {
     let mut session = MediaSession::new(call_id.clone());
     let mut sink: Option<MediaSink> = None;
     let mut frames = 0u64;
     let mut pacer = Pacer::new(st.config.recorder.idle_seal);
     let (code, reason): (u16, String) = loop {
-        let msg = match pacer.next(&mut socket, sink.as_ref(), &st.shutdown).await {
+        if let Some(cause) = held.cause() {
+            break (CLOSE_CREDENTIAL_ENDED, cause.reason().into());
+        }
+        let wake = tokio::select! {
+            cause = held.ended() => break (CLOSE_CREDENTIAL_ENDED, cause.reason().into()),
+            wake = pacer.next(&mut socket, sink.as_ref(), &st.shutdown) => wake,
+        };
+        let msg = match wake {
             Wake::Message(msg) => msg,
             Wake::Flush => {
                 if let Some(s) = &mut sink
@@ -141,7 +149,7 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket) {
             Message::Ping(_) | Message::Pong(_) => {}
         }
     };
-    if code == CLOSE_NORMAL || code == CLOSE_GOING_AWAY {
+    if code == CLOSE_NORMAL || code == CLOSE_GOING_AWAY || held.cause().is_some() {
         info!(call_id = %call_id, frames, %reason, "media stream closed");
     } else {
         warn!(call_id = %call_id, frames, code, %reason, "media stream closed on a bad frame");

@@ -109,6 +109,10 @@ pub struct ApiState {
     pub exports: ExportJobs,
     /// The keys of the telephony platform adapters.
     pub platforms: Arc<Platforms>,
+    /// Open listen and media sockets, closed when their credential ends (issue 12).
+    pub sessions: auth::Sessions,
+    /// Signs the audit chain's head for `GET /v1/audit/head` and export bundles (issue 12).
+    pub checkpoints: crate::audit::Checkpointer,
 }
 
 /// The public router.
@@ -130,8 +134,10 @@ pub fn public_router(state: ApiState) -> Router {
         .route("/v1/exports/{id}", get(exports::status))
         .route("/v1/exports/{id}/bundle", get(exports::bundle))
         .route("/v1/sars", get(exports::sars))
+        .route("/v1/sars/{reference}/close", post(exports::close_sar))
         .route("/v1/signing-key", get(exports::signing_key))
         .route("/v1/audit", get(audit_log::list))
+        .route("/v1/audit/head", get(audit_log::head))
         .route("/v1/calls/{call_id}/listen", get(listen::listen))
         // retention (issue 4): holds, erasure, restriction, excision
         .route("/v1/holds", post(holds::place).get(holds::list))

@@ -116,6 +116,17 @@ impl OidcVerifier {
     /// token that is malformed, signed by no key of the set, from another issuer, for another
     /// audience, expired or not yet valid, or whose claims map to no role.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<(String, Role)> {
+        self.verify_until(token, now)
+            .map(|(actor, role, _)| (actor, role))
+    }
+
+    /// As [`verify`](Self::verify), with the last instant the token is accepted (its expiry plus
+    /// the leeway): a socket opened with it is closed after that ([`super::auth::Sessions`]).
+    pub fn verify_until(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(String, Role, DateTime<Utc>)> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         let claims = self
             .keys
@@ -155,6 +166,7 @@ impl OidcVerifier {
             .collect();
         let role = PRECEDENCE.into_iter().find(|r| mapped.contains(r))?;
         let actor = claims.get(&self.actor_claim).and_then(Value::as_str)?;
-        Some((format!("oidc:{actor}"), role))
+        let until = DateTime::from_timestamp(exp.saturating_add(self.leeway), 0)?;
+        Some((format!("oidc:{actor}"), role, until))
     }
 }

@@ -162,6 +162,25 @@ pub enum ChainBreak {
         /// The entry found out of place.
         seq: u64,
     },
+    /// The newest entries are gone: the chain ends before the entry a checkpoint vouches for.
+    #[error(
+        "audit entries {from} to {to} are missing: the chain ends at entry {}, but a signed checkpoint covers entry {to}",
+        .from - 1
+    )]
+    Truncated {
+        /// The first missing entry (one past the chain's last).
+        from: u64,
+        /// The checkpoint's entry, the last known to have existed.
+        to: u64,
+    },
+    /// The entry a checkpoint vouches for has another hash: the chain was cut and written again.
+    #[error(
+        "audit entry {seq} differs from the signed checkpoint: entries up to {seq} were replaced after it was signed"
+    )]
+    Diverged {
+        /// The checkpoint's entry.
+        seq: u64,
+    },
 }
 
 /// Walks a chain one entry at a time, in stored order, and names the first break.
@@ -173,6 +192,9 @@ pub struct ChainVerifier {
     head: Option<ChainHead>,
     count: u64,
     first_break: Option<PendingBreak>,
+    /// Heads the chain must reach (from signed checkpoints), each with the hash found at its
+    /// position.
+    checkpoints: Vec<(ChainHead, Option<[u8; 32]>)>,
 }
 
 #[derive(Debug)]
@@ -189,9 +211,23 @@ impl ChainVerifier {
         Self::default()
     }
 
+    /// Also requires the chain to reach `head` (a checkpoint's, whose signature the caller
+    /// checked): [`finish`](Self::finish) then fails with [`ChainBreak::Truncated`] when the chain
+    /// ends before `head.seq`, and [`ChainBreak::Diverged`] when the entry there has another hash.
+    /// Several checkpoints may be given; the first that fails is named.
+    pub fn against(mut self, head: ChainHead) -> Self {
+        self.checkpoints.push((head, None));
+        self
+    }
+
     /// Checks the next stored entry.
     pub fn push(&mut self, e: &AuditEntry) {
         self.count += 1;
+        for (cp, found) in &mut self.checkpoints {
+            if e.seq == cp.seq && found.is_none() {
+                *found = Some(e.hash);
+            }
+        }
         let recomputed = content_hash(e.seq, &e.prev_hash, &e.entry);
         if let Some(pending) = &mut self.first_break {
             // the stored hash counts too: an entry whose position was changed no longer matches
@@ -226,7 +262,26 @@ impl ChainVerifier {
     /// The verdict: the head of an intact chain and its length, or the first break.
     pub fn finish(self) -> Result<(ChainHead, u64), ChainBreak> {
         match self.first_break {
-            None => Ok((self.head.unwrap_or(ChainHead::EMPTY), self.count)),
+            None => {
+                let head = self.head.unwrap_or(ChainHead::EMPTY);
+                for (cp, found) in self.checkpoints {
+                    if cp.seq > head.seq {
+                        return Err(ChainBreak::Truncated {
+                            from: head.seq + 1,
+                            to: cp.seq,
+                        });
+                    }
+                    let reached = if cp.seq == 0 {
+                        cp.hash == GENESIS_HASH
+                    } else {
+                        found == Some(cp.hash)
+                    };
+                    if !reached {
+                        return Err(ChainBreak::Diverged { seq: cp.seq });
+                    }
+                }
+                Ok((head, self.count))
+            }
             Some(PendingBreak {
                 resolved: Some(b), ..
             }) => Err(b),
@@ -303,6 +358,60 @@ mod tests {
         let mut c = chain(5);
         c.remove(0);
         assert_eq!(verify(&c), Err(ChainBreak::Missing { seq: 2, after: 0 }));
+    }
+
+    #[test]
+    fn a_checkpoint_catches_the_newest_entries_cut_off() {
+        let c = chain(6);
+        let cp = c[5].head();
+        let verify_against = |entries: &[AuditEntry], cp: ChainHead| {
+            let mut v = ChainVerifier::new().against(cp);
+            entries.iter().for_each(|e| v.push(e));
+            v.finish()
+        };
+        assert_eq!(verify_against(&c, cp), Ok((cp, 6)));
+        // a checkpoint of an earlier head passes too: the chain grew since
+        assert_eq!(verify_against(&c, c[2].head()), Ok((cp, 6)));
+        assert_eq!(
+            verify_against(&[], ChainHead::EMPTY),
+            Ok((ChainHead::EMPTY, 0))
+        );
+        // the last three deleted: intact on its own, caught against the checkpoint
+        assert_eq!(verify(&c[..3]), Ok((c[2].head(), 3)));
+        assert_eq!(
+            verify_against(&c[..3], cp),
+            Err(ChainBreak::Truncated { from: 4, to: 6 })
+        );
+        assert_eq!(
+            ChainBreak::Truncated { from: 4, to: 6 }.to_string(),
+            "audit entries 4 to 6 are missing: the chain ends at entry 3, but a signed checkpoint covers entry 6"
+        );
+        assert_eq!(
+            verify_against(&[], cp),
+            Err(ChainBreak::Truncated { from: 1, to: 6 })
+        );
+        // cut and written again past the checkpoint: the entry at its position has another hash
+        let mut rewritten = c[..3].to_vec();
+        let mut head = rewritten[2].head();
+        for i in 0..4 {
+            let e = AuditEntry::chained(
+                head,
+                NewAuditEntry::new(rewritten[2].entry.at, "mallory", "noop", format!("x{i}")),
+            );
+            head = e.head();
+            rewritten.push(e);
+        }
+        assert_eq!(
+            verify_against(&rewritten, cp),
+            Err(ChainBreak::Diverged { seq: 6 })
+        );
+        // a break inside the chain is still named first
+        let mut broken = c.clone();
+        broken.remove(1);
+        assert_eq!(
+            verify_against(&broken, cp),
+            Err(ChainBreak::Missing { seq: 3, after: 1 })
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ macro_rules! catalog_conformance {
             audit_search_filters,
             retention_skips_held_and_finishes_pending,
             sweep_lock_is_taken_again_once_dropped,
+            // audit checkpoints and closing SARs (issue 12)
+            checkpoints_are_kept_and_the_furthest_is_latest,
+            sars_close_once_with_who_and_why,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -68,10 +71,15 @@ macro_rules! catalog_conformance {
 }
 pub(crate) use catalog_conformance;
 
+mod audit_sars;
+pub(crate) use audit_sars::{
+    checkpoints_are_kept_and_the_furthest_is_latest, sars_close_once_with_who_and_why,
+};
+
 // --- fixtures
 
 /// A time `secs` after 2026-03-01T09:00:00Z, with microseconds so precision is exercised.
-fn t(secs: i64) -> DateTime<Utc> {
+pub(super) fn t(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_772_355_600 + secs, 123_456_000).expect("valid time")
 }
 
@@ -1049,6 +1057,8 @@ pub(crate) async fn sars_record_once_and_list_open_by_due(c: Arc<dyn Catalog>) {
         actor: "alice".into(),
         reason: "subject access request".into(),
         closed_at: None,
+        closed_by: None,
+        close_reason: None,
     };
     let late = c.record_sar(&sar("SAR-2", 100)).await.expect("record");
     assert_eq!(late, sar("SAR-2", 100));

@@ -3,7 +3,8 @@
 //! It owns the persisted forms of everything callvault knows about its recordings and users:
 //! recordings ([`RecordingRow`]) and their segments ([`SegmentRow`]) with the wrapped data keys
 //! ([`WrappedKeyRow`]), each recording's ledger ([`LedgerEntry`]), complaint holds ([`HoldRow`]), the
-//! audit chain ([`AuditEntry`]), the webhook replay guard, and bearer tokens ([`TokenRow`]). Two
+//! audit chain ([`AuditEntry`]) and its signed [`Checkpoint`]s, the webhook replay guard, bearer
+//! tokens ([`TokenRow`]) and subject access requests ([`SarRow`]). Two
 //! backends share the trait and run the same conformance suite (`catalog/conformance.rs`):
 //! [`SqliteCatalog`], the embedded default for one node, and [`PostgresCatalog`], one database that
 //! several nodes share. Each keeps its own migrations (`migrations/sqlite/`, `migrations/postgres/`),
@@ -30,7 +31,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
+use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
 mod postgres;
@@ -270,6 +271,13 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, CatalogError>;
 
+    /// Stores a signed checkpoint of the audit chain (append-only; the signature is the
+    /// caller's to check).
+    async fn store_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), CatalogError>;
+
+    /// The stored checkpoint of the furthest head (highest `seq`; of equals, the last stored).
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, CatalogError>;
+
     // --- webhook replay protection
 
     /// Records that an event id was seen: true the first time, false if it was seen before.
@@ -321,6 +329,16 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Closes an open request at `at`: true if it was open, false if unknown or closed already.
     async fn close_sar(&self, reference: &str, at: DateTime<Utc>) -> Result<bool, CatalogError>;
+
+    /// Closes an open request at `at`, saying who closed it and why: true if it was open, false if
+    /// unknown or closed already (the first closing is kept).
+    async fn close_sar_by(
+        &self,
+        reference: &str,
+        at: DateTime<Utc>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, CatalogError>;
 
     /// Audit entries matching `query`, by seq, exactly as stored.
     async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CatalogError>;

@@ -34,12 +34,13 @@ use super::{
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
     WrappedKeyRow,
 };
-use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
+use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::config::Secret;
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
 mod access;
 mod access_sar;
+mod checkpoints;
 mod connect;
 mod convert;
 mod holds;
@@ -243,6 +244,14 @@ impl Catalog for PostgresCatalog {
         trails::audit_after(&self.client().await?, after_seq, limit).await
     }
 
+    async fn store_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), CatalogError> {
+        checkpoints::store_checkpoint(&self.client().await?, checkpoint).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, CatalogError> {
+        checkpoints::latest_checkpoint(&self.client().await?).await
+    }
+
     async fn mark_event_seen(
         &self,
         event_id: &str,
@@ -296,6 +305,16 @@ impl Catalog for PostgresCatalog {
 
     async fn close_sar(&self, reference: &str, at: DateTime<Utc>) -> Result<bool, CatalogError> {
         access_sar::close_sar(&self.client().await?, reference, at).await
+    }
+
+    async fn close_sar_by(
+        &self,
+        reference: &str,
+        at: DateTime<Utc>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, CatalogError> {
+        access_sar::close_sar_by(&self.client().await?, reference, at, actor, reason).await
     }
 
     async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CatalogError> {

@@ -364,6 +364,10 @@ pub struct SarRow {
     pub reason: String,
     /// When it was answered; `None` while open.
     pub closed_at: Option<DateTime<Utc>>,
+    /// Who closed it, when closed by [`Catalog::close_sar_by`](super::Catalog::close_sar_by).
+    pub closed_by: Option<String>,
+    /// Why it was closed, as they gave it.
+    pub close_reason: Option<String>,
 }
 
 /// A search of the audit chain: every set field must match; entries come in `seq` order after

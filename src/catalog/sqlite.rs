@@ -28,11 +28,12 @@ use super::{
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
     WrappedKeyRow,
 };
-use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
+use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
 mod access;
 mod access_sar;
+mod checkpoints;
 mod commit;
 mod convert;
 mod holds;
@@ -49,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_retention.sql"),
     include_str!("migrations/sqlite/0003_supervisor.sql"),
+    include_str!("migrations/sqlite/0004_checkpoints.sql"),
 ];
 
 /// How long a statement waits for another process (the CLI, say) to release the write lock.
@@ -328,6 +330,16 @@ impl Catalog for SqliteCatalog {
             .await
     }
 
+    async fn store_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), CatalogError> {
+        let checkpoint = checkpoint.clone();
+        self.run(move |c| checkpoints::store_checkpoint(c, &checkpoint))
+            .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, CatalogError> {
+        self.run(|c| checkpoints::latest_checkpoint(c)).await
+    }
+
     async fn mark_event_seen(
         &self,
         event_id: &str,
@@ -395,6 +407,19 @@ impl Catalog for SqliteCatalog {
     async fn close_sar(&self, reference: &str, at: DateTime<Utc>) -> Result<bool, CatalogError> {
         let reference = reference.to_owned();
         self.run(move |c| access_sar::close_sar(c, &reference, at))
+            .await
+    }
+
+    async fn close_sar_by(
+        &self,
+        reference: &str,
+        at: DateTime<Utc>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, CatalogError> {
+        let (reference, actor, reason) =
+            (reference.to_owned(), actor.to_owned(), reason.to_owned());
+        self.run(move |c| access_sar::close_sar_by(c, &reference, at, &actor, &reason))
             .await
     }
 

@@ -238,6 +238,13 @@ impl Config {
         if self.retention.batch_size == 0 {
             return Err(invalid("retention.batch_size", "must be at least 1"));
         }
+        // a checkpoint bounds how many of the newest audit entries could go unnoticed if cut off
+        within(
+            "audit.checkpoint_interval",
+            self.audit.checkpoint_interval,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        )?;
         self.validate_policies()?;
         self.validate_storage()?;
         if let CatalogConfig::Postgres { url, .. } = &self.catalog {

@@ -23,4 +23,4 @@ pub use tree::{
     AdminConfig, CatalogConfig, Config, KeysConfig, LogConfig, LogFormat, PciConfig, PolicyConfig,
     PublicConfig, RecorderConfig, RetentionConfig, SecretsConfig, StorageConfig, TlsConfig,
 };
-pub use tree::{AuthConfig, OidcConfig};
+pub use tree::{AuditConfig, AuthConfig, OidcConfig};

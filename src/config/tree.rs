@@ -40,6 +40,8 @@ pub struct Config {
     pub recorder: RecorderConfig,
     /// The retention worker.
     pub retention: RetentionConfig,
+    /// Signed checkpoints of the audit chain (issue 12).
+    pub audit: AuditConfig,
     /// The policy of lines and queues that no mapping names.
     pub default_policy: String,
     /// Named policies.
@@ -77,6 +79,7 @@ impl Default for Config {
             pci: PciConfig::default(),
             recorder: RecorderConfig::default(),
             retention: RetentionConfig::default(),
+            audit: AuditConfig::default(),
             default_policy: "standard".to_owned(),
             policies: BTreeMap::from([("standard".to_owned(), PolicyConfig::default())]),
             lines: BTreeMap::new(),
@@ -440,6 +443,23 @@ impl Default for RetentionConfig {
         Self {
             sweep_interval: Duration::from_secs(3600),
             batch_size: 500,
+        }
+    }
+}
+
+/// Signed checkpoints of the audit chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How often the daemon signs the chain head (when it moved); it also signs at shutdown.
+    #[serde(deserialize_with = "duration")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: Duration::from_secs(60),
         }
     }
 }

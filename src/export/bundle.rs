@@ -15,6 +15,7 @@ use zip::write::SimpleFileOptions;
 
 use super::{BUNDLE_FORMAT, BundleSigner, ExportError, INDEX, MANIFEST, PUBLIC_KEY, SIGNATURE};
 use crate::audio::render::{OutputFormat, Timeline};
+use crate::audit::Checkpoint;
 use crate::catalog::{
     Catalog, LedgerEntry, RecordingQuery, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
 };
@@ -99,6 +100,9 @@ pub struct BundlePlan {
     pub recordings: Vec<PlannedRecording>,
     /// The subject's recordings left out.
     pub withheld: Vec<Withheld>,
+    /// The audit chain's head, signed, when the bundle is written (`audit_checkpoint` in the
+    /// manifest): a copy of the checkpoint kept outside the database with the bundle.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// How far [`write_bundle`] got.
@@ -168,6 +172,7 @@ pub async fn plan(src: &Sources, request: BundleRequest) -> Result<BundlePlan, E
         request,
         recordings,
         withheld,
+        checkpoint: None,
     })
 }
 
@@ -260,6 +265,7 @@ pub fn write_bundle<W: Write>(
         })).collect::<Vec<_>>(),
         "files": files,
         "signing_key": signer.public_key_b64(),
+        "audit_checkpoint": plan.checkpoint.as_ref().map(Checkpoint::to_json),
     });
     let manifest = serde_json::to_vec_pretty(&manifest).expect("a json value always serializes");
     zip.start_file(MANIFEST, options)?;

@@ -123,7 +123,12 @@ impl BundleSigner {
 
     /// The signature over `message`, as base64.
     pub fn sign_b64(&self, message: &[u8]) -> String {
-        B64.encode(self.key.sign(message).to_bytes())
+        B64.encode(self.sign(message))
+    }
+
+    /// The signature over `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
     }
 }
 

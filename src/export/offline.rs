@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{
     BundleRequest, Progress, Sources, parse_public_key, plan, verify_bundle, write_bundle,
 };
-use crate::audit::NewAuditEntry;
+use crate::audit::{Checkpointer, NewAuditEntry, Trigger};
 use crate::catalog::SarRow;
 use crate::config::Config;
 use crate::domain::{CallerNumber, Clock, Period, Role};
@@ -63,6 +63,33 @@ pub async fn export(
         .caller
         .parse()
         .map_err(|e| anyhow::anyhow!("--caller: {e}"))?;
+    // the file first: an export that cannot be written records nothing and audits nothing
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let out = args.out.clone();
+    match write(args, number, config, clock, actor, file).await {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // ours (created above), incomplete or unaudited: nothing is disclosed without its entry
+            if let Err(rm) = std::fs::remove_file(&out) {
+                tracing::warn!(path = %out.display(), error = %rm, "cannot remove the unfinished bundle");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn write(
+    args: ExportArgs,
+    number: CallerNumber,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    actor: String,
+    file: std::fs::File,
+) -> anyhow::Result<ExitCode> {
     let keyring = Arc::new(Keyring::from_bytes(config.keys.keyring.read()?.expose())?);
     let access = server::supervisor_access(&config, &keyring)?;
     let (callers, signer) = (access.callers, access.signer);
@@ -80,6 +107,8 @@ pub async fn export(
             actor: actor.clone(),
             reason: args.reason.clone(),
             closed_at: None,
+            closed_by: None,
+            close_reason: None,
         })
         .await?;
     let compliance = args.role == Role::Compliance;
@@ -104,23 +133,25 @@ pub async fn export(
         store,
         keyring,
     };
-    let plan = plan(&src, request).await?;
-    catalog
-        .append_audit(
-            NewAuditEntry::new(now, &actor, "recording.export", args.sar_reference.clone())
-                .reason(args.reason.clone())
-                .details(&json!({
-                    "via": "cli", "caller": format!("caller:{}", hex::encode(&tag[..8])),
-                    "recordings": plan.recordings.iter().map(|r| r.row.id.to_string()).collect::<Vec<_>>(),
-                    "withheld": plan.withheld.len(),
-                })),
+    let mut plan = plan(&src, request).await?;
+    let signer = Arc::new(signer);
+    // the head as it is before this export's own entry (which waits for the complete file)
+    plan.checkpoint = Some(
+        Checkpointer::new(
+            Arc::clone(&catalog),
+            Arc::clone(&signer),
+            Arc::clone(&clock),
         )
-        .await?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+        .checkpoint(Trigger::Export)
+        .await?,
+    );
+    let audited = NewAuditEntry::new(now, &actor, "recording.export", args.sar_reference.clone())
+        .reason(args.reason.clone())
+        .details(&json!({
+            "via": "cli", "caller": format!("caller:{}", hex::encode(&tag[..8])),
+            "recordings": plan.recordings.iter().map(|r| r.row.id.to_string()).collect::<Vec<_>>(),
+            "withheld": plan.withheld.len(),
+        }));
     let bar = ProgressBar::new(plan.recordings.len() as u64).with_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} recordings ({bytes} of audio)")
             .expect("the template is valid")
@@ -144,14 +175,40 @@ pub async fn export(
     })
     .await?;
     bar.finish_and_clear();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&out);
-        return Err(e.into());
-    }
+    written?;
+    // complete and synced: now the disclosure is audited (at the time it was completed)
+    catalog
+        .append_audit(NewAuditEntry {
+            at: clock.now(),
+            ..audited
+        })
+        .await
+        .context(
+            "the bundle is complete but its audit entry could not be written; it is removed",
+        )?;
     println!(
         "{}: {total} recording(s), {withheld} withheld; check it with `callvault verify`",
         out.display()
     );
+    // the bundle answers the request, as a delivered API export does; the bundle is complete and
+    // audited whatever happens here, so it is kept
+    match catalog
+        .close_sar_by(
+            &args.sar_reference,
+            clock.now(),
+            &actor,
+            "bundle written by callvault export",
+        )
+        .await
+    {
+        Ok(true) => println!("closed subject access request {}", args.sar_reference),
+        Ok(false) => {}
+        Err(e) => eprintln!(
+            "callvault: the bundle is complete, but closing subject access request {} failed ({e}); \
+             close it with `callvault sars close`",
+            args.sar_reference
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -180,6 +237,15 @@ pub fn verify(bundle: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
             bundle.display(),
             report.files_ok
         );
+        if let Some(cp) = &report.checkpoint {
+            println!(
+                "audit checkpoint: entry {} hash {} signed {}; check the chain against it with `callvault audit verify --checkpoint {}`",
+                cp.seq,
+                hex::encode(cp.hash),
+                cp.at.to_rfc3339(),
+                bundle.display()
+            );
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         for f in &report.failures {

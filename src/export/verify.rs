@@ -10,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{ExportError, MANIFEST, PUBLIC_KEY, SIGNATURE, parse_public_key};
+use crate::audit::Checkpoint;
 
 /// What [`verify_bundle`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,6 +22,9 @@ pub struct VerifyReport {
     pub key_pinned: bool,
     /// One line per failure, each naming the file.
     pub failures: Vec<String>,
+    /// The audit checkpoint the manifest carries, its signature checked with the same key as the
+    /// manifest's (a bundle written before checkpoints existed has none).
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl VerifyReport {
@@ -99,6 +103,26 @@ pub fn verify_bundle<R: Read + Seek>(
             return Ok(report);
         }
     };
+    match parsed.get("audit_checkpoint") {
+        None | Some(Value::Null) => {}
+        Some(v) => match Checkpoint::from_json(v) {
+            Ok(cp) => {
+                let checked = match key.or(carried.as_ref()) {
+                    Some(k) => cp.verify(k),
+                    None => cp.verify_carried(),
+                };
+                match checked {
+                    Ok(()) => report.checkpoint = Some(cp),
+                    Err(e) => report
+                        .failures
+                        .push(format!("{MANIFEST}: audit_checkpoint: {e}")),
+                }
+            }
+            Err(e) => report
+                .failures
+                .push(format!("{MANIFEST}: audit_checkpoint: {e}")),
+        },
+    }
     let Some(files) = parsed.get("files").and_then(Value::as_object) else {
         report.failures.push(format!("{MANIFEST}: no files listed"));
         return Ok(report);

@@ -28,6 +28,7 @@ use tracing::{error, info, warn};
 
 use crate::api::oidc::OidcVerifier;
 use crate::api::{self, ApiState};
+use crate::audit::{Checkpointer, Trigger};
 use crate::catalog::{Catalog, CatalogError, PostgresCatalog, SqliteCatalog};
 use crate::config::{CatalogConfig, Config, ConfigError, StorageConfig};
 use crate::domain::{Clock, KeyId};
@@ -288,6 +289,20 @@ impl Daemon {
             }
         }
         recorder.adopt(&interrupted);
+        // issue 12: sockets end with their credentials; the audit head is signed on an interval
+        let sessions =
+            api::auth::Sessions::new(Arc::clone(&shared.catalog), Arc::clone(&shared.clock));
+        let checkpoints = Checkpointer::new(
+            Arc::clone(&shared.catalog),
+            Arc::clone(&shared.signer),
+            Arc::clone(&shared.clock),
+        );
+        tracker.spawn(sessions.clone().watch(shutdown.child_token()));
+        tracker.spawn(
+            checkpoints
+                .clone()
+                .run(config.audit.checkpoint_interval, shutdown.child_token()),
+        );
         let state = ApiState {
             config: Arc::clone(config),
             catalog: Arc::clone(&shared.catalog),
@@ -302,6 +317,8 @@ impl Daemon {
             oidc: shared.oidc.clone(),
             exports: api::ExportJobs::default(),
             platforms: Arc::clone(&shared.platforms),
+            sessions,
+            checkpoints: checkpoints.clone(),
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
         // retention (issue 4): the expiry worker, on interval and on demand from the admin listener
@@ -381,6 +398,10 @@ impl Daemon {
             .is_err()
         {
             warn!("tasks still running after the grace period");
+        }
+        // the last word: the head once nothing appends any more, logged outside the database
+        if let Err(e) = checkpoints.checkpoint(Trigger::Shutdown).await {
+            error!(error = %e, "cannot store the shutdown audit checkpoint");
         }
         info!("stopped");
         Ok(())

@@ -81,7 +81,10 @@ pub(super) async fn search_recordings(
     collect(c, &sql, &f.params(), read_recording).await
 }
 
-const SAR_COLS: &str = "reference, received_at, due_at, caller_tag, actor, reason, closed_at";
+/// The columns a request is created with; [`SAR_COLS`] adds who closed it and why.
+const SAR_NEW_COLS: &str = "reference, received_at, due_at, caller_tag, actor, reason, closed_at";
+const SAR_COLS: &str =
+    "reference, received_at, due_at, caller_tag, actor, reason, closed_at, closed_by, close_reason";
 
 fn read_sar(r: &Row) -> Result<SarRow, CatalogError> {
     let reference: String = get(r, 0)?;
@@ -93,6 +96,8 @@ fn read_sar(r: &Row) -> Result<SarRow, CatalogError> {
         actor: get(r, 4)?,
         reason: get(r, 5)?,
         closed_at: get(r, 6)?,
+        closed_by: get(r, 7)?,
+        close_reason: get(r, 8)?,
         reference,
     })
 }
@@ -102,7 +107,7 @@ pub(super) async fn record_sar(c: &Object, s: &SarRow) -> Result<SarRow, Catalog
     execute(
         c,
         &format!(
-            "INSERT INTO sars ({SAR_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO sars ({SAR_NEW_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (reference) DO NOTHING"
         ),
         &[
@@ -152,6 +157,23 @@ pub(super) async fn close_sar(
         c,
         "UPDATE sars SET closed_at = $2 WHERE reference = $1 AND closed_at IS NULL",
         &[&reference, &ts(&at)],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+pub(super) async fn close_sar_by(
+    c: &Object,
+    reference: &str,
+    at: DateTime<Utc>,
+    actor: &str,
+    reason: &str,
+) -> Result<bool, CatalogError> {
+    let changed = execute(
+        c,
+        "UPDATE sars SET closed_at = $2, closed_by = $3, close_reason = $4 \
+         WHERE reference = $1 AND closed_at IS NULL",
+        &[&reference, &ts(&at), &actor, &reason],
     )
     .await?;
     Ok(changed == 1)

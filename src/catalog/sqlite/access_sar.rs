@@ -61,7 +61,10 @@ pub(super) fn search_recordings(
     collect(c, &sql, params_from_iter(values), read_recording)
 }
 
-const SAR_COLS: &str = "reference, received_at, due_at, caller_tag, actor, reason, closed_at";
+/// The columns a request is created with; [`SAR_COLS`] adds who closed it and why.
+const SAR_NEW_COLS: &str = "reference, received_at, due_at, caller_tag, actor, reason, closed_at";
+const SAR_COLS: &str =
+    "reference, received_at, due_at, caller_tag, actor, reason, closed_at, closed_by, close_reason";
 
 fn read_sar(r: &Row<'_>) -> Result<SarRow, CatalogError> {
     let reference: String = r.get(0)?;
@@ -76,13 +79,15 @@ fn read_sar(r: &Row<'_>) -> Result<SarRow, CatalogError> {
         actor: r.get(4)?,
         reason: r.get(5)?,
         closed_at: parse_opt_ts(r.get(6)?, &what("closed_at"))?,
+        closed_by: r.get(7)?,
+        close_reason: r.get(8)?,
         reference,
     })
 }
 
 pub(super) fn record_sar(c: &Connection, s: &SarRow) -> Result<SarRow, CatalogError> {
     c.prepare_cached(&format!(
-        "INSERT INTO sars ({SAR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+        "INSERT INTO sars ({SAR_NEW_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
          ON CONFLICT (reference) DO NOTHING"
     ))?
     .execute(params![
@@ -127,6 +132,22 @@ pub(super) fn close_sar(
             "UPDATE sars SET closed_at = ?2 WHERE reference = ?1 AND closed_at IS NULL",
         )?
         .execute(params![reference, ts(&at)])?;
+    Ok(changed == 1)
+}
+
+pub(super) fn close_sar_by(
+    c: &Connection,
+    reference: &str,
+    at: DateTime<Utc>,
+    actor: &str,
+    reason: &str,
+) -> Result<bool, CatalogError> {
+    let changed = c
+        .prepare_cached(
+            "UPDATE sars SET closed_at = ?2, closed_by = ?3, close_reason = ?4 \
+             WHERE reference = ?1 AND closed_at IS NULL",
+        )?
+        .execute(params![reference, ts(&at), actor, reason])?;
     Ok(changed == 1)
 }
 
