@@ -181,8 +181,10 @@ async fn a_listen_socket_opened_with_a_jwt_closes_when_it_expires() {
     let deployment = Deployment::new(
         "[auth.oidc]\njwks = \"jwks.json\"\nissuer = \"https://login.example.gov.uk\"\n\
          audience = \"callvault\"\nleeway = \"30s\"\nroles_claim = \"groups\"\n\
-         [auth.oidc.roles]\n\"cv-supervisors\" = \"supervisor\"\n",
+         [auth.oidc.roles]\n\"cv-supervisors\" = \"supervisor\"\n\
+         [recorder]\nidle_seal = \"10m\"\n",
     );
+    // (the call's stream sends nothing while the clock jumps: idle_seal keeps it open meanwhile)
     std::fs::write(deployment.path("jwks.json"), jwks.to_string()).expect("write jwks");
     let live = Live::start_in(deployment).await;
     let call = "CA-jwt-1";
