@@ -60,7 +60,9 @@
 //! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent, live listeners fed
 //!   committed audio only: [`recorder::ListenFeed`]) over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
-//!   and catalog rows, and recovers the spool after a crash.
+//!   and catalog rows, holds a bounded backlog in memory (and ledgers what it drops) while the
+//!   spool cannot be written ([`recorder::persist::SpoolHealth`], read by `/readyz`), and recovers
+//!   the spool after a crash.
 //! - [`simulate`]: a scripted telephony platform ([`simulate::simulate`]) that posts signed events
 //!   and streams a call's audio, for demos and end-to-end tests (`callvault simulate`); the load
 //!   generator ([`simulate::load::loadgen`]: thousands of calls written by a few tasks from banked

@@ -67,6 +67,11 @@ fn list_spool(spool_dir: &Path) -> Result<Vec<(RecordingId, Files)>, PersistErro
     let mut out = Vec::new();
     for entry in std::fs::read_dir(spool_dir).map_err(PersistError::io(spool_dir))? {
         let dir = entry.map_err(PersistError::io(spool_dir))?.path();
+        if dir.file_name().is_some_and(|n| n == super::backlog::PROBE) {
+            // a write probe a crash left behind
+            spool::remove_file(&dir)?;
+            continue;
+        }
         let id = dir
             .file_name()
             .and_then(|n| n.to_str())
