@@ -11,6 +11,7 @@
 mod common;
 
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -23,6 +24,9 @@ use common::live::{Live, close_of, sync};
 use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+/// The metrics registry is process-wide: these tests count episodes, so they run one at a time.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn stereo() -> MediaFormat {
     MediaFormat {
@@ -124,6 +128,44 @@ macro_rules! eventually {
     }};
 }
 
+/// Waits until each of `calls` `.cva.part` files under `spool` holds at least `chunks` whole
+/// chunks (about a second each), so the disk fills at a known point of each call.
+async fn chunks_on_disk(spool: &Path, calls: usize, chunks: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let sizes: Vec<u64> = std::fs::read_dir(spool)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|d| d.path().is_dir())
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .filter(|f| f.file_name().to_string_lossy().ends_with(".part"))
+            .filter_map(|f| f.metadata().ok().map(|m| m.len()))
+            .collect();
+        if sizes.len() == calls && sizes.iter().all(|&n| n >= 53 + chunks * (16_384 + 16)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the calls' first chunks never reached the spool: {sizes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `range` without the `lost` ranges, leaving out pieces too short to detect a tone in.
+fn minus(range: Range<u64>, lost: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut out = vec![range];
+    for l in lost {
+        out = out
+            .into_iter()
+            .flat_map(|r| [r.start..r.end.min(l.start), r.start.max(l.end)..r.end])
+            .filter(|r| r.end > r.start + 200)
+            .collect();
+    }
+    out
+}
+
 fn loss_entries(ledger: &[LedgerEntry]) -> Vec<Value> {
     ledger
         .iter()
@@ -135,6 +177,7 @@ fn loss_entries(ledger: &[LedgerEntry]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 #[allow(clippy::single_range_in_vec_init)]
 async fn a_full_spool_disk_holds_a_bounded_backlog_ledgers_the_loss_and_drains_without_restart() {
+    let _alone = ALONE.lock().await;
     let deployment = Deployment::new(
         "[recorder]\nspool_backlog = \"5s\"\nspool_retry = \"200ms\"\n\
          [policies.standard]\nretention = \"3 months\"\npause_render = \"silence\"\n",
@@ -171,12 +214,9 @@ async fn a_full_spool_disk_holds_a_bounded_backlog_ledgers_the_loss_and_drains_w
     }
     sync(&mut ws).await;
     sync(&mut ws_short).await;
-    // let both calls commit what the look-back window allows (up to 2.5 s)
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        metric(&live, "callvault_spool_full_episodes_total").await,
-        0.0
-    );
+    chunks_on_disk(&spool, 2, 2).await;
+    let episodes = metric(&live, "callvault_spool_full_episodes_total").await;
+    let lost_before = metric(&live, "callvault_audio_lost_milliseconds_total").await;
 
     // the disk fills; the short call ends: its last 3.5 s (the look-back window) are committed
     // now, into memory
@@ -223,7 +263,7 @@ async fn a_full_spool_disk_holds_a_bounded_backlog_ledgers_the_loss_and_drains_w
     eventually!(
         10,
         "the episode is counted",
-        metric(&live, "callvault_spool_full_episodes_total").await == 1.0
+        metric(&live, "callvault_spool_full_episodes_total").await == episodes + 1.0
     );
 
     // space returns: no restart
@@ -286,7 +326,11 @@ async fn a_full_spool_disk_holds_a_bounded_backlog_ledgers_the_loss_and_drains_w
         "{loss}"
     );
     let lost = metric(&live, "callvault_audio_lost_milliseconds_total").await;
-    assert_eq!(lost, length as f64, "the metric counts the audio lost");
+    assert_eq!(
+        lost - lost_before,
+        length as f64,
+        "the metric counts the audio lost"
+    );
     assert_eq!(metric(&live, "callvault_spool_pending_segments").await, 0.0);
 
     // what plays is what the ledger says: the kept audio in place, the lost seconds as silence
@@ -327,6 +371,108 @@ async fn a_full_spool_disk_holds_a_bounded_backlog_ledgers_the_loss_and_drains_w
     let audio = decode_wav(&wav);
     let spans = tone_spans(&audio.samples[0], audio.rate, 700.0, 100, 0.05);
     assert_spans(&spans, &[0..6_000], 150, "the short call end to end");
+
+    let deployment = live.stop().await;
+    drop(mount);
+    drop(deployment);
+}
+
+/// The whole state directory on the small disk, as a default install has it: the catalog and the
+/// local object store fill with the spool. Events may fail while it is full (the catalog cannot
+/// remember them); the audio of the call is still held, ledgered and drained the same way.
+#[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::single_range_in_vec_init)]
+async fn a_full_state_disk_with_the_catalog_on_it_loses_only_what_the_ledger_says() {
+    let _alone = ALONE.lock().await;
+    let deployment = Deployment::new(
+        "[recorder]\nspool_backlog = \"5s\"\nspool_retry = \"200ms\"\n\
+         [policies.standard]\nretention = \"3 months\"\npause_render = \"silence\"\n",
+    );
+    let state = deployment.path("state");
+    let mount = Tmpfs::mount(&state, "32m");
+    let live = Live::start_in(deployment).await;
+    eventually!(30, "the daemon is ready", readyz(&live).await == 200);
+    let filler = state.join("filler");
+
+    let call = "call-state-full";
+    let (status, _) = live.event(call, "call.started", None, json!({})).await;
+    assert_eq!(status, 200, "call.started applied");
+    let mut ws = live.media(call).await;
+    live.stream(&mut ws, &tone(stereo(), 600.0, 6_000)).await;
+    sync(&mut ws).await;
+    chunks_on_disk(&state.join("spool"), 1, 1).await;
+
+    fill(&filler);
+    live.stream(&mut ws, &tone(stereo(), 900.0, 15_000)).await;
+    sync(&mut ws).await;
+    eventually!(
+        10,
+        "/readyz reports the full disk",
+        readyz(&live).await == 503
+    );
+
+    std::fs::remove_file(&filler).expect("free the disk");
+    eventually!(
+        40,
+        "/readyz is ready again once space returns",
+        readyz(&live).await == 200
+    );
+    live.stream(&mut ws, &tone(stereo(), 1_200.0, 6_000)).await;
+    sync(&mut ws).await;
+    let (status, _) = live.event(call, "call.ended", None, json!({})).await;
+    assert_eq!(status, 200, "call.ended applied");
+    ws.send(Message::Text(json!({"type": "stop"}).to_string().into()))
+        .await
+        .expect("stop");
+    let _closed = close_of(&mut ws).await;
+    live.advance_ms(10_000);
+    let row = live.wait_sealed(call).await;
+
+    let segments = live.catalog.segments(row.id).await.expect("segments");
+    assert!(
+        segments.iter().all(|s| s.status == SegmentStatus::Stored),
+        "every segment uploaded without a restart: {segments:?}"
+    );
+    // whatever was lost, the ledger says exactly what, and the rest plays in place
+    let ledger = live.catalog.ledger(row.id).await.expect("ledger");
+    let lost: Vec<Range<u64>> = loss_entries(&ledger)
+        .iter()
+        .map(|l| {
+            let start = l["start_ms"].as_u64().expect("start_ms");
+            assert_eq!(l["cause"], "spool_full", "{l}");
+            start..start + l["length_ms"].as_u64().expect("length_ms")
+        })
+        .collect();
+    assert_eq!(
+        lost.len(),
+        1,
+        "the 5 s backlog cannot cover 15 s: {ledger:?}"
+    );
+    assert!(
+        (5_500..=8_500).contains(&lost[0].start),
+        "the backlog held 5 s past what was on disk: {lost:?}"
+    );
+    let (status, wav) = live.play(&row.id.to_string(), &live.compliance).await;
+    assert_eq!(status, 200, "the recording plays");
+    let audio = decode_wav(&wav);
+    let spans = |hz| tone_spans(&audio.samples[0], audio.rate, hz, 100, 0.05);
+    for (hz, sent) in [
+        (600.0, 0..6_000),
+        (900.0, 6_000..21_000),
+        (1_200.0, 21_000..27_000),
+    ] {
+        assert_spans(
+            &spans(hz),
+            &minus(sent, &lost),
+            150,
+            &format!("{hz} Hz where the ledger says nothing was lost ({lost:?})"),
+        );
+    }
+    assert!(
+        audio.duration_ms().abs_diff(27_000) <= 150,
+        "the timeline keeps its length: {} ms",
+        audio.duration_ms()
+    );
 
     let deployment = live.stop().await;
     drop(mount);
