@@ -194,6 +194,8 @@ pub(super) struct Backlog {
     deferred: Mutex<Vec<Deferred>>,
     /// Loss entries the catalog refused, oldest first.
     ledger: Mutex<VecDeque<NewLedgerEntry>>,
+    /// Recordings whose start-up recovery stalled on the disk.
+    unrecovered: Mutex<Vec<RecordingId>>,
 }
 
 impl std::fmt::Debug for Backlog {
@@ -248,6 +250,14 @@ impl Backlog {
     /// Segments whose close waits for the spool.
     pub fn deferred_len(&self) -> usize {
         self.deferred().len()
+    }
+
+    /// Marks a recording's spool files for recovery once the disk has room.
+    pub fn unrecovered(&self, recording: RecordingId) {
+        self.unrecovered
+            .lock()
+            .expect("the unrecovered list lock is never poisoned: no panics while held")
+            .push(recording);
     }
 
     /// Drops the waiting closes of a destroyed recording; returns how many.
@@ -358,8 +368,25 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
     let left: Vec<Deferred> = std::mem::take(&mut *inner.backlog.deferred());
     for d in &left {
         error!(recording = %d.recording(), segment = d.segment().0, held_bytes = d.backlog_bytes(), "segment still waiting for the spool at shutdown: its held audio is lost, its spool file is recovered at the next start");
+        let cause = inner.backlog.health.cause().unwrap_or(Cause {
+            code: "spool_io_error",
+            error: "the daemon stopped before the spool took writes again".to_owned(),
+        });
+        if let Some(run) = d.unwritten(cause) {
+            inner.record_loss(d.recording(), run).await;
+        }
     }
+    drop(left);
     inner.uploads.set_waiting(0);
+    // a last try for the loss entries; what the catalog still refuses is named in the log
+    round(&inner).await;
+    let unwritten = inner.ledger_queue().len();
+    if unwritten > 0 {
+        error!(
+            entries = unwritten,
+            "loss entries not written at shutdown: the catalog refused them"
+        );
+    }
 }
 
 /// One pass: probe the spool if it is unwritable, finish waiting closes, write waiting entries.
@@ -396,6 +423,27 @@ async fn round(inner: &Arc<Inner>) {
             list.len()
         };
         inner.uploads.set_waiting(n);
+        let waiting: Vec<RecordingId> = std::mem::take(
+            &mut *inner
+                .backlog
+                .unrecovered
+                .lock()
+                .expect("the unrecovered list lock is never poisoned: no panics while held"),
+        );
+        for id in waiting {
+            let retried = super::recover::retry(inner, id).await;
+            if let Err(e) = retried {
+                match WriteError::from(e) {
+                    WriteError::Stalled(cause) => {
+                        inner.backlog.health.failed(&cause);
+                        inner.backlog.unrecovered(id);
+                    }
+                    WriteError::Fatal(e) => {
+                        error!(recording = %id, error = %chain(&e), "spool files cannot be recovered; left for the next start");
+                    }
+                }
+            }
+        }
     }
     loop {
         let next = inner.ledger_queue().front().cloned();

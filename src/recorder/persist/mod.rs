@@ -256,6 +256,7 @@ impl Persistence {
         tracker.spawn(syncer.run(inner.config.sync_interval, shutdown.child_token()));
         tracker.spawn(uploader::run(Arc::clone(&inner), shutdown.child_token()));
         tracker.spawn(backlog::run(Arc::clone(&inner), shutdown.child_token()));
+        metrics::gauge!("callvault_spool_writable").set(1.0);
         Self { inner }
     }
 

@@ -540,6 +540,24 @@ impl Deferred {
         self.seg.backlog_bytes
     }
 
+    /// The audio this closing segment holds only in memory, as a loss (for a shutdown that comes
+    /// before the spool takes writes again: what is on disk is recovered at the next start).
+    pub fn unwritten(&self, cause: Cause) -> Option<LossRun> {
+        if !matches!(self.how, How::Commit { committed: false }) {
+            return None;
+        }
+        let header = Header::decode(&self.seg.header_bytes).ok()?;
+        let on_disk = self.seg.on_disk * u64::from(header.chunk_size());
+        let ms = u128::from(on_disk) * 1000 / u128::from(header.bytes_per_second().max(1));
+        let start = self.seg.row.media_start_ms + u64::try_from(ms).unwrap_or(u64::MAX);
+        (self.media_end_ms > start).then(|| LossRun {
+            segment: self.segment(),
+            start_ms: start,
+            end_ms: self.media_end_ms,
+            cause,
+        })
+    }
+
     /// Writes, commits (or re-seals), records the row and queues the upload.
     pub async fn complete(&mut self) -> Result<(), WriteError> {
         let inner = Arc::clone(&self.seg.inner);

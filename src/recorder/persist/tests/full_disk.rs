@@ -269,3 +269,94 @@ async fn a_refusal_while_audio_is_held_leaves_nothing_to_write_later() {
     );
     assert_eq!(env.p.pending_uploads(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_before_space_returns_ledgers_the_held_audio_and_recovers_the_rest() {
+    let env = Env::memory();
+    let tmpfs = Tmpfs::mount(&env.spool());
+    let rec = env.recording().await;
+    let data = audio(TENTH * 6);
+    let mut seg = env
+        .p
+        .open_segment(&rec, SegmentNo(0), format(), 0)
+        .await
+        .unwrap();
+    seg.append(&data[..8_000]).await.unwrap();
+    let filler = env.spool().join("filler");
+    fill(&filler);
+    seg.append(&data[8_000..]).await.unwrap();
+    seg.close(600).await.unwrap();
+    assert_eq!(env.p.pending_uploads(), 1);
+
+    // the daemon stops while the disk is still full
+    env.shutdown.cancel();
+    env.tracker.close();
+    env.tracker.wait().await;
+    let lost = losses(&env, rec.id).await;
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    // seven whole chunks (448 ms) reached the disk; the rest was only in memory
+    assert_eq!(
+        (lost[0]["start_ms"].as_u64(), lost[0]["length_ms"].as_u64()),
+        (Some(448), Some(152))
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    let env = env.restart().await;
+    let report = env.p.recover().await.unwrap();
+    assert_eq!(report.recovered.len(), 1);
+    assert!(env.p.drain(5 * SECOND).await);
+    assert_eq!(env.decrypt(rec.id, 0).await, &data[..7 * CHUNK as usize]);
+    drop(tmpfs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_on_a_full_disk_serves_and_recovers_the_spool_once_there_is_room() {
+    let env = Env::memory();
+    let tmpfs = Tmpfs::mount(&env.spool());
+    let rec = env.recording().await;
+    let data = audio(8_000);
+    let mut seg = env
+        .p
+        .open_segment(&rec, SegmentNo(0), format(), 0)
+        .await
+        .unwrap();
+    seg.append(&data).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(seg); // a crash
+
+    let filler = env.spool().join("filler");
+    fill(&filler);
+    let env = env.restart().await;
+    let report = env
+        .p
+        .recover()
+        .await
+        .expect("recovery does not stop the start");
+    assert_eq!(report.waiting, [rec.id]);
+    assert!(
+        env.p.health().problem().is_some(),
+        "not ready while it waits"
+    );
+    let row = env.row(rec.id, 0).await;
+    assert_eq!(row.status, SegmentStatus::Spooled);
+    assert!(
+        row.kek_id.is_some(),
+        "its key is kept: its file is still to be recovered"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    writable_again(&env).await;
+    let deadline = tokio::time::Instant::now() + 5 * SECOND;
+    while env.row(rec.id, 0).await.status != SegmentStatus::Stored {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recovered and uploaded without a restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.decrypt(rec.id, 0).await, &data[..7 * CHUNK as usize]);
+    let kinds = env.kinds(rec.id).await;
+    assert!(kinds.contains(&"crash_recovery".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"interrupted".to_owned()), "{kinds:?}");
+    drop(tmpfs);
+}
