@@ -220,8 +220,10 @@ impl OpenSegment {
     }
 
     /// Whether taking `len` more bytes would pass the call's bound while the spool cannot take them.
+    /// (Once it can, what the call holds is being written: nothing is dropped for it.)
     fn over(&self, len: u64) -> bool {
-        self.inner().backlog.held(self.recording()) + len > self.bound()
+        !self.inner().backlog.health.is_writable()
+            && self.inner().backlog.held(self.recording()) + len > self.bound()
     }
 
     /// Whole frames the call may still hold.
