@@ -25,7 +25,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::segment::Deferred;
+use super::closing::Deferred;
 use super::spool::blocking;
 use super::writeback::WriteError;
 use super::{ACTOR, Inner, PersistError};

@@ -35,6 +35,7 @@
 //! wrapped in the catalog; a destroyed recording is never uploaded again.
 
 mod backlog;
+mod closing;
 mod recover;
 mod segment;
 mod spool;
