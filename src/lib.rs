@@ -73,7 +73,9 @@
 //!   (arrival stamped at the read, paused audio dropped there, the rest handed over in batches),
 //!   taking back after a restart the calls left live ([`recorder::Recorder::adopt`]), over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
-//!   and catalog rows, and recovers the spool after a crash.
+//!   and catalog rows, holds a bounded backlog in memory (and ledgers what it drops) while the
+//!   spool cannot be written ([`recorder::persist::SpoolHealth`], read by `/readyz`), and recovers
+//!   the spool after a crash.
 //! - [`simulate`]: a scripted telephony platform ([`simulate::simulate`]) that posts signed events
 //!   and streams a call's audio, for demos and end-to-end tests (`callvault simulate`); the load
 //!   generator ([`simulate::load::loadgen`]: thousands of calls written by a few tasks from banked

@@ -94,7 +94,7 @@ pub enum CatalogError {
         what: String,
     },
     /// The database failed (I/O, locking, a lost connection); retrying later may succeed.
-    #[error("catalog backend failed")]
+    #[error("catalog backend failed: {0}")]
     Backend(#[source] BackendError),
 }
 

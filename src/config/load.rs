@@ -218,6 +218,18 @@ impl Config {
             Duration::from_millis(1),
             Duration::from_secs(5),
         )?;
+        within(
+            "recorder.spool_backlog",
+            self.recorder.spool_backlog,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        within(
+            "recorder.spool_retry",
+            self.recorder.spool_retry,
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        )?;
         // a stream that closed without call.ended is sealed only after the look-back window, so a
         // late pause is still honoured
         within(

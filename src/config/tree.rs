@@ -409,6 +409,15 @@ pub struct RecorderConfig {
     /// How often the spool is synced to disk across all live calls (group commit).
     #[serde(deserialize_with = "duration")]
     pub spool_sync: Duration,
+    /// How much audio one call keeps in memory while the spool cannot be written (a full disk, an
+    /// I/O error): it is written when the spool takes writes again; audio past it is dropped, and
+    /// the recording's ledger names the seconds lost and the cause. Costs up to about 16 KB of
+    /// memory per second per affected call (stereo G.711).
+    #[serde(deserialize_with = "duration")]
+    pub spool_backlog: Duration,
+    /// How often a spool that cannot be written is tried again.
+    #[serde(deserialize_with = "duration")]
+    pub spool_retry: Duration,
     /// How long after a media stream closes without `call.ended` the segment is sealed.
     #[serde(deserialize_with = "duration")]
     pub idle_seal: Duration,
@@ -421,6 +430,8 @@ impl Default for RecorderConfig {
         Self {
             chunk_size: 16 * 1024,
             spool_sync: Duration::from_millis(200),
+            spool_backlog: Duration::from_secs(30),
+            spool_retry: Duration::from_secs(1),
             idle_seal: Duration::from_secs(30),
             max_calls: 10_000,
         }

@@ -252,6 +252,8 @@ impl Daemon {
         let mut persist = PersistConfig::new(config.spool_dir(), store_kind(config)?);
         persist.chunk_size = config.recorder.chunk_size;
         persist.sync_interval = config.recorder.spool_sync;
+        persist.spool_backlog = config.recorder.spool_backlog;
+        persist.spool_retry = config.recorder.spool_retry;
         persist.retention = config
             .policies
             .iter()
@@ -343,7 +345,8 @@ impl Daemon {
             "admin",
             admin,
             None,
-            api::admin_router(ready.clone()).merge(api::retention_routes(retention)),
+            api::admin_router(ready.clone(), persistence.clone())
+                .merge(api::retention_routes(retention)),
             shutdown.child_token(),
             grace,
         ));

@@ -15,6 +15,7 @@ use crate::domain::SegmentNo;
 use crate::domain::timeline::{self, Bounds, Decision, Payload, Remedy, Span, Window};
 use crate::recorder::RecorderError;
 use crate::recorder::listen::ListenFrame;
+use crate::recorder::persist::PersistError;
 
 /// A segment is closed and a new one opened after this many seconds of audio, so an upload is
 /// never huge.
@@ -279,7 +280,18 @@ impl Call {
             let open = self.open.as_mut().expect("just opened");
             let n = (max_samples - open.samples).min(span.samples);
             let nbytes = (n * frame) as usize;
-            open.segment.append(&rest[..nbytes]).await?;
+            match open.segment.append(&rest[..nbytes]).await {
+                Ok(()) => {}
+                Err(PersistError::SpoolResumed { .. }) => {
+                    // the segment lost audio to a full spool (persist ledgered it): what follows
+                    // goes in a new segment, where the audio resumes
+                    self.close_open().await?;
+                    self.open_segment(span).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let open = self.open.as_mut().expect("appended to it");
             let b = span.bounds();
             let first_chunk = open.len / chunk;
             let last_chunk = (open.len + nbytes as u64 - 1) / chunk;

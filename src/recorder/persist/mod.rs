@@ -19,6 +19,12 @@
 //! 4. The uploader puts the file with [`vault::put_verified`], and only then marks the row `stored`
 //!    and deletes the spool file. While the store fails the file stays and is retried with backoff.
 //!
+//! While the spool cannot be written (a full disk, an I/O error; see `backlog`), steps 1 to 3 wait:
+//! the row, the file and the sealed chunks are held in memory, up to `spool_backlog` of audio per
+//! call, and written in order once writes work again; a close that cannot be written is finished by
+//! the drainer task. Past the bound audio is dropped, with an `audio_lost` ledger entry, and the
+//! call continues in a new segment where its audio resumes ([`PersistError::SpoolResumed`]).
+//!
 //! Crash safety rests on three rules: a `.cva` in the spool is complete (it was renamed or written
 //! whole and synced before any `.part` beside it was removed); a `.part` holds a synced header and
 //! then chunks in order, so [`vault::recover_partial`] keeps exactly the leading chunks that
@@ -28,10 +34,13 @@
 //! output is written); a data key lives in memory only inside its [`OpenSegment`], and on disk only
 //! wrapped in the catalog; a destroyed recording is never uploaded again.
 
+mod backlog;
+mod closing;
 mod recover;
 mod segment;
 mod spool;
 mod uploader;
+mod writeback;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,12 +58,15 @@ use crate::catalog::{
 use crate::domain::{Clock, MediaFormat, Period, RecordingId, SegmentNo};
 use crate::vault::{self, DataKey, Header, Keyring, SegmentWriter, StoreKind, VaultError};
 
+pub use backlog::{Cause, SpoolHealth};
 pub use recover::{RecoveredSegment, RecoveryReport};
 pub use segment::OpenSegment;
 pub use spool::SyncStats;
 
-use spool::{SpoolFile, Syncer, blocking};
+use backlog::Backlog;
+use spool::{Syncer, blocking};
 use uploader::Uploads;
+use writeback::SegFile;
 
 /// The actor named in ledger entries this module writes.
 const ACTOR: &str = "system";
@@ -98,6 +110,18 @@ pub enum PersistError {
         /// The segment.
         segment: SegmentNo,
     },
+    /// The spool takes writes again after this segment dropped audio it could not hold: it takes
+    /// no more; close it and continue in a new segment where the audio resumes (a segment's
+    /// timeline has no holes). The loss is in the ledger.
+    #[error(
+        "the spool takes writes again after segment {segment} of recording {recording} dropped audio; continue in a new segment"
+    )]
+    SpoolResumed {
+        /// The recording.
+        recording: RecordingId,
+        /// The segment.
+        segment: SegmentNo,
+    },
     /// The runtime is shutting down and a blocking spool task was cancelled.
     #[error("shutting down")]
     ShuttingDown,
@@ -127,6 +151,10 @@ pub struct PersistConfig {
     pub retry_min: Duration,
     /// The longest wait between upload attempts.
     pub retry_max: Duration,
+    /// How much audio one call may hold in memory while the spool cannot be written.
+    pub spool_backlog: Duration,
+    /// How often a spool that cannot be written is tried again.
+    pub spool_retry: Duration,
     /// Retention periods by policy name: a recording that recovery seals expires at its end plus
     /// its policy's period, as one sealed by its call would.
     pub retention: BTreeMap<String, Period>,
@@ -136,7 +164,8 @@ pub struct PersistConfig {
 }
 
 impl PersistConfig {
-    /// The defaults: 16 KiB chunks, a sync every 200 ms, retries from 1 s doubling to 60 s, no
+    /// The defaults: 16 KiB chunks, a sync every 200 ms, retries from 1 s doubling to 60 s, 30 s
+    /// of audio held per call while the spool cannot be written, tried again every second, no
     /// retention periods.
     pub fn new(spool_dir: PathBuf, store_kind: StoreKind) -> Self {
         Self {
@@ -146,6 +175,8 @@ impl PersistConfig {
             sync_interval: Duration::from_millis(200),
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
+            spool_backlog: Duration::from_secs(30),
+            spool_retry: Duration::from_secs(1),
             retention: BTreeMap::new(),
             default_retention: None,
         }
@@ -184,6 +215,8 @@ struct Inner {
     config: PersistConfig,
     syncer: Arc<Syncer>,
     uploads: Uploads,
+    /// What calls hold in memory while the spool cannot be written, and the spool's health.
+    backlog: Backlog,
     /// Taken shared by whatever creates or finishes a segment (check "destroyed", write the row,
     /// queue the upload) and exclusively by `destroy_recording`, so a destroy never interleaves with
     /// a segment's last catalog write. An async lock: it is held across catalog calls.
@@ -206,7 +239,8 @@ impl Persistence {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
-        let syncer = Arc::new(Syncer::default());
+        let backlog = Backlog::default();
+        let syncer = Arc::new(Syncer::new(Arc::clone(&backlog.health)));
         let inner = Arc::new(Inner {
             catalog,
             store,
@@ -214,12 +248,15 @@ impl Persistence {
             clock,
             syncer: Arc::clone(&syncer),
             uploads: Uploads::default(),
+            backlog,
             lifecycle: RwLock::new(()),
             dirs: std::sync::Mutex::new(()),
             config,
         });
         tracker.spawn(syncer.run(inner.config.sync_interval, shutdown.child_token()));
         tracker.spawn(uploader::run(Arc::clone(&inner), shutdown.child_token()));
+        tracker.spawn(backlog::run(Arc::clone(&inner), shutdown.child_token()));
+        metrics::gauge!("callvault_spool_writable").set(1.0);
         Self { inner }
     }
 
@@ -234,7 +271,8 @@ impl Persistence {
 
     /// Opens segment `segment` of `recording` (whose row is in the catalog): a fresh data key,
     /// wrapped with the keyring's active key, goes into a new `spooled` segment row before the spool
-    /// file is created and its header synced.
+    /// file is created and its header synced. While the spool (or the catalog) cannot be written,
+    /// both wait, and the segment holds its audio in memory (see [`OpenSegment`]).
     pub async fn open_segment(
         &self,
         recording: &RecordingRow,
@@ -271,39 +309,23 @@ impl Persistence {
         if inner.uploads.is_destroyed(id) {
             return Err(PersistError::Destroyed(id));
         }
-        inner.catalog.insert_segment(&row).await?;
         let writer = SegmentWriter::new(header, &key);
-        let header_bytes = *writer.header_bytes();
-        let part = spool::part_path(&inner.config.spool_dir, id, segment);
-        let created = {
-            let inner = Arc::clone(inner);
-            let part = part.clone();
-            blocking(move || {
-                let _dirs = inner
-                    .dirs
-                    .lock()
-                    .expect("the spool directory lock is never poisoned: no panics while held");
-                spool::create_part(&inner.config.spool_dir, &part, &header_bytes)
-            })
-            .await
-        };
-        let file = match created {
-            Ok(file) => file,
-            Err(e) => {
-                // No audio exists yet: retire the row so that it holds no usable key.
-                shred(&inner.catalog, row).await?;
-                return Err(e);
-            }
-        };
-        let file = Arc::new(SpoolFile::new(file, part));
-        Ok(OpenSegment::new(
+        let seg = SegFile::new(
             Arc::clone(inner),
             row,
-            writer,
             key,
-            file,
-            format,
-        ))
+            *writer.header_bytes(),
+            writer.header().sealed_chunk_len(),
+        );
+        let mut open = OpenSegment::new(seg, writer, format);
+        if let Err(e) = open.create().await {
+            if open.row_inserted() {
+                // No audio exists yet: retire the row so that it holds no usable key.
+                shred(&inner.catalog, open.row().clone()).await?;
+            }
+            return Err(e);
+        }
+        Ok(open)
     }
 
     /// Crypto-shreds and deletes everything of a recording: cancels its queued uploads (and refuses
@@ -314,7 +336,8 @@ impl Persistence {
     /// shredded all the same, so they can never be decrypted.
     pub async fn destroy_recording(&self, id: RecordingId) -> Result<DestroyReport, PersistError> {
         let inner = &self.inner;
-        let cancelled_uploads = inner.uploads.cancel_recording(id);
+        let cancelled_uploads =
+            inner.uploads.cancel_recording(id) + inner.backlog.cancel_recording(id);
         let _life = inner.lifecycle.write().await;
         // Wait out an upload in flight: its object then exists, and is deleted below.
         let _gate = inner.uploads.gate.lock().await;
@@ -352,9 +375,15 @@ impl Persistence {
         Ok(report)
     }
 
-    /// Segments sealed but not yet uploaded (also the gauge `callvault_spool_pending_segments`).
+    /// Segments sealed but not yet uploaded, those whose close waits for the spool included (also
+    /// the gauge `callvault_spool_pending_segments`).
     pub fn pending_uploads(&self) -> usize {
         self.inner.uploads.len()
+    }
+
+    /// Whether the spool takes writes, and why not (`/readyz`).
+    pub fn health(&self) -> &SpoolHealth {
+        &self.inner.backlog.health
     }
 
     /// Waits until no upload is pending, or `timeout` passes; true if none is.

@@ -8,7 +8,9 @@
 //! other recording still `live` in the catalog (its call died before any of its audio reached the
 //! spool): the recorder takes them back ([`Recorder::adopt`](crate::recorder::Recorder::adopt)), so
 //! a platform that reconnects continues the same recording, and seals each one no stream returns
-//! to. Files of segments whose key was shredded are deleted, never uploaded.
+//! to. Files of segments whose key was shredded are deleted, never uploaded. A recording whose
+//! files cannot be made whole because the disk is full waits, and the drainer recovers it once the
+//! disk has room.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::spool::{self, blocking};
+use super::writeback::WriteError;
 use super::{Inner, PersistError, duration_ms, ledger, shred};
 use crate::catalog::{RecordingStatus, SegmentRow, SegmentStatus};
 use crate::domain::{RecordingId, SegmentNo};
@@ -56,6 +59,9 @@ pub struct RecoveryReport {
     /// Spool files deleted unuploaded: their key was shredded, they were uploaded already, or they
     /// held no audio.
     pub discarded: usize,
+    /// Recordings whose spool files could not be recovered yet (the disk is full): recovered by the
+    /// drainer once the spool takes writes, without a restart.
+    pub waiting: Vec<RecordingId>,
 }
 
 /// The spool's files of one recording, by segment.
@@ -70,6 +76,11 @@ fn list_spool(spool_dir: &Path) -> Result<Vec<(RecordingId, Files)>, PersistErro
     let mut out = Vec::new();
     for entry in std::fs::read_dir(spool_dir).map_err(PersistError::io(spool_dir))? {
         let dir = entry.map_err(PersistError::io(spool_dir))?.path();
+        if dir.file_name().is_some_and(|n| n == super::backlog::PROBE) {
+            // a write probe a crash left behind
+            spool::remove_file(&dir)?;
+            continue;
+        }
         let id = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -78,25 +89,35 @@ fn list_spool(spool_dir: &Path) -> Result<Vec<(RecordingId, Files)>, PersistErro
             warn!(path = %dir.display(), "not a recording's spool directory; left alone");
             continue;
         };
-        let mut files = Files::default();
-        for entry in std::fs::read_dir(&dir).map_err(PersistError::io(&dir))? {
-            let path = entry.map_err(PersistError::io(&dir))?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if let Some(seg) = name.strip_suffix(SPOOL_EXT).and_then(parse_segment) {
-                files.parts.insert(seg, path);
-            } else if let Some(seg) = name.strip_suffix(OBJECT_EXT).and_then(parse_segment) {
-                files.sealed.insert(seg, path);
-            } else {
-                warn!(path = %path.display(), "not a spool file; left alone");
-            }
-        }
-        out.push((id, files));
+        out.push((id, list_recording(&dir)?));
     }
     out.sort_by_key(|(id, _)| *id);
     Ok(out)
+}
+
+/// The spool files of one recording (none if its directory is gone).
+fn list_recording(dir: &Path) -> Result<Files, PersistError> {
+    let mut files = Files::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(PersistError::io(dir)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(PersistError::io(dir))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if let Some(seg) = name.strip_suffix(SPOOL_EXT).and_then(parse_segment) {
+            files.parts.insert(seg, path);
+        } else if let Some(seg) = name.strip_suffix(OBJECT_EXT).and_then(parse_segment) {
+            files.sealed.insert(seg, path);
+        } else {
+            warn!(path = %path.display(), "not a spool file; left alone");
+        }
+    }
+    Ok(files)
 }
 
 fn parse_segment(s: &str) -> Option<SegmentNo> {
@@ -125,7 +146,19 @@ pub(super) async fn run(inner: &Arc<Inner>) -> Result<RecoveryReport, PersistErr
             warn!(recording = %id, "spool files of a recording the catalog does not know; left alone");
             continue;
         };
-        recover_recording(inner, &recording, files, &mut report).await?;
+        match recover_recording(inner, &recording, files, &mut report).await {
+            Ok(()) => {}
+            Err(e) => match WriteError::from(e) {
+                // a full disk at start-up: serve, not ready, and finish this once it has room
+                WriteError::Stalled(cause) => {
+                    inner.backlog.health.failed(&cause);
+                    inner.backlog.unrecovered(id);
+                    report.waiting.push(id);
+                    continue;
+                }
+                WriteError::Fatal(e) => return Err(e),
+            },
+        }
         let dir = spool::recording_dir(&inner.config.spool_dir, id);
         blocking(move || spool::remove_dir_if_empty(&dir)).await?;
     }
@@ -139,7 +172,8 @@ pub(super) async fn run(inner: &Arc<Inner>) -> Result<RecoveryReport, PersistErr
         .recordings_by_status(RecordingStatus::Live, LIVE_MAX)
         .await?;
     for recording in live {
-        if !on_spool.contains(&recording.id) {
+        // (those whose files wait for room are not among them: their files are still to come)
+        if !on_spool.contains(&recording.id) && !report.waiting.contains(&recording.id) {
             recover_recording(inner, &recording, Files::default(), &mut report).await?;
         }
     }
@@ -151,6 +185,23 @@ pub(super) async fn run(inner: &Arc<Inner>) -> Result<RecoveryReport, PersistErr
         "spool recovered"
     );
     Ok(report)
+}
+
+/// Recovers one recording's spool files again (after recovery at start-up stalled on the disk).
+pub(super) async fn retry(inner: &Arc<Inner>, id: RecordingId) -> Result<(), PersistError> {
+    let Some(recording) = inner.catalog.recording(id).await? else {
+        return Ok(());
+    };
+    let dir = spool::recording_dir(&inner.config.spool_dir, id);
+    let files = {
+        let dir = dir.clone();
+        blocking(move || list_recording(&dir)).await?
+    };
+    let mut report = RecoveryReport::default();
+    recover_recording(inner, &recording, files, &mut report).await?;
+    blocking(move || spool::remove_dir_if_empty(&dir)).await?;
+    info!(recording = %id, recovered = report.recovered.len(), queued = report.queued, "spool files recovered once the disk had room");
+    Ok(())
 }
 
 async fn recover_recording(

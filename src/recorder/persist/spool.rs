@@ -17,9 +17,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::error;
+use tracing::debug;
 
 use super::PersistError;
+use super::backlog::{Cause, SpoolHealth};
 use crate::domain::{RecordingId, SegmentNo};
 use crate::vault::container::HEADER_LEN;
 use crate::vault::layout::{OBJECT_EXT, SPOOL_EXT};
@@ -65,7 +66,8 @@ pub(super) fn parent(path: &Path) -> &Path {
         .expect("a spool file path always has its recording directory as parent")
 }
 
-/// Creates a segment's `.part` file with its header, synced, and syncs the directory entries.
+/// Creates a segment's `.part` file with its header, synced, and syncs the directory entries. A
+/// file whose header could not be written is removed again.
 pub(super) fn create_part(
     spool_dir: &Path,
     part: &Path,
@@ -82,10 +84,19 @@ pub(super) fn create_part(
         .create_new(true)
         .open(part)
         .map_err(PersistError::io(part))?;
-    file.write_all_at(header, 0)
+    let written = file
+        .write_all_at(header, 0)
         .and_then(|()| file.sync_data())
-        .map_err(PersistError::io(part))?;
-    sync_dir(dir)?;
+        .map_err(PersistError::io(part))
+        .and_then(|()| sync_dir(dir));
+    if let Err(e) = written {
+        // a disk too full for the header: the next try creates the file afresh
+        drop(file);
+        if let Err(removed) = std::fs::remove_file(part) {
+            debug!(path = %part.display(), error = %removed, "cannot remove a spool file whose header failed");
+        }
+        return Err(e);
+    }
     Ok(file)
 }
 
@@ -238,8 +249,10 @@ const SYNCFS_FROM: usize = 16;
 /// syncs each dirty file once, however many calls and appends dirtied it; past [`SYNCFS_FROM`] files
 /// it syncs their filesystem once instead (`syncfs`), so thousands of live calls cost one journal
 /// commit a round rather than thousands.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Syncer {
+    /// Told of a failed sync: it logs the episode once, not every file of every round.
+    pub health: Arc<SpoolHealth>,
     // A std mutex: held only to insert or take the set, never across an `.await`.
     dirty: Mutex<HashMap<usize, Arc<SpoolFile>>>,
     rounds: AtomicU64,
@@ -248,6 +261,16 @@ pub(super) struct Syncer {
 }
 
 impl Syncer {
+    pub fn new(health: Arc<SpoolHealth>) -> Self {
+        Self {
+            health,
+            dirty: Mutex::default(),
+            rounds: AtomicU64::new(0),
+            file_syncs: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+        }
+    }
+
     /// Marks a file as written since its last sync.
     pub fn register(&self, file: &Arc<SpoolFile>) {
         self.appends.fetch_add(1, Ordering::Relaxed);
@@ -300,21 +323,28 @@ impl Syncer {
                     for f in &files {
                         f.failed.store(true, Ordering::Release);
                     }
-                    error!(%error, files = files.len(), "spool filesystem sync failed; its segments are salvaged at close");
+                    debug!(%error, files = files.len(), "spool filesystem sync failed; its segments are salvaged at close");
+                    return Ok(Some(Cause::from_io(&error.into())));
                 }
-                return Ok(());
+                return Ok(None);
             }
+            let mut cause = None;
             for f in &files {
                 if let Err(error) = f.file.sync_data() {
                     // Linux may drop the dirty pages after a failed fdatasync: the segment must not
                     // go on as if its audio were safe. Its next append or close sees the flag.
                     f.failed.store(true, Ordering::Release);
-                    error!(path = %f.path.display(), %error, "spool sync failed; segment is salvaged at close");
+                    debug!(path = %f.path.display(), %error, "spool sync failed; segment is salvaged at close");
+                    cause = Some(Cause::from_io(&error));
                 }
             }
-            Ok(())
+            Ok(cause)
         })
         .await;
+        if let Ok(Some(cause)) = &synced {
+            // salvaged segments write a `spool_fault` ledger entry each; the log says it once
+            self.health.failed(cause);
+        }
         if synced.is_ok() {
             self.rounds.fetch_add(1, Ordering::Relaxed);
             self.file_syncs.fetch_add(n, Ordering::Relaxed);

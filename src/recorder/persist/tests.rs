@@ -23,6 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use super::*;
 use crate::catalog::{RecordingStatus, SqliteCatalog};
+
+mod full_disk;
 use crate::domain::{CallId, Codec, ManualClock};
 use crate::vault::container::HEADER_LEN;
 use crate::vault::{WrappedKey, open_store};
@@ -171,6 +173,8 @@ impl Env {
         config.sync_interval = sync_interval;
         config.retry_min = Duration::from_millis(20);
         config.retry_max = Duration::from_millis(100);
+        config.spool_backlog = SECOND;
+        config.spool_retry = Duration::from_millis(20);
         config
             .retention
             .insert("standard".into(), Period::months(3));

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::backlog::chain;
 use super::spool::{self, blocking};
 use super::{Inner, PersistError};
 use crate::catalog::{CatalogError, SegmentStatus};
@@ -48,6 +49,10 @@ pub(super) struct Uploads {
     state: Mutex<QueueState>,
     wake: Notify,
     pending: watch::Sender<usize>,
+    /// Segments whose close waits for the spool: pending too, not yet in the queue.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Wakes the uploader from a backoff wait (the spool's disk has room again).
+    pub retry_now: Notify,
     /// Held by the uploader across one upload and its catalog update, and by `destroy_recording`
     /// while it destroys, so that no upload of a destroyed recording completes after it.
     pub gate: tokio::sync::Mutex<()>,
@@ -59,6 +64,8 @@ impl Default for Uploads {
             state: Mutex::default(),
             wake: Notify::new(),
             pending: watch::channel(0).0,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            retry_now: Notify::new(),
             gate: tokio::sync::Mutex::new(()),
         }
     }
@@ -72,7 +79,7 @@ impl Uploads {
     }
 
     fn publish(&self, state: &QueueState) {
-        let n = state.queue.len();
+        let n = state.queue.len() + self.waiting.load(std::sync::atomic::Ordering::Acquire);
         self.pending.send_replace(n);
         metrics::gauge!("callvault_spool_pending_segments").set(n as f64);
     }
@@ -106,9 +113,16 @@ impl Uploads {
         self.lock().destroyed.contains(&recording)
     }
 
-    /// Uploads pending.
+    /// Uploads pending, segments whose close waits for the spool included.
     pub fn len(&self) -> usize {
-        self.lock().queue.len()
+        self.lock().queue.len() + self.waiting.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sets how many segments' closes wait for the spool.
+    pub fn set_waiting(&self, n: usize) {
+        let state = self.lock();
+        self.waiting.store(n, std::sync::atomic::Ordering::Release);
+        self.publish(&state);
     }
 
     /// A receiver of the number of uploads pending.
@@ -180,19 +194,26 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
                 delay = inner.config.retry_min;
             }
             Err(Failure::Skip(error)) => {
-                error!(recording = %job.recording, segment = job.segment.0, %error, "segment not uploaded; it stays spooled until the next start");
+                error!(recording = %job.recording, segment = job.segment.0, error = %chain(&error), "segment not uploaded; it stays spooled until the next start");
                 inner.uploads.done(&job);
             }
             Err(Failure::Retry(error)) => {
                 metrics::counter!("callvault_upload_failures_total").increment(1);
                 if !streak {
-                    if matches!(
-                        error,
-                        PersistError::Vault(vault::VaultError::StoreAccessDenied(_))
-                    ) {
-                        error!(recording = %job.recording, segment = job.segment.0, %error, "object store refused the upload; segment stays spooled");
-                    } else {
-                        warn!(recording = %job.recording, segment = job.segment.0, %error, "object store unavailable; segment stays spooled");
+                    let cause = chain(&error);
+                    match error {
+                        PersistError::Vault(vault::VaultError::StoreAccessDenied(_)) => {
+                            error!(recording = %job.recording, segment = job.segment.0, error = %cause, "object store refused the upload; segment stays spooled");
+                        }
+                        PersistError::Io { .. } => {
+                            warn!(recording = %job.recording, segment = job.segment.0, error = %cause, "cannot read the spool file; segment stays spooled, retried");
+                        }
+                        PersistError::Catalog(_) => {
+                            warn!(recording = %job.recording, segment = job.segment.0, error = %cause, "catalog unavailable; segment stays spooled, retried");
+                        }
+                        _ => {
+                            warn!(recording = %job.recording, segment = job.segment.0, error = %cause, "object store unavailable; segment stays spooled");
+                        }
                     }
                 }
                 streak = true;
@@ -202,6 +223,7 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}
+                    () = inner.uploads.retry_now.notified() => delay = inner.config.retry_min,
                 }
             }
         }
@@ -240,7 +262,15 @@ async fn upload(inner: &Arc<Inner>, job: &Job) -> Result<(), Failure> {
     let path = job.path.clone();
     let bytes = blocking(move || std::fs::read(&path).map_err(PersistError::io(&path)))
         .await
-        .map_err(Failure::Skip)?;
+        .map_err(|e| match &e {
+            // gone: nothing to upload, ever; the next start's recovery retires the row
+            PersistError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Failure::Skip(e)
+            }
+            // an I/O error reading the spool may pass (the disk is not full forever): keep trying
+            PersistError::Io { .. } => Failure::Retry(e),
+            _ => Failure::Skip(e),
+        })?;
     let key = vault::object_path(recording.started_at, job.recording, job.segment);
     let put = vault::put_verified(
         &inner.store,
@@ -286,6 +316,6 @@ async fn remove(inner: &Arc<Inner>, job: &Job) {
     })
     .await;
     if let Err(error) = removed {
-        warn!(recording = %job.recording, segment = job.segment.0, %error, "cannot delete uploaded spool file");
+        warn!(recording = %job.recording, segment = job.segment.0, error = %chain(&error), "cannot delete uploaded spool file");
     }
 }
