@@ -22,6 +22,8 @@ use crate::domain::{Clock, Role, SystemClock};
 use crate::server::{self, Daemon, StartError};
 use crate::vault::Keyring;
 
+mod init;
+
 /// Exit code for a configuration that must be fixed.
 const EX_CONFIG: u8 = 64;
 /// Rows read per catalog page by the bulk commands.
@@ -50,6 +52,9 @@ pub struct Cli {
 enum Command {
     /// Run the daemon.
     Serve,
+    /// A fresh install: create every missing secret the config names (mode 0600, never
+    /// overwriting one) and print what the telephony platform needs.
+    Init,
     /// Check a config file (and the secrets it names) and exit 0, or 64 naming the key.
     CheckConfig {
         /// The file to check (default: --config).
@@ -226,7 +231,13 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
     match command {
         Command::Serve => serve(config, clock).await?,
         Command::CheckConfig { .. } => {
+            server::preflight(&config)?;
             println!("{}: ok", file.display());
+        }
+        Command::Init => {
+            let (out, code) = init::init(&config, clock.now())?;
+            print!("{out}");
+            return Ok(code);
         }
         Command::Keys(k) => keys(k, config, clock).await?,
         Command::Tokens(t) => tokens(t, config, clock).await?,

@@ -47,8 +47,10 @@
 //!   once for playback and export alike ([`audio::playback::layout`]).
 //! - [`config`]: the TOML tree ([`config::Config::load`]), `--set` overrides, and
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
-//! - [`server`]: [`server::Daemon`]: start-up checks, listeners (rustls), readiness, shutdown, systemd
-//!   notification, and the AudioSocket TCP listener (peers outside `audiosocket.allow` refused).
+//! - [`server`]: [`server::Daemon`]: start-up checks ([`server::preflight`], shared with
+//!   `check-config`), listeners (rustls), readiness, shutdown, systemd notification, and the
+//!   AudioSocket TCP listener (peers outside `audiosocket.allow` refused); secrets made by
+//!   [`server::create_secrets`] (`callvault init`, and dev's `secrets.create_missing`).
 //! - [`api`]: HTTP routes, authentication ([`api::auth`]: bearer tokens and OIDC JWTs,
 //!   [`api::oidc`]), caller search, exports, live listen, the audit log, the Twilio and AudioHook
 //!   sockets and callbacks (the platforms' keys in [`api::Platforms`]), and [`api::ApiError`], the
@@ -56,7 +58,8 @@
 //! - [`export`]: subject-access bundles: [`export::plan`] picks the recordings,
 //!   [`export::write_bundle`] streams the signed ZIP ([`export::BundleSigner`], Ed25519), and
 //!   [`export::verify_bundle`] checks one offline (`callvault export`, `callvault verify`).
-//! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line.
+//! - [`telemetry`]: log lines (colour only on a terminal) and the Prometheus recorder. [`cli`]: the
+//!   command line (`init` in `cli/init.rs`).
 //! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent, live listeners fed
 //!   committed audio only: [`recorder::ListenFeed`]) over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments

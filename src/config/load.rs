@@ -53,9 +53,9 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
 impl Config {
     /// Reads `path`, applies `overrides` (`dotted.key=value`), and checks the result.
     ///
-    /// Secret files are checked for existence and permissions unless
-    /// `secrets.create_missing` is set, in which case a missing one is allowed (and created by
-    /// `serve`). `$CREDENTIALS_DIRECTORY`, when set, is where relative secret names are found.
+    /// Secret files are resolved but not read: [`Config::check_secrets`] checks them all, and each
+    /// command reads the ones it uses. `$CREDENTIALS_DIRECTORY`, when set, is where relative secret
+    /// names are found.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -249,6 +249,14 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", format!("not a tracing filter: {e}")));
         }
+        Ok(())
+    }
+
+    /// Checks that every secret file the config names exists with private permissions (a missing one
+    /// is allowed with `secrets.create_missing`, which `serve` then creates). `check-config` and
+    /// `serve` call it; the other commands read only the secrets they use, when they use them, so
+    /// `callvault init` and `keys generate` work before the secrets exist.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
         for secret in self.secret_files() {
             let missing = !secret.path().exists();
             if !(missing && self.secrets.create_missing) {

@@ -9,6 +9,7 @@
 
 mod audiosocket;
 mod listener;
+mod preflight;
 mod secrets;
 mod tls;
 
@@ -37,7 +38,8 @@ use crate::recorder::persist::{PersistConfig, PersistError, Persistence};
 use crate::recorder::{Deps, Recorder};
 use crate::vault::{self, CallerKeys, Keyring, StoreKind, VaultError};
 
-pub use secrets::create_missing_secrets;
+pub use preflight::preflight;
+pub use secrets::{Scope, SecretOutcome, SecretState, create_missing_secrets, create_secrets};
 
 /// How often readiness is re-checked while serving.
 const READINESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -146,6 +148,7 @@ impl Daemon {
         if config.secrets.create_missing {
             create_missing_secrets(&config, clock.now())?;
         }
+        preflight(&config)?;
         let keyring = Keyring::from_bytes(config.keys.keyring.read()?.expose())?;
         info!(active_key = %keyring.active(), keys = keyring.key_ids().count(), "keyring loaded");
 
