@@ -225,6 +225,7 @@ impl Config {
         if self.retention.batch_size == 0 {
             return Err(invalid("retention.batch_size", "must be at least 1"));
         }
+        self.validate_limits()?;
         self.validate_policies()?;
         self.validate_storage()?;
         if let CatalogConfig::Postgres { url, .. } = &self.catalog {
@@ -313,6 +314,32 @@ impl Config {
                     "a line must be an e.164 number such as \"+441744676789\"",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.header_read_timeout", l.header_read_timeout),
+            ("limits.idle_timeout", l.idle_timeout),
+            ("limits.tls_handshake_timeout", l.tls_handshake_timeout),
+        ] {
+            within(
+                key,
+                v,
+                Duration::from_millis(100),
+                Duration::from_secs(3600),
+            )?;
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if !(1..=l.max_connections).contains(&l.max_connections_per_peer) {
+            return Err(invalid(
+                "limits.max_connections_per_peer",
+                "must be between 1 and limits.max_connections",
+            ));
         }
         Ok(())
     }

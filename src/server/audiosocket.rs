@@ -15,20 +15,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::AudioSocketConfig;
+use super::limits::{Gate, IdleIo, Permit};
+use crate::config::{AudioSocketConfig, LimitsConfig};
 use crate::domain::{CallEvent, CallId, Clock, EventKind};
 use crate::ingest::IngestError;
 use crate::ingest::audiosocket::{SocketOutput, SocketSession, decode};
 use crate::recorder::{MediaSink, Recorder};
 
-/// A connection silent this long is closed (Asterisk sends audio every 20 ms).
-const IDLE: Duration = Duration::from_secs(30);
 /// Largest buffered input: one full frame (3 + 65535 bytes) and a read's worth.
 const MAX_BUFFER: usize = 3 + 65_535 + 16 * 1024;
 
 /// Binds `config.listen` and serves until `shutdown`; a bind failure is logged.
 pub async fn serve(
     config: AudioSocketConfig,
+    limits: LimitsConfig,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
@@ -45,6 +45,7 @@ pub async fn serve(
     };
     info!(%addr, allow = ?config.allow, "audiosocket listening");
     let connections = TaskTracker::new();
+    let gate = Gate::new("audiosocket", &limits);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -63,8 +64,16 @@ pub async fn serve(
             drop(stream);
             continue;
         }
+        let Ok(permit) = gate.admit(peer.ip()) else {
+            warn!(%peer, "audiosocket connection over limits.max_connections refused");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        // a silent connection is closed (Asterisk sends audio every 20 ms)
+        let stream = IdleIo::new(stream, limits.idle_timeout, "audiosocket");
         connections.spawn(connection(
+            permit,
             stream,
             peer,
             recorder.clone(),
@@ -86,7 +95,8 @@ enum End {
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    _permit: Permit,
+    mut stream: IdleIo<TcpStream>,
     peer: std::net::SocketAddr,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
@@ -99,10 +109,12 @@ async fn connection(
     let end = 'conn: loop {
         let n = tokio::select! {
             () = shutdown.cancelled() => break End::Shutdown,
-            r = tokio::time::timeout(IDLE, stream.read(&mut chunk)) => match r {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => break End::Refused(format!("read failed: {e}")),
-                Err(_) => break End::Refused("idle for 30s".into()),
+            r = stream.read(&mut chunk) => match r {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    break End::Refused("idle: no audio within limits.idle_timeout".into())
+                }
+                Err(e) => break End::Refused(format!("read failed: {e}")),
             },
         };
         if n == 0 {

@@ -8,6 +8,7 @@
 //! every long task gets a child token.
 
 mod audiosocket;
+pub mod limits;
 mod listener;
 mod preflight;
 mod secrets;
@@ -321,12 +322,14 @@ impl Daemon {
             admin,
             None,
             api::admin_router(ready.clone()).merge(api::retention_routes(retention)),
+            config.limits.clone(),
             shutdown.child_token(),
             grace,
         ));
         // Asterisk AudioSocket, when `audiosocket.listen` is set
         tracker.spawn(audiosocket::serve(
             config.audiosocket.clone(),
+            config.limits.clone(),
             state.recorder.clone(),
             Arc::clone(&shared.clock),
             shutdown.child_token(),
@@ -336,6 +339,7 @@ impl Daemon {
             public,
             tls,
             api::public_router(state),
+            config.limits.clone(),
             shutdown.child_token(),
             grace,
         ));
