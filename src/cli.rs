@@ -23,6 +23,7 @@ use crate::server::{self, Daemon, StartError};
 use crate::vault::Keyring;
 
 mod init;
+mod keys;
 
 /// Exit code for a configuration that must be fixed.
 const EX_CONFIG: u8 = 64;
@@ -116,10 +117,16 @@ enum KeysCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Add a fresh key to the keyring and make it the active one. Restart the daemon afterwards.
+    /// Add a fresh key to the keyring and make it the active one; then `systemctl reload callvault`.
     Rotate,
-    /// Re-wrap every stored data key under the active key, so older keys can be retired.
+    /// Re-wrap every stored data key under the active key, so older keys can be retired. A daemon
+    /// running on this host is made to reload its keyring first, or the command refuses.
     Rewrap,
+    /// Remove a key from the keyring once nothing stored is sealed under it (audited).
+    Retire {
+        /// The key id, as the keyring names it.
+        kek: crate::domain::KeyId,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,16 +354,22 @@ async fn keys(command: KeysCommand, config: Config, clock: Arc<dyn Clock>) -> an
                 )
                 .await?;
             println!(
-                "active key is now {new} (was {old}); restart the daemon, then run `callvault keys rewrap`"
+                "active key is now {new} (was {old}); `systemctl reload callvault`, then `callvault keys rewrap`"
             );
         }
         KeysCommand::Rewrap => rewrap(&config, clock).await?,
+        KeysCommand::Retire { kek } => {
+            let catalog = server::open_catalog(&config).await?;
+            keys::retire(&config, catalog, clock, &kek, actor()).await?;
+        }
     }
     Ok(())
 }
 
 async fn rewrap(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let keyring = Keyring::from_bytes(config.keys.keyring.read()?.expose())?;
+    // a daemon still wrapping new data keys under an older key would undo the rewrap
+    keys::ensure_daemon_current(config, &keyring).await?;
     let catalog = server::open_catalog(config).await?;
     let total = catalog.count_wrapped_keys().await?;
     let bar = ProgressBar::new(total).with_style(
@@ -373,7 +386,7 @@ async fn rewrap(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         after = Some((last.recording_id, last.segment));
         for row in page {
             bar.inc(1);
-            if &row.kek_id == keyring.active() {
+            if row.kek_id == keyring.active() {
                 current += 1;
                 continue;
             }

@@ -162,7 +162,7 @@ fn keys_generate_rotate_and_rewrap_every_stored_data_key() {
         Keyring::from_bytes(&std::fs::read(d.path("keyring")).expect("read")).expect("keyring");
     assert_ne!(rotated.active(), first.active());
     assert!(
-        rotated.contains(first.active()),
+        rotated.contains(&first.active()),
         "rotation keeps the old key"
     );
 

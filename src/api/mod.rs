@@ -20,6 +20,7 @@ mod search;
 // retention (issue 4)
 mod erasure;
 mod holds;
+mod keyring_admin;
 mod platforms;
 mod retention_admin;
 mod twilio;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use admin::{Readiness, admin_router};
 pub use exports::ExportJobs;
+pub use keyring_admin::{KeyringAdmin, keyring_routes};
 pub use platforms::Platforms;
 pub use problem::ApiError;
 pub use retention_admin::retention_routes;

@@ -11,6 +11,7 @@ mod audiosocket;
 pub mod limits;
 mod listener;
 mod preflight;
+mod reload;
 mod secrets;
 mod tls;
 
@@ -40,6 +41,7 @@ use crate::recorder::{Deps, Recorder};
 use crate::vault::{self, CallerKeys, Keyring, StoreKind, VaultError};
 
 pub use preflight::preflight;
+pub use reload::{ReloadError, reload_keyring};
 pub use secrets::{Scope, SecretOutcome, SecretState, create_missing_secrets, create_secrets};
 
 /// How often readiness is re-checked while serving.
@@ -150,8 +152,8 @@ impl Daemon {
             create_missing_secrets(&config, clock.now())?;
         }
         preflight(&config)?;
-        let keyring = Keyring::from_bytes(config.keys.keyring.read()?.expose())?;
-        info!(active_key = %keyring.active(), keys = keyring.key_ids().count(), "keyring loaded");
+        let keyring = Keyring::load(&config.keys.keyring)?;
+        info!(active_key = %keyring.active(), keys = keyring.key_ids().len(), "keyring loaded");
 
         let catalog = open_catalog(&config).await?;
         let missing: BTreeSet<KeyId> = catalog
@@ -317,11 +319,26 @@ impl Daemon {
             shutdown.child_token(),
         ));
         tracker.spawn(prune_seen_events(shared.clone(), shutdown.child_token()));
+        // keys rotate live: SIGHUP (the unit's ExecReload=) reads the keyring file again
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tracker.spawn(reload::on_sighup(
+            hup,
+            Arc::clone(&shared.keyring),
+            Arc::clone(&shared.catalog),
+            config.keys.keyring.clone(),
+            shutdown.child_token(),
+        ));
         tracker.spawn(listener::serve(
             "admin",
             admin,
             None,
-            api::admin_router(ready.clone()).merge(api::retention_routes(retention)),
+            api::admin_router(ready.clone())
+                .merge(api::retention_routes(retention))
+                .merge(api::keyring_routes(api::KeyringAdmin {
+                    keyring: Arc::clone(&shared.keyring),
+                    catalog: Arc::clone(&shared.catalog),
+                    file: config.keys.keyring.clone(),
+                })),
             config.limits.clone(),
             shutdown.child_token(),
             grace,
