@@ -147,5 +147,7 @@ pub fn public_router(state: ApiState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         // bodies are read with an explicit limit by the handlers that take one; this is the backstop
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        // every rejection, even one made before a handler runs, is problem+json
+        .layer(axum::middleware::map_response(problem::problem_rejections))
         .with_state(state)
 }
