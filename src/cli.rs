@@ -22,6 +22,7 @@ use crate::domain::{Clock, Role, SystemClock};
 use crate::server::{self, Daemon, StartError};
 use crate::vault::Keyring;
 
+mod fsck;
 mod init;
 mod keys;
 
@@ -90,6 +91,8 @@ enum Command {
     /// Retention: plan a policy change, apply it, or sweep expired recordings now.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Check the catalog against the object store and the spool; exit 1 on a problem.
+    Fsck(fsck::FsckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +262,11 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
             unreachable!("client commands are handled before the config is loaded")
         }
         Command::Retention(r) => retention(r, config, clock).await?,
+        Command::Fsck(args) => {
+            let catalog = server::open_catalog(&config).await?;
+            let store = crate::vault::open_store(&server::store_kind(&config)?)?;
+            return fsck::fsck(args, &config, catalog, store, clock, actor()).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
