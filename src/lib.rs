@@ -49,7 +49,9 @@
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
 //! - [`server`]: [`server::Daemon`]: start-up checks ([`server::preflight`], shared with
 //!   `check-config`), listeners (rustls), readiness, shutdown, systemd notification, and the
-//!   AudioSocket TCP listener (peers outside `audiosocket.allow` refused); secrets made by
+//!   AudioSocket TCP listener (peers outside `audiosocket.allow` refused); connection limits on
+//!   every listener ([`server::limits`]); the live keyring reload ([`server::reload_keyring`], on
+//!   SIGHUP and from the admin listener's `/keyring` routes); secrets made by
 //!   [`server::create_secrets`] (`callvault init`, and dev's `secrets.create_missing`).
 //! - [`api`]: HTTP routes, authentication ([`api::auth`]: bearer tokens and OIDC JWTs,
 //!   [`api::oidc`]), caller search, exports, live listen, the audit log, the Twilio and AudioHook
@@ -59,7 +61,8 @@
 //!   [`export::write_bundle`] streams the signed ZIP ([`export::BundleSigner`], Ed25519), and
 //!   [`export::verify_bundle`] checks one offline (`callvault export`, `callvault verify`).
 //! - [`telemetry`]: log lines (colour only on a terminal) and the Prometheus recorder. [`cli`]: the
-//!   command line (`init` in `cli/init.rs`).
+//!   command line (`init`, `keys rewrap / retire` against a running daemon, and `fsck` in
+//!   `cli/init.rs`, `cli/keys.rs` and `cli/fsck.rs`).
 //! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent, live listeners fed
 //!   committed audio only: [`recorder::ListenFeed`]) over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
