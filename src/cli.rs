@@ -26,6 +26,10 @@ use crate::domain::{Clock, Role, SystemClock};
 use crate::server::{self, Daemon, StartError};
 use crate::vault::Keyring;
 
+mod fsck;
+mod init;
+mod keys;
+
 /// Exit code for a configuration that must be fixed.
 const EX_CONFIG: u8 = 64;
 /// Rows read per catalog page by the bulk commands.
@@ -54,6 +58,9 @@ pub struct Cli {
 enum Command {
     /// Run the daemon.
     Serve,
+    /// A fresh install: create every missing secret the config names (mode 0600, never
+    /// overwriting one) and print what the telephony platform needs.
+    Init,
     /// Check a config file (and the secrets it names) and exit 0, or 64 naming the key.
     CheckConfig {
         /// The file to check (default: --config).
@@ -91,6 +98,8 @@ enum Command {
     /// Retention: plan a policy change, apply it, or sweep expired recordings now.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Check the catalog against the object store and the spool; exit 1 on a problem.
+    Fsck(fsck::FsckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,10 +127,16 @@ enum KeysCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Add a fresh key to the keyring and make it the active one. Restart the daemon afterwards.
+    /// Add a fresh key to the keyring and make it the active one; then `systemctl reload callvault`.
     Rotate,
-    /// Re-wrap every stored data key under the active key, so older keys can be retired.
+    /// Re-wrap every stored data key under the active key, so older keys can be retired. A daemon
+    /// running on this host is made to reload its keyring first, or the command refuses.
     Rewrap,
+    /// Remove a key from the keyring once nothing stored is sealed under it (audited).
+    Retire {
+        /// The key id, as the keyring names it.
+        kek: crate::domain::KeyId,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,7 +242,13 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
     match command {
         Command::Serve => serve(config, clock).await?,
         Command::CheckConfig { .. } => {
+            server::preflight(&config)?;
             println!("{}: ok", file.display());
+        }
+        Command::Init => {
+            let (out, code) = init::init(&config, clock.now())?;
+            print!("{out}");
+            return Ok(code);
         }
         Command::Keys(k) => keys(k, config, clock).await?,
         Command::Tokens(t) => tokens(t, config, clock).await?,
@@ -243,6 +264,11 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
             unreachable!("client commands are handled before the config is loaded")
         }
         Command::Retention(r) => retention(r, config, clock).await?,
+        Command::Fsck(args) => {
+            let catalog = server::open_catalog(&config).await?;
+            let store = crate::vault::open_store(&server::store_kind(&config)?)?;
+            return fsck::fsck(args, &config, catalog, store, clock, actor()).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -336,16 +362,22 @@ async fn keys(command: KeysCommand, config: Config, clock: Arc<dyn Clock>) -> an
                 )
                 .await?;
             println!(
-                "active key is now {new} (was {old}); restart the daemon, then run `callvault keys rewrap`"
+                "active key is now {new} (was {old}); `systemctl reload callvault`, then `callvault keys rewrap`"
             );
         }
         KeysCommand::Rewrap => rewrap(&config, clock).await?,
+        KeysCommand::Retire { kek } => {
+            let catalog = server::open_catalog(&config).await?;
+            keys::retire(&config, catalog, clock, &kek, actor()).await?;
+        }
     }
     Ok(())
 }
 
 async fn rewrap(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let keyring = Keyring::from_bytes(config.keys.keyring.read()?.expose())?;
+    // a daemon still wrapping new data keys under an older key would undo the rewrap
+    keys::ensure_daemon_current(config, &keyring).await?;
     let catalog = server::open_catalog(config).await?;
     let total = catalog.count_wrapped_keys().await?;
     let bar = ProgressBar::new(total).with_style(
@@ -362,7 +394,7 @@ async fn rewrap(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         after = Some((last.recording_id, last.segment));
         for row in page {
             bar.inc(1);
-            if &row.kek_id == keyring.active() {
+            if row.kek_id == keyring.active() {
                 current += 1;
                 continue;
             }

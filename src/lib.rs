@@ -55,8 +55,12 @@
 //!   once for playback and export alike ([`audio::playback::layout`]).
 //! - [`config`]: the TOML tree ([`config::Config::load`]), `--set` overrides, and
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
-//! - [`server`]: [`server::Daemon`]: start-up checks, listeners (rustls), readiness, shutdown, systemd
-//!   notification, and the AudioSocket TCP listener (peers outside `audiosocket.allow` refused).
+//! - [`server`]: [`server::Daemon`]: start-up checks ([`server::preflight`], shared with
+//!   `check-config`), listeners (rustls), readiness, shutdown, systemd notification, and the
+//!   AudioSocket TCP listener (peers outside `audiosocket.allow` refused); connection limits on
+//!   every listener ([`server::limits`]); the live keyring reload ([`server::reload_keyring`], on
+//!   SIGHUP and from the admin listener's `/keyring` routes); secrets made by
+//!   [`server::create_secrets`] (`callvault init`, and dev's `secrets.create_missing`).
 //! - [`api`]: HTTP routes, authentication ([`api::auth`]: bearer tokens and OIDC JWTs,
 //!   [`api::oidc`]; [`api::auth::Sessions`] closes a listen or media socket within seconds of its
 //!   credential's revocation or expiry), caller search, exports and SARs, live listen, the audit log
@@ -66,8 +70,10 @@
 //! - [`export`]: subject-access bundles: [`export::plan`] picks the recordings,
 //!   [`export::write_bundle`] streams the signed ZIP ([`export::BundleSigner`], Ed25519), and
 //!   [`export::verify_bundle`] checks one offline (`callvault export`, `callvault verify`).
-//! - [`telemetry`]: log lines and the Prometheus recorder. [`cli`]: the command line, whose audit
-//!   actor is the person logged in (login uid, or `SUDO_USER` under sudo), never `$USER`.
+//! - [`telemetry`]: log lines (colour only on a terminal) and the Prometheus recorder. [`cli`]: the
+//!   command line, whose audit actor is the person logged in (login uid, or `SUDO_USER` under
+//!   sudo), never `$USER` (`init`, `keys rewrap / retire` against a running daemon, and `fsck` in
+//!   `cli/init.rs`, `cli/keys.rs` and `cli/fsck.rs`).
 //! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent, live listeners fed
 //!   committed audio only: [`recorder::ListenFeed`]), fed by each socket's [`recorder::MediaSink`]
 //!   (arrival stamped at the read, paused audio dropped there, the rest handed over in batches),

@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing logs a secret or audio; secrets print as `[redacted]` even by
 //! accident, because their `Debug` says so.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -17,7 +18,10 @@ const CHECKPOINT_LINES: &str = "callvault::audit::checkpointer=info";
 
 /// Starts logging to stderr as `config` says; `RUST_LOG`, when set, overrides the level. A second
 /// call (as in tests that boot several daemons in one process) keeps the first subscriber.
+///
+/// Colour (ANSI escapes) only when stderr is a terminal: never in the journal, a file or a pipe.
 pub fn init_logging(config: &LogConfig) {
+    let colour = std::io::stderr().is_terminal();
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"))
@@ -26,6 +30,7 @@ pub fn init_logging(config: &LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_span_events(FmtSpan::NONE);
     let _already_set = match config.format {
         LogFormat::Text => builder.try_init(),

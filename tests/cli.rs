@@ -116,6 +116,12 @@ fn serve_notifies_systemd_and_stops_cleanly_on_sigterm() {
         .expect("stderr")
         .read_to_string(&mut log)
         .expect("read log");
+    // the log is a pipe here, as under systemd: plain lines, no ANSI colour escapes
+    assert!(log.contains("created a new secret"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a piped log: {log:?}"
+    );
     // no secret material in the log: the keyring's key bytes never appear
     let keyring = std::fs::read_to_string(d.path("keyring")).expect("keyring");
     let v: serde_json::Value = serde_json::from_str(&keyring).expect("keyring json");
@@ -156,7 +162,7 @@ fn keys_generate_rotate_and_rewrap_every_stored_data_key() {
         Keyring::from_bytes(&std::fs::read(d.path("keyring")).expect("read")).expect("keyring");
     assert_ne!(rotated.active(), first.active());
     assert!(
-        rotated.contains(first.active()),
+        rotated.contains(&first.active()),
         "rotation keeps the old key"
     );
 
@@ -415,4 +421,71 @@ fn retention_plan_changes_nothing_and_apply_recomputes_expiry_with_an_audit_entr
     drop(cat);
     let o = callvault(&d, &["audit", "verify"]);
     assert!(o.status.success(), "{}", stdout(&o));
+}
+
+/// A production config (no `secrets.create_missing`) before any secret exists: the commands that
+/// need no secret work, `init` makes them all, and `check-config` refuses what `serve` would.
+#[test]
+fn init_makes_a_fresh_install_and_check_config_checks_what_serve_does() {
+    let d = Deployment::new("[secrets]\ncreate_missing = false\n");
+    std::fs::write(
+        &d.config,
+        std::fs::read_to_string(&d.config)
+            .expect("config")
+            .replace("[secrets]\ncreate_missing = true\n", ""),
+    )
+    .expect("rewrite config");
+    let o = callvault(&d, &["check-config"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("`keys.keyring`"), "{}", stderr(&o));
+    // commands load only the secrets they use: tokens need none
+    let o = callvault(&d, &["tokens", "list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // keys generate writes the keyring even though no other secret exists yet
+    let o = callvault(&d, &["keys", "generate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let keyring = std::fs::read(d.path("keyring")).expect("keyring written");
+
+    let o = callvault(&d, &["init"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("kept {}", d.path("keyring").display())),
+        "{out}"
+    );
+    for name in ["webhook-secret", "signing-key", "caller-pepper"] {
+        assert!(
+            out.contains(&format!("created {}", d.path(name).display())),
+            "{out}"
+        );
+    }
+    assert_eq!(std::fs::read(d.path("keyring")).expect("keyring"), keyring);
+    let webhook = std::fs::read_to_string(d.path("webhook-secret")).expect("webhook");
+    assert!(webhook.starts_with("whsec_"), "a Standard Webhooks secret");
+    let o = callvault(&d, &["check-config"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // a TLS key file that holds no key: check-config refuses it, as serve does
+    let cert = rcgen::generate_simple_self_signed(vec!["callvault.test".to_owned()]).expect("cert");
+    std::fs::write(d.path("cert.pem"), cert.cert.pem()).expect("write cert");
+    std::fs::write(d.path("tls-key"), "not a key\n").expect("write key");
+    common::chmod_600(&d.path("tls-key"));
+    let tls = [
+        "--set",
+        "public.tls.cert=cert.pem",
+        "--set",
+        "public.tls.key=tls-key",
+    ];
+    let o = callvault(&d, &[&tls[..], &["check-config"]].concat());
+    assert_eq!(o.status.code(), Some(64), "{}", stdout(&o));
+    assert!(stderr(&o).contains("`public.tls.key`"), "{}", stderr(&o));
+    // init names the secret it cannot make and exits 64 until it is there
+    std::fs::remove_file(d.path("tls-key")).expect("rm");
+    let o = callvault(&d, &[&tls[..], &["init"]].concat());
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stdout(&o).contains("missing") && stdout(&o).contains("public.tls.key"));
+    std::fs::write(d.path("tls-key"), cert.signing_key.serialize_pem()).expect("write key");
+    common::chmod_600(&d.path("tls-key"));
+    let o = callvault(&d, &[&tls[..], &["check-config"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

@@ -419,6 +419,21 @@ async fn calls_during_an_s3_outage_stay_spooled_retry_and_upload_when_it_returns
     );
     let (status, _) = live.play(&during.to_string(), &live.supervisor).await;
     assert_eq!(status, 503, "not playable before upload");
+    // a stored recording during the outage: 503 store_unavailable with Retry-After, not 500
+    let (status, headers, body) = live
+        .get(
+            &format!("/v1/recordings/{before}/audio?reason=test"),
+            &live.supervisor,
+        )
+        .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"store_unavailable\""), "{body}");
+    assert_eq!(common::header(&headers, "retry-after"), Some("5"));
+    assert_eq!(
+        common::header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
 
     // a refusal destroys at once, not after the outage: object_store's own retries are bounded, so
     // the upload in flight (which holds the upload gate) gives up within seconds

@@ -21,6 +21,7 @@ mod socket;
 // retention (issue 4)
 mod erasure;
 mod holds;
+mod keyring_admin;
 mod platforms;
 mod retention_admin;
 mod twilio;
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use admin::{Readiness, admin_router};
 pub use exports::ExportJobs;
+pub use keyring_admin::{KeyringAdmin, keyring_routes};
 pub use platforms::Platforms;
 pub use problem::ApiError;
 pub use retention_admin::retention_routes;
@@ -152,5 +154,7 @@ pub fn public_router(state: ApiState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         // bodies are read with an explicit limit by the handlers that take one; this is the backstop
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        // every rejection, even one made before a handler runs, is problem+json
+        .layer(axum::middleware::map_response(problem::problem_rejections))
         .with_state(state)
 }

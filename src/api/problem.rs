@@ -152,10 +152,77 @@ impl IntoResponse for ApiError {
                     response.headers_mut().insert(header::CONTENT_RANGE, v);
                 }
             }
+            ApiError::Unavailable { .. } => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+            }
             _ => {}
         }
         response
     }
+}
+
+/// What a 503 asks the client to wait, in seconds.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// Rejections made before a handler runs (axum's extractors: a body over the limit, a method the
+/// route does not take, a malformed query) come as plain text; this layer turns each error response
+/// that is not already `application/problem+json` into one, with a stable code from its status.
+pub async fn problem_rejections(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "bad_request",
+        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
+        s if s.is_server_error() => "internal",
+        _ => "rejected",
+    };
+    let (parts, body) = response.into_parts();
+    // the extractors' own text (e.g. "length limit exceeded") is safe to show; a server error's is not
+    let detail = if status.is_client_error() {
+        axum::body::to_bytes(body, 1024)
+            .await
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .filter(|t| !t.is_empty())
+    } else {
+        None
+    };
+    let problem = Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("error"),
+        status: status.as_u16(),
+        code,
+        detail,
+    };
+    let json = serde_json::to_vec(&problem).expect("a problem always serializes");
+    let mut out = (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        json,
+    )
+        .into_response();
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 // --- retention (issue 4): how retention, hold and remedy errors answer

@@ -358,6 +358,16 @@ async fn timeline(
                 code: "not_uploaded",
                 detail: "a segment is still waiting for upload; try again shortly".into(),
             },
+            // the store is down or slow, not the object gone: worth retrying
+            LayoutError::Vault(crate::vault::VaultError::Store(e))
+                if !matches!(e, object_store::Error::NotFound { .. }) =>
+            {
+                tracing::warn!(recording_id = %row.id, error = %e, "playback: object store unavailable");
+                ApiError::Unavailable {
+                    code: "store_unavailable",
+                    detail: "the object store is not answering; try again shortly".into(),
+                }
+            }
             e => ApiError::internal(&e),
         })
 }

@@ -53,9 +53,9 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
 impl Config {
     /// Reads `path`, applies `overrides` (`dotted.key=value`), and checks the result.
     ///
-    /// Secret files are checked for existence and permissions unless
-    /// `secrets.create_missing` is set, in which case a missing one is allowed (and created by
-    /// `serve`). `$CREDENTIALS_DIRECTORY`, when set, is where relative secret names are found.
+    /// Secret files are resolved but not read: [`Config::check_secrets`] checks them all, and each
+    /// command reads the ones it uses. `$CREDENTIALS_DIRECTORY`, when set, is where relative secret
+    /// names are found.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -257,6 +257,7 @@ impl Config {
             Duration::from_secs(1),
             Duration::from_secs(86_400),
         )?;
+        self.validate_limits()?;
         self.validate_policies()?;
         self.validate_storage()?;
         if let CatalogConfig::Postgres { url, .. } = &self.catalog {
@@ -281,6 +282,14 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", format!("not a tracing filter: {e}")));
         }
+        Ok(())
+    }
+
+    /// Checks that every secret file the config names exists with private permissions (a missing one
+    /// is allowed with `secrets.create_missing`, which `serve` then creates). `check-config` and
+    /// `serve` call it; the other commands read only the secrets they use, when they use them, so
+    /// `callvault init` and `keys generate` work before the secrets exist.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
         for secret in self.secret_files() {
             let missing = !secret.path().exists();
             if !(missing && self.secrets.create_missing) {
@@ -337,6 +346,32 @@ impl Config {
                     "a line must be an e.164 number such as \"+441744676789\"",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.header_read_timeout", l.header_read_timeout),
+            ("limits.idle_timeout", l.idle_timeout),
+            ("limits.tls_handshake_timeout", l.tls_handshake_timeout),
+        ] {
+            within(
+                key,
+                v,
+                Duration::from_millis(100),
+                Duration::from_secs(3600),
+            )?;
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if !(1..=l.max_connections).contains(&l.max_connections_per_peer) {
+            return Err(invalid(
+                "limits.max_connections_per_peer",
+                "must be between 1 and limits.max_connections",
+            ));
         }
         Ok(())
     }

@@ -40,8 +40,10 @@ impl fmt::Debug for Secret {
 /// Where a secret lives: a file path, resolved when the config is loaded.
 ///
 /// An absolute path is used as it is. A relative name is looked up in `$CREDENTIALS_DIRECTORY`
-/// when systemd set it (`LoadCredential=`), and otherwise beside the config file. So one config file
-/// serves both the service and an operator running the CLI on the same host.
+/// when systemd set it and the credential is there (`LoadCredential=`), and otherwise beside the
+/// config file. So one config file serves both the service and an operator running the CLI on the
+/// same host, and a secret the unit does not hand over as a credential (the keyring, which is read
+/// again on reload) is read from beside the config file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretFile {
     key: String,
@@ -60,9 +62,9 @@ impl SecretFile {
     /// Resolves the path as described on [`SecretFile`] and remembers the config key that named it.
     pub(super) fn resolve(&mut self, key: &str, config_dir: &Path, credentials_dir: Option<&Path>) {
         if self.path.is_relative() {
-            self.path = match credentials_dir {
-                Some(dir) => dir.join(&self.path),
-                None => config_dir.join(&self.path),
+            self.path = match credentials_dir.map(|dir| dir.join(&self.path)) {
+                Some(credential) if credential.exists() => credential,
+                _ => config_dir.join(&self.path),
             };
         }
         self.key = key.to_owned();
@@ -170,12 +172,17 @@ mod tests {
 
     #[test]
     fn relative_names_prefer_systemd_credentials() {
-        let cfg = Path::new("/etc/callvault");
-        let creds = Path::new("/run/credentials/callvault.service");
+        let cfg = tempfile::tempdir().expect("tempdir");
+        let creds = tempfile::tempdir().expect("tempdir");
+        let (cfg, creds) = (cfg.path(), creds.path());
+        write(creds, "webhook-secret", b"x", 0o400);
+        let f = resolved("k", "webhook-secret", cfg, Some(creds));
+        assert_eq!(f.path(), creds.join("webhook-secret"));
+        // not handed over as a credential: beside the config file
         let f = resolved("k", "keyring", cfg, Some(creds));
-        assert_eq!(f.path(), creds.join("keyring"));
-        let f = resolved("k", "keyring", cfg, None);
         assert_eq!(f.path(), cfg.join("keyring"));
+        let f = resolved("k", "webhook-secret", cfg, None);
+        assert_eq!(f.path(), cfg.join("webhook-secret"));
         let f = resolved("k", "/srv/k", cfg, Some(creds));
         assert_eq!(f.path(), Path::new("/srv/k"));
     }

@@ -42,6 +42,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Signed checkpoints of the audit chain (issue 12).
     pub audit: AuditConfig,
+    /// Limits on every listener's connections.
+    pub limits: LimitsConfig,
     /// The policy of lines and queues that no mapping names.
     pub default_policy: String,
     /// Named policies.
@@ -80,6 +82,7 @@ impl Default for Config {
             recorder: RecorderConfig::default(),
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
+            limits: LimitsConfig::default(),
             default_policy: "standard".to_owned(),
             policies: BTreeMap::from([("standard".to_owned(), PolicyConfig::default())]),
             lines: BTreeMap::new(),
@@ -471,6 +474,37 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             checkpoint_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Limits on every connection of every listener (public, admin, AudioSocket).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// How long an HTTP client may take to send a request's headers.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A connection that moves no byte either way this long is closed.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// How long a client may take over the TLS handshake.
+    #[serde(deserialize_with = "duration")]
+    pub tls_handshake_timeout: Duration,
+    /// Most connections one listener holds at once.
+    pub max_connections: usize,
+    /// Most connections one peer address holds on one listener at once.
+    pub max_connections_per_peer: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connections: 20_000,
+            max_connections_per_peer: 10_000,
         }
     }
 }

@@ -15,21 +15,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::AudioSocketConfig;
+use super::limits::{Gate, IdleIo, Permit};
+use crate::config::{AudioSocketConfig, LimitsConfig};
 use crate::domain::timeline::MediaClock;
 use crate::domain::{CallEvent, CallId, Clock, EventKind};
 use crate::ingest::IngestError;
 use crate::ingest::audiosocket::{SocketOutput, SocketSession, decode};
 use crate::recorder::{MediaSink, Recorder};
 
-/// A connection silent this long is closed (Asterisk sends audio every 20 ms).
-const IDLE: Duration = Duration::from_secs(30);
 /// Largest buffered input: one full frame (3 + 65535 bytes) and a read's worth.
 const MAX_BUFFER: usize = 3 + 65_535 + 16 * 1024;
 
 /// Binds `config.listen` and serves until `shutdown`; a bind failure is logged.
 pub async fn serve(
     config: AudioSocketConfig,
+    limits: LimitsConfig,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
@@ -46,6 +46,7 @@ pub async fn serve(
     };
     info!(%addr, allow = ?config.allow, "audiosocket listening");
     let connections = TaskTracker::new();
+    let gate = Gate::new("audiosocket", &limits);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -64,8 +65,16 @@ pub async fn serve(
             drop(stream);
             continue;
         }
+        let Ok(permit) = gate.admit(peer.ip()) else {
+            warn!(%peer, "audiosocket connection over limits.max_connections refused");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        // a silent connection is closed (Asterisk sends audio every 20 ms)
+        let stream = IdleIo::new(stream, limits.idle_timeout, "audiosocket");
         connections.spawn(connection(
+            permit,
             stream,
             peer,
             recorder.clone(),
@@ -87,7 +96,8 @@ enum End {
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    _permit: Permit,
+    mut stream: IdleIo<TcpStream>,
     peer: std::net::SocketAddr,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
@@ -97,17 +107,13 @@ async fn connection(
     let mut sink: Option<MediaSink> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut last_read = tokio::time::Instant::now();
     let end = 'conn: loop {
-        // audio waits here at most until its batch is due at the call, and the peer at most IDLE
-        let idle_at = last_read + IDLE;
+        // audio waits here at most until its batch is due at the call (an idle peer is ended by
+        // the read's own idle timeout)
         let due = sink.as_ref().and_then(MediaSink::due);
         let n = tokio::select! {
             () = shutdown.cancelled() => break End::Shutdown,
-            () = tokio::time::sleep_until(due.unwrap_or(idle_at).min(idle_at)) => {
-                if tokio::time::Instant::now() >= idle_at {
-                    break End::Refused("idle for 30s".into());
-                }
+            () = sleep_until(due), if due.is_some() => {
                 if let Some(s) = &mut sink
                     && s.flush().await.is_err()
                 {
@@ -117,10 +123,12 @@ async fn connection(
             }
             r = stream.read(&mut chunk) => match r {
                 Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    break End::Refused("idle: no audio within limits.idle_timeout".into())
+                }
                 Err(e) => break End::Refused(format!("read failed: {e}")),
             },
         };
-        last_read = tokio::time::Instant::now();
         if n == 0 {
             if buf.is_empty() {
                 break End::Eof;
@@ -214,5 +222,12 @@ async fn end_call(recorder: &Recorder, clock: &dyn Clock, call_id: CallId) {
     };
     if let Err(e) = recorder.event(event, now).await {
         warn!(call_id = %call_id, error = %e, "call.ended from audiosocket refused");
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

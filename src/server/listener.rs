@@ -1,11 +1,13 @@
 //! The accept loop shared by both listeners: TLS when configured, HTTP/1.1 and HTTP/2 with upgrades
-//! (WebSocket), one task per connection, and a graceful drain bounded by the grace period.
+//! (WebSocket), one task per connection, and a graceful drain bounded by the grace period. Every
+//! connection is held to `[limits]` (see [`super::limits`]): the caps at accept, then the TLS
+//! handshake bound, the header-read timeout and the idle timeout.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -14,8 +16,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// How long a client may take over the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use super::limits::{Gate, IdleIo, count_closed};
+use crate::config::LimitsConfig;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and waits up to
 /// `grace` for open connections to finish. Returns whether every connection drained in time.
@@ -24,10 +26,12 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
+    limits: LimitsConfig,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> bool {
     let graceful = GracefulShutdown::new();
+    let gate = Gate::new(name, &limits);
     let service = TowerToHyperService::new(router);
     loop {
         let (stream, peer) = tokio::select! {
@@ -42,23 +46,42 @@ pub async fn serve(
                 }
             },
         };
+        let permit = match gate.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(refusal) => {
+                debug!(listener = name, %peer, reason = refusal.as_str(), "connection refused");
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let stream = IdleIo::new(stream, limits.idle_timeout, name);
+        let (handshake_timeout, header_timeout) =
+            (limits.tls_handshake_timeout, limits.header_read_timeout);
         let service = service.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let cancelled = shutdown.clone();
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let _permit = permit;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
             let result = match tls {
                 Some(acceptor) => {
                     let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
                     let stream = tokio::select! {
                         () = cancelled.cancelled() => return,
                         r = handshake => match r {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => return debug!(%peer, error = %e, "tls handshake failed"),
-                            Err(_) => return debug!(%peer, "tls handshake timed out"),
+                            Err(_) => {
+                                count_closed(name, "tls_handshake");
+                                return debug!(%peer, "tls handshake timed out");
+                            }
                         },
                     };
                     let conn =
@@ -72,6 +95,12 @@ pub async fn serve(
                 }
             };
             if let Err(e) = result {
+                let header_timeout = e
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_timeout);
+                if header_timeout {
+                    count_closed(name, "header_read");
+                }
                 debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -8,7 +8,10 @@
 //! every long task gets a child token.
 
 mod audiosocket;
+pub mod limits;
 mod listener;
+mod preflight;
+mod reload;
 mod secrets;
 mod tls;
 
@@ -38,7 +41,9 @@ use crate::recorder::persist::{PersistConfig, PersistError, Persistence};
 use crate::recorder::{Deps, Recorder};
 use crate::vault::{self, CallerKeys, Keyring, StoreKind, VaultError};
 
-pub use secrets::create_missing_secrets;
+pub use preflight::preflight;
+pub use reload::{ReloadError, reload_keyring};
+pub use secrets::{Scope, SecretOutcome, SecretState, create_missing_secrets, create_secrets};
 
 /// How often readiness is re-checked while serving.
 const READINESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -147,8 +152,9 @@ impl Daemon {
         if config.secrets.create_missing {
             create_missing_secrets(&config, clock.now())?;
         }
-        let keyring = Keyring::from_bytes(config.keys.keyring.read()?.expose())?;
-        info!(active_key = %keyring.active(), keys = keyring.key_ids().count(), "keyring loaded");
+        preflight(&config)?;
+        let keyring = Keyring::load(&config.keys.keyring)?;
+        info!(active_key = %keyring.active(), keys = keyring.key_ids().len(), "keyring loaded");
 
         let catalog = open_catalog(&config).await?;
         let missing: BTreeSet<KeyId> = catalog
@@ -341,18 +347,34 @@ impl Daemon {
             shutdown.child_token(),
         ));
         tracker.spawn(prune_seen_events(shared.clone(), shutdown.child_token()));
+        // keys rotate live: SIGHUP (the unit's ExecReload=) reads the keyring file again
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tracker.spawn(reload::on_sighup(
+            hup,
+            Arc::clone(&shared.keyring),
+            Arc::clone(&shared.catalog),
+            config.keys.keyring.clone(),
+            shutdown.child_token(),
+        ));
         tracker.spawn(listener::serve(
             "admin",
             admin,
             None,
             api::admin_router(ready.clone(), persistence.clone())
-                .merge(api::retention_routes(retention)),
+                .merge(api::retention_routes(retention))
+                .merge(api::keyring_routes(api::KeyringAdmin {
+                    keyring: Arc::clone(&shared.keyring),
+                    catalog: Arc::clone(&shared.catalog),
+                    file: config.keys.keyring.clone(),
+                })),
+            config.limits.clone(),
             shutdown.child_token(),
             grace,
         ));
         // Asterisk AudioSocket, when `audiosocket.listen` is set
         tracker.spawn(audiosocket::serve(
             config.audiosocket.clone(),
+            config.limits.clone(),
             state.recorder.clone(),
             Arc::clone(&shared.clock),
             shutdown.child_token(),
@@ -362,6 +384,7 @@ impl Daemon {
             public,
             tls,
             api::public_router(state),
+            config.limits.clone(),
             shutdown.child_token(),
             grace,
         ));

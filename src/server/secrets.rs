@@ -1,8 +1,10 @@
-//! Development convenience: create every missing secret with fresh random material, mode 0600.
-//! Only with `secrets.create_missing = true`; production keeps secrets where ops put them.
+//! Creating secrets: `callvault init` (a fresh install) and, for development only,
+//! `secrets.create_missing = true` at start-up. Each missing secret is written with fresh random
+//! material, mode 0600, with `O_CREAT|O_EXCL`: an existing file is never overwritten.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,52 +16,111 @@ use zeroize::Zeroizing;
 use crate::config::{Config, ConfigError, SecretFile};
 use crate::vault::Keyring;
 
-/// Creates each missing secret of `config`: a keyring with one fresh key, a `whsec_` webhook
-/// secret, and 32 random bytes (base64) for the signing key seed and the caller pepper.
-pub fn create_missing_secrets(config: &Config, now: DateTime<Utc>) -> Result<(), ConfigError> {
-    let random = || {
-        let mut b = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(&mut *b);
-        Zeroizing::new(STANDARD.encode(*b).into_bytes())
-    };
-    let keyring = &config.keys.keyring;
-    if !keyring.path().exists() {
-        let fail = |e: &dyn std::fmt::Display| invalid(keyring, format!("cannot create: {e}"));
-        ensure_parent(keyring)?;
-        Keyring::generate(now)
-            .write_file(keyring.path())
-            .map_err(|e| fail(&e))?;
-        warn!(path = %keyring.path().display(), "created a new keyring (secrets.create_missing)");
-    }
-    let webhook = || {
-        let mut s = Zeroizing::new(b"whsec_".to_vec());
-        s.extend_from_slice(&random());
-        s
-    };
-    for (file, make) in [
-        (
-            &config.secrets.webhook,
-            &webhook as &dyn Fn() -> Zeroizing<Vec<u8>>,
-        ),
-        (&config.secrets.signing_key, &random),
-        (&config.secrets.caller_pepper, &random),
-    ]
-    .into_iter()
-    .chain(
-        // platform secrets, only for the adapters that are on
-        config
-            .secret_files()
-            .into_iter()
-            .filter(|f| f.key().starts_with("twilio.") || f.key().starts_with("audiohook."))
-            .map(|f| (f, &random as &dyn Fn() -> Zeroizing<Vec<u8>>)),
-    ) {
-        if !file.path().exists() {
+/// What happened to one secret the config names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretState {
+    /// It did not exist and was created.
+    Created,
+    /// It existed and was left as it was.
+    Kept,
+    /// It does not exist and callvault cannot make it: it comes from elsewhere (a platform's
+    /// token, a TLS key, a database password, storage credentials).
+    MissingExternal,
+}
+
+/// One secret the config names and what [`create_secrets`] did with it.
+#[derive(Debug, Clone)]
+pub struct SecretOutcome {
+    /// The dotted config key.
+    pub key: String,
+    /// The resolved path.
+    pub path: PathBuf,
+    /// What was done.
+    pub state: SecretState,
+}
+
+/// Which secrets [`create_secrets`] may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `callvault init`: the secrets callvault owns (keyring, webhook secret, signing key, caller
+    /// pepper, and the AudioHook key and client secret, which the operator enters in Genesys).
+    Install,
+    /// Development (`secrets.create_missing`): also stand-ins for secrets a platform issues, so a
+    /// dev config with Twilio on starts without a real Auth Token.
+    Development,
+}
+
+/// Creates each missing secret of `config` that `scope` allows, and reports every secret.
+pub fn create_secrets(
+    config: &Config,
+    now: DateTime<Utc>,
+    scope: Scope,
+) -> Result<Vec<SecretOutcome>, ConfigError> {
+    let mut out = Vec::new();
+    for file in config.secret_files() {
+        let key = file.key();
+        let make = match key {
+            "keys.keyring" => Some(Material::Keyring),
+            "secrets.webhook" => Some(Material::Webhook),
+            "secrets.signing_key" | "secrets.caller_pepper" => Some(Material::Random),
+            k if k.starts_with("audiohook.") => Some(Material::Random),
+            k if k.starts_with("twilio.") && scope == Scope::Development => Some(Material::Random),
+            _ => None,
+        };
+        let state = if file.path().exists() {
+            SecretState::Kept
+        } else if let Some(make) = make {
+            let bytes = match make {
+                Material::Keyring => Keyring::generate(now)
+                    .to_bytes()
+                    .map_err(|e| invalid(file, format!("cannot create: {e}")))?,
+                Material::Webhook => {
+                    let mut s = Zeroizing::new(b"whsec_".to_vec());
+                    s.extend_from_slice(&random_b64());
+                    s
+                }
+                Material::Random => random_b64(),
+            };
             ensure_parent(file)?;
-            write_new(file, &make())?;
-            warn!(path = %file.path().display(), "created a new secret (secrets.create_missing)");
+            write_new(file, &bytes)?;
+            SecretState::Created
+        } else {
+            SecretState::MissingExternal
+        };
+        out.push(SecretOutcome {
+            key: key.to_owned(),
+            path: file.path().to_owned(),
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// Development convenience (`secrets.create_missing = true`): creates every missing secret, with a
+/// warning for each.
+pub fn create_missing_secrets(config: &Config, now: DateTime<Utc>) -> Result<(), ConfigError> {
+    for s in create_secrets(config, now, Scope::Development)? {
+        if s.state == SecretState::Created {
+            warn!(key = %s.key, path = %s.path.display(), "created a new secret (secrets.create_missing)");
         }
     }
     Ok(())
+}
+
+/// What a secret callvault makes holds.
+enum Material {
+    /// A keyring with one fresh key.
+    Keyring,
+    /// `whsec_` and base64 of 32 random bytes.
+    Webhook,
+    /// Base64 of 32 random bytes.
+    Random,
+}
+
+fn random_b64() -> Zeroizing<Vec<u8>> {
+    let mut b = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut *b);
+    Zeroizing::new(STANDARD.encode(*b).into_bytes())
 }
 
 fn ensure_parent(file: &SecretFile) -> Result<(), ConfigError> {
@@ -75,20 +136,26 @@ fn ensure_parent(file: &SecretFile) -> Result<(), ConfigError> {
 }
 
 fn write_new(file: &SecretFile, bytes: &[u8]) -> Result<(), ConfigError> {
+    let path = file.path();
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(file.path())
-        .map_err(|e| {
-            invalid(
-                file,
-                format!("cannot create {}: {e}", file.path().display()),
-            )
-        })?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| invalid(file, format!("cannot write {}: {e}", file.path().display())))
+        .open(path)
+        .map_err(|e| invalid(file, format!("cannot create {}: {e}", path.display())))?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        // a half-written secret would be kept by the next run: remove it, and report the write error
+        drop(f);
+        if let Err(rm) = std::fs::remove_file(path) {
+            warn!(path = %path.display(), error = %rm, "cannot remove a half-written secret");
+        }
+        return Err(invalid(
+            file,
+            format!("cannot write {}: {e}", path.display()),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(file: &SecretFile, reason: String) -> ConfigError {

@@ -148,6 +148,19 @@ impl CallerKeys {
     }
 }
 
+/// The key id a sealed field names (`None` if it is malformed).
+pub fn sealed_field_key_id(sealed: &[u8]) -> Option<KeyId> {
+    let (&version, rest) = sealed.split_first()?;
+    let (&id_len, rest) = rest.split_first()?;
+    if version != FIELD_VERSION || rest.len() < usize::from(id_len) {
+        return None;
+    }
+    std::str::from_utf8(&rest[..usize::from(id_len)])
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn aad(recording: RecordingId, kek: &KeyId) -> Vec<u8> {
     let mut aad = Vec::with_capacity(FIELD_AAD_TAG.len() + 16 + kek.as_str().len());
     aad.extend_from_slice(FIELD_AAD_TAG);

@@ -1,9 +1,14 @@
 //! The keyring: the key-encryption keys by [`KeyId`], exactly one active, its file format, and the
 //! envelope operations (wrap, unwrap, rewrap) that put data keys under them.
 //!
-//! This module owns the keyring file format and the wrapped-key format. It must not read secret files
-//! from config (the caller passes the bytes and checks file permissions) and must not log keys: its
-//! `Debug` lists key ids only.
+//! This module owns the keyring file format and the wrapped-key format. It reads its file only
+//! through a [`SecretFile`] (which checks permissions) and must not log keys: its `Debug` lists key
+//! ids only.
+//!
+//! A running daemon's keyring is replaced whole, live: [`Keyring::replace_with`] after a reload
+//! (SIGHUP, or `POST /keyring/reload` on the admin listener), and [`Keyring::unwrap`] itself reads
+//! the file again when a data key names a key it has not loaded (another node or the CLI rotated),
+//! adding keys but never dropping one on that path.
 //!
 //! Keyring file (a secret file, version 1):
 //!
@@ -23,6 +28,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Nonce};
@@ -36,6 +43,7 @@ use zeroize::Zeroizing;
 
 use super::VaultError;
 use super::keys::{DataKey, KEY_LEN, Kek, WrappedKey};
+use crate::config::SecretFile;
 use crate::domain::{KeyId, RecordingId, SegmentNo};
 
 /// The keyring file format version this build reads and writes.
@@ -49,24 +57,52 @@ const TAG_LEN: usize = 16;
 /// Length of [`WrappedKey::bytes`].
 pub const WRAPPED_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
 
+/// A data key naming an unloaded key re-reads the file at most this often.
+const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
 struct Entry {
     kek: Kek,
     created: DateTime<Utc>,
 }
 
-/// The key-encryption keys, by id, with exactly one active (the one new data keys are wrapped under).
-pub struct Keyring {
+#[derive(Clone)]
+struct Ring {
     active: KeyId,
     keys: BTreeMap<KeyId, Entry>,
 }
 
+/// The key-encryption keys, by id, with exactly one active (the one new data keys are wrapped under).
+///
+/// Shared by the running daemon behind an `Arc`; its contents can be replaced live (see the module
+/// documentation), each operation working on one consistent snapshot.
+pub struct Keyring {
+    ring: RwLock<Arc<Ring>>,
+    source: Option<SecretFile>,
+    last_miss_reload: Mutex<Option<Instant>>,
+}
+
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ring = self.snapshot();
         f.debug_struct("Keyring")
-            .field("active", &self.active)
-            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("active", &ring.active)
+            .field("keys", &ring.keys.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// What a live reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The active key before.
+    pub previous_active: KeyId,
+    /// The active key now.
+    pub active: KeyId,
+    /// Keys loaded that were not.
+    pub added: Vec<KeyId>,
+    /// Keys no longer loaded.
+    pub removed: Vec<KeyId>,
 }
 
 /// Key text that is wiped once parsed or written.
@@ -109,7 +145,7 @@ fn bad(reason: impl Into<String>) -> VaultError {
 impl Keyring {
     /// A new keyring with one fresh active key, created at `now`.
     pub fn generate(now: DateTime<Utc>) -> Self {
-        let mut ring = Self {
+        let mut ring = Ring {
             active: fresh_id(now, &BTreeMap::new()),
             keys: BTreeMap::new(),
         };
@@ -120,7 +156,108 @@ impl Keyring {
                 created: now,
             },
         );
-        ring
+        Self::from_ring(ring)
+    }
+
+    fn from_ring(ring: Ring) -> Self {
+        Self {
+            ring: RwLock::new(Arc::new(ring)),
+            source: None,
+            last_miss_reload: Mutex::new(None),
+        }
+    }
+
+    /// Reads and parses the keyring file `file` (permissions checked), remembering it as the
+    /// source that [`Keyring::unwrap`] re-reads when a data key names a key not loaded.
+    pub fn load(file: &SecretFile) -> Result<Self, VaultError> {
+        let secret = file.read().map_err(|e| bad(e.to_string()))?;
+        let mut ring = Self::from_bytes(secret.expose())?;
+        ring.source = Some(file.clone());
+        Ok(ring)
+    }
+
+    fn snapshot(&self) -> Arc<Ring> {
+        Arc::clone(&self.ring.read().expect("keyring lock is never poisoned"))
+    }
+
+    /// Replaces every key with those of `other` (a keyring just read again), and says what changed.
+    pub fn replace_with(&self, other: &Keyring) -> Reloaded {
+        let new = other.snapshot();
+        let mut ring = self.ring.write().expect("keyring lock is never poisoned");
+        let old = std::mem::replace(&mut *ring, Arc::clone(&new));
+        Reloaded {
+            previous_active: old.active.clone(),
+            active: new.active.clone(),
+            added: new
+                .keys
+                .keys()
+                .filter(|k| !old.keys.contains_key(*k))
+                .cloned()
+                .collect(),
+            removed: old
+                .keys
+                .keys()
+                .filter(|k| !new.keys.contains_key(*k))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Removes a key that is not the active one. The caller checks first that nothing is sealed
+    /// under it (`callvault keys retire`).
+    pub fn retire(&mut self, id: &KeyId) -> Result<(), VaultError> {
+        let ring = Arc::make_mut(self.ring.get_mut().expect("keyring lock is never poisoned"));
+        if &ring.active == id {
+            return Err(bad(format!(
+                "{id} is the active key: rotate first, then rewrap, then retire it"
+            )));
+        }
+        if ring.keys.remove(id).is_none() {
+            return Err(bad(format!("no key {id} in the keyring")));
+        }
+        Ok(())
+    }
+
+    /// A data key named `id`, which is not loaded: re-read the source (at most once a second) and
+    /// add its keys, never dropping one. Whether `id` is loaded now.
+    fn reload_for(&self, id: &KeyId) -> bool {
+        let Some(source) = &self.source else {
+            return false;
+        };
+        {
+            let mut last = self
+                .last_miss_reload
+                .lock()
+                .expect("keyring lock is never poisoned");
+            if last.is_some_and(|t| t.elapsed() < MISS_RELOAD_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let read = source
+            .read()
+            .map_err(|e| e.to_string())
+            .and_then(|s| Self::from_bytes(s.expose()).map_err(|e| e.to_string()));
+        let fresh = match read {
+            Ok(f) => f.snapshot(),
+            Err(error) => {
+                tracing::error!(key_id = %id, %error, "a data key names a key not loaded, and the keyring cannot be read again");
+                return false;
+            }
+        };
+        if !fresh.keys.contains_key(id) {
+            return false;
+        }
+        let mut ring = self.ring.write().expect("keyring lock is never poisoned");
+        let mut merged = (**ring).clone();
+        merged.active = fresh.active.clone();
+        for (k, e) in &fresh.keys {
+            merged.keys.entry(k.clone()).or_insert_with(|| e.clone());
+        }
+        *ring = Arc::new(merged);
+        metrics::counter!("callvault_keyring_reloads_total", "trigger" => "unknown_key", "result" => "ok").increment(1);
+        tracing::info!(key_id = %id, active = %fresh.active, "keyring read again: a data key named a key not loaded");
+        true
     }
 
     /// Parses a keyring file. Fails on an unknown version or field, a bad id, a key that is not
@@ -161,15 +298,16 @@ impl Keyring {
         if !keys.contains_key(&active) {
             return Err(bad(format!("active key {active} is not among the keys")));
         }
-        Ok(Self { active, keys })
+        Ok(Self::from_ring(Ring { active, keys }))
     }
 
     /// The keyring file's bytes, in a buffer that is wiped on drop.
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let ring = self.snapshot();
         let repr = FileRepr {
             version: KEYRING_VERSION,
-            active: self.active.to_string(),
-            keys: self
+            active: ring.active.to_string(),
+            keys: ring
                 .keys
                 .iter()
                 .map(|(id, e)| KeyRepr {
@@ -180,7 +318,7 @@ impl Keyring {
                 .collect(),
         };
         // Room for every entry up front, so the buffer never reallocates and leaves key text behind.
-        let mut out = Zeroizing::new(Vec::with_capacity(128 + 256 * self.keys.len()));
+        let mut out = Zeroizing::new(Vec::with_capacity(128 + 256 * ring.keys.len()));
         serde_json::to_writer(&mut *out, &repr).map_err(|e| bad(format!("serialize: {e}")))?;
         Ok(out)
     }
@@ -223,46 +361,57 @@ impl Keyring {
     /// Adds a fresh key created at `now`, makes it active, and returns its id. Older keys stay, so
     /// data keys wrapped under them still unwrap until they are rewrapped.
     pub fn rotate(&mut self, now: DateTime<Utc>) -> KeyId {
-        let id = fresh_id(now, &self.keys);
-        self.keys.insert(
+        let ring = Arc::make_mut(self.ring.get_mut().expect("keyring lock is never poisoned"));
+        let id = fresh_id(now, &ring.keys);
+        ring.keys.insert(
             id.clone(),
             Entry {
                 kek: Kek::generate(),
                 created: now,
             },
         );
-        self.active = id.clone();
+        ring.active = id.clone();
         id
     }
 
     /// The id of the active key.
-    pub fn active(&self) -> &KeyId {
-        &self.active
+    pub fn active(&self) -> KeyId {
+        self.snapshot().active.clone()
     }
 
     /// Whether the keyring holds this key.
     pub fn contains(&self, id: &KeyId) -> bool {
-        self.keys.contains_key(id)
+        self.snapshot().keys.contains_key(id)
     }
 
     /// The ids of all keys, in order, with their creation times.
-    pub fn key_ids(&self) -> impl Iterator<Item = (&KeyId, DateTime<Utc>)> {
-        self.keys.iter().map(|(id, e)| (id, e.created))
+    pub fn key_ids(&self) -> Vec<(KeyId, DateTime<Utc>)> {
+        let ring = self.snapshot();
+        ring.keys
+            .iter()
+            .map(|(id, e)| (id.clone(), e.created))
+            .collect()
     }
 
     /// The key-encryption key with this id, for the field sealing of [`super::field`].
-    pub(super) fn kek(&self, id: &KeyId) -> Option<&Kek> {
-        self.keys.get(id).map(|e| &e.kek)
+    pub(super) fn kek(&self, id: &KeyId) -> Option<Kek> {
+        let found = self.snapshot().keys.get(id).map(|e| e.kek.clone());
+        found.or_else(|| {
+            self.reload_for(id)
+                .then(|| self.snapshot().keys.get(id).map(|e| e.kek.clone()))
+                .flatten()
+        })
     }
 
     /// Wraps a data key under the active key, bound to its recording and segment.
     pub fn wrap(&self, key: &DataKey, recording: RecordingId, segment: SegmentNo) -> WrappedKey {
-        let entry = self
+        let ring = self.snapshot();
+        let entry = ring
             .keys
-            .get(&self.active)
+            .get(&ring.active)
             .expect("the active key is in the keyring: checked on parse and on rotate");
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = wrap_aad(recording, segment, &self.active);
+        let aad = wrap_aad(recording, segment, &ring.active);
         let sealed = entry
             .kek
             .cipher()
@@ -278,7 +427,7 @@ impl Keyring {
         bytes.extend_from_slice(&nonce);
         bytes.extend_from_slice(&sealed);
         WrappedKey {
-            kek_id: self.active.clone(),
+            kek_id: ring.active.clone(),
             bytes,
         }
     }
@@ -293,9 +442,8 @@ impl Keyring {
         recording: RecordingId,
         segment: SegmentNo,
     ) -> Result<DataKey, VaultError> {
-        let entry = self
-            .keys
-            .get(&wrapped.kek_id)
+        let kek = self
+            .kek(&wrapped.kek_id)
             .ok_or_else(|| VaultError::UnknownKey(wrapped.kek_id.clone()))?;
         if wrapped.bytes.len() != WRAPPED_LEN {
             return Err(VaultError::Unwrap);
@@ -303,9 +451,7 @@ impl Keyring {
         let (nonce, sealed) = wrapped.bytes.split_at(NONCE_LEN);
         let aad = wrap_aad(recording, segment, &wrapped.kek_id);
         let plain = Zeroizing::new(
-            entry
-                .kek
-                .cipher()
+            kek.cipher()
                 .decrypt(
                     Nonce::from_slice(nonce),
                     Payload {
@@ -325,7 +471,7 @@ impl Keyring {
         recording: RecordingId,
         segment: SegmentNo,
     ) -> Result<WrappedKey, VaultError> {
-        if wrapped.kek_id == self.active {
+        if wrapped.kek_id == self.active() {
             return Ok(wrapped.clone());
         }
         let key = self.unwrap(wrapped, recording, segment)?;

@@ -26,8 +26,8 @@ mod recover;
 pub mod store;
 
 pub use container::{Header, Layout, Plaintext, SegmentWriter, open, open_range};
-pub use field::{CallerKeys, FieldError};
-pub use keyring::Keyring;
+pub use field::{CallerKeys, FieldError, sealed_field_key_id};
+pub use keyring::{Keyring, Reloaded};
 pub use keys::{DataKey, Kek, WrappedKey};
 pub use layout::{object_path, parse_object_path, recording_prefix, spool_path};
 pub use reader::ObjectReader;

@@ -102,7 +102,8 @@ fn a_world_readable_secret_is_refused_and_named() {
         fs::Permissions::from_mode(0o644),
     )
     .expect("chmod");
-    let e = load("", c.path(), &[]).expect_err("refused").to_string();
+    let config = load("", c.path(), &[]).expect("secrets are not read at load");
+    let e = config.check_secrets().expect_err("refused").to_string();
     assert!(e.contains("`secrets.webhook`") && e.contains("644"), "{e}");
 }
 
@@ -110,9 +111,12 @@ fn a_world_readable_secret_is_refused_and_named() {
 fn a_missing_secret_is_refused_unless_dev_creates_it() {
     let c = creds();
     fs::remove_file(c.path().join("signing-key")).expect("rm");
-    let e = load("", c.path(), &[]).expect_err("refused").to_string();
+    let config = load("", c.path(), &[]).expect("secrets are not read at load");
+    let e = config.check_secrets().expect_err("refused").to_string();
     assert!(e.contains("`secrets.signing_key`"), "{e}");
-    load("[secrets]\ncreate_missing = true\n", c.path(), &[]).expect("dev mode allows it");
+    load("[secrets]\ncreate_missing = true\n", c.path(), &[])
+        .and_then(|c| c.check_secrets())
+        .expect("dev mode allows it");
 }
 
 #[test]

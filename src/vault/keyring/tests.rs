@@ -33,12 +33,12 @@ fn generate_serialize_parse_round_trip() {
     assert!(first.as_str().starts_with("kek-20261122-"));
     let second = ring.rotate(now());
     assert_ne!(first, second);
-    assert_eq!(ring.active(), &second);
+    assert_eq!(ring.active(), second);
     let bytes = ring.to_bytes().unwrap();
     let back = Keyring::from_bytes(&bytes).unwrap();
-    assert_eq!(back.active(), &second);
+    assert_eq!(back.active(), second);
     assert!(back.contains(&first) && back.contains(&second));
-    assert_eq!(back.key_ids().count(), 2);
+    assert_eq!(back.key_ids().len(), 2);
     // Same key material: a key wrapped by one unwraps with the other.
     let rid = RecordingId::new();
     let dk = DataKey::generate();
@@ -49,7 +49,7 @@ fn generate_serialize_parse_round_trip() {
     );
     let shown = format!("{ring:?}");
     assert!(shown.contains(second.as_str()));
-    assert!(!shown.contains(&B64.encode(ring.keys[&second].kek.expose())));
+    assert!(!shown.contains(&B64.encode(ring.kek(&second).expect("key").expose())));
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn wrapped_key_is_bound_to_recording_segment_and_key_id() {
     let dk = DataKey::generate();
     let w = ring.wrap(&dk, rid, SegmentNo(3));
     assert_eq!(w.bytes.len(), WRAPPED_LEN);
-    assert_eq!(&w.kek_id, ring.active());
+    assert_eq!(w.kek_id, ring.active());
     assert_eq!(
         ring.unwrap(&w, rid, SegmentNo(3)).unwrap().expose(),
         dk.expose()
@@ -169,4 +169,71 @@ fn write_file_is_private_and_replaces_atomically() {
     assert_eq!(back.active(), ring.active());
     let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+}
+
+/// A live keyring backed by `path`, as the daemon loads it.
+fn live_from(path: &Path) -> Keyring {
+    let text = format!("[keys]\nkeyring = {:?}\n", path.display().to_string());
+    let config = crate::config::Config::from_toml(
+        &text,
+        Path::new("test.toml"),
+        path.parent().unwrap(),
+        None,
+        &[],
+    )
+    .unwrap();
+    Keyring::load(&config.keys.keyring).unwrap()
+}
+
+#[test]
+fn a_data_key_under_an_unloaded_key_reads_the_file_again_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyring");
+    let mut on_disk = Keyring::generate(now());
+    on_disk.write_file(&path).unwrap();
+    let live = live_from(&path);
+    let first = live.active();
+    let (id, seg) = (RecordingId::new(), SegmentNo(0));
+    let key = DataKey::generate();
+    let under_first = live.wrap(&key, id, seg);
+
+    // another node rotates the file and wraps under the new key
+    let second = on_disk.rotate(now());
+    on_disk.write_file(&path).unwrap();
+    let under_second = on_disk.wrap(&key, id, seg);
+    assert!(!live.contains(&second));
+    let got = live
+        .unwrap(&under_second, id, seg)
+        .expect("read the file again");
+    assert_eq!(got.expose(), key.expose());
+    assert_eq!(live.active(), second, "the new active key is adopted");
+    assert!(live.contains(&first), "nothing is dropped on this path");
+    assert_eq!(
+        live.unwrap(&under_first, id, seg).unwrap().expose(),
+        key.expose()
+    );
+
+    // a key that is nowhere: refused, and the file is not read again within the interval
+    let stranger = Keyring::generate(now()).wrap(&key, id, seg);
+    assert!(matches!(
+        live.unwrap(&stranger, id, seg),
+        Err(VaultError::UnknownKey(_))
+    ));
+}
+
+#[test]
+fn replace_with_reports_what_changed_and_retire_refuses_the_active_key() {
+    let mut ring = Keyring::generate(now());
+    let first = ring.active();
+    let second = ring.rotate(now());
+    assert!(ring.retire(&second).is_err(), "the active key");
+    ring.retire(&first).unwrap();
+    assert!(ring.retire(&first).is_err(), "already gone");
+    let live = Keyring::generate(now());
+    let old = live.active();
+    let r = live.replace_with(&ring);
+    assert_eq!(r.previous_active, old);
+    assert_eq!(r.active, second);
+    assert_eq!(r.added, vec![second.clone()]);
+    assert_eq!(r.removed, vec![old]);
 }
