@@ -35,6 +35,9 @@ const FRAME_MS: u64 = 20;
 const LOOKBACK_MS: u64 = 3500;
 /// `recorder.spool_sync`, the default.
 const SPOOL_SYNC_MS: u64 = 200;
+/// How long audio may wait in its socket's batch and for its call's next step before the look-back
+/// window starts counting for it (the sink's 100 ms batch, the call's 100 ms tick).
+const BATCH_MS: u64 = 200;
 /// One sealed chunk: 16 KiB of PCMU stereo (16 000 bytes a second).
 const CHUNK_MS: u64 = 16_384 * 1000 / 16_000;
 /// The agent's channel carries this tone in every call.
@@ -475,7 +478,7 @@ async fn sigkill_mid_call_loses_no_recording() {
         "no spool file is left after the uploads: {left:?}"
     );
 
-    let floor = |sent: u64| sent.saturating_sub(LOOKBACK_MS + SPOOL_SYNC_MS + CHUNK_MS);
+    let floor = |sent: u64| sent.saturating_sub(LOOKBACK_MS + SPOOL_SYNC_MS + CHUNK_MS + BATCH_MS);
     let (mut recovered_s, mut lost_s, mut torn) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (id, detail)) in ids.iter().zip(&details).enumerate() {
         let call = call_id(i);
@@ -582,7 +585,7 @@ async fn sigkill_mid_call_loses_no_recording() {
          recovered s: min {rmin:.3} / median {rmed:.3} / max {rmax:.3}\n  \
          lost s:      min {lmin:.3} / median {lmed:.3} / max {lmax:.3}\n  \
          torn bytes:  min {tmin} / median {tmed} / max {tmax}\n  \
-         guaranteed:  sent - {LOOKBACK_MS} ms look-back - {SPOOL_SYNC_MS} ms sync - {CHUNK_MS} ms chunk\n  \
+         guaranteed:  sent - {LOOKBACK_MS} ms look-back - {SPOOL_SYNC_MS} ms sync - {CHUNK_MS} ms chunk - {BATCH_MS} ms batch\n  \
          test took {:.1} s",
         t0.elapsed().as_secs_f64()
     );
@@ -734,7 +737,7 @@ async fn restart_and_reconnect(how: Stop) {
         let gap_at = gap["at_ms"].as_u64().expect("at");
         // the gap runs from the last audio kept to the first after the reconnect
         assert!(
-            gap_ms <= downtime_ms + LOOKBACK_MS + 2000,
+            gap_ms <= downtime_ms + LOOKBACK_MS + SPOOL_SYNC_MS + CHUNK_MS + BATCH_MS + 1000,
             "{call}: gap {gap_ms} ms for {downtime_ms} ms down"
         );
         let (status, wav) = get(
@@ -753,7 +756,9 @@ async fn restart_and_reconnect(how: Stop) {
             // a graceful stop commits everything it received
             Stop::Term => before_ms[i].saturating_sub(300),
             // a crash loses at most the look-back window, the last sync and the open chunk
-            Stop::Kill => before_ms[i].saturating_sub(LOOKBACK_MS + SPOOL_SYNC_MS + CHUNK_MS),
+            Stop::Kill => {
+                before_ms[i].saturating_sub(LOOKBACK_MS + SPOOL_SYNC_MS + CHUNK_MS + BATCH_MS)
+            }
         };
         assert!(
             kept(&first) >= floor.saturating_sub(200),
