@@ -18,7 +18,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth::{Caller, READERS};
 use super::{ApiError, ApiState};
 use crate::audit::NewAuditEntry;
-use crate::domain::{CallId, MediaFormat};
+use crate::catalog::RecordingStatus;
+use crate::domain::{CallId, MediaFormat, Role};
 use crate::recorder::{ListenFeed, ListenFrame};
 
 fn start_frame(f: &MediaFormat) -> Message {
@@ -42,6 +43,20 @@ pub(super) async fn listen(
     let call_id: CallId = call_id
         .parse()
         .map_err(|e| ApiError::bad_request("bad_field", format!("call_id: {e}")))?;
+    // a restricted recording is heard by compliance only, live as afterwards
+    if caller.role != Role::Compliance
+        && let Some(row) = st
+            .catalog
+            .recording_by_call(&call_id)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+        && (row.restricted || row.status == RecordingStatus::RefusalHeld)
+    {
+        return Err(ApiError::Conflict {
+            code: "compliance_only",
+            detail: "the recording is restricted: only the compliance role may listen".into(),
+        });
+    }
     let feed = st
         .recorder
         .listen(&call_id)

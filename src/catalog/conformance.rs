@@ -54,6 +54,13 @@ macro_rules! catalog_conformance {
             audit_search_filters,
             retention_skips_held_and_finishes_pending,
             sweep_lock_is_taken_again_once_dropped,
+            // narrow writes and one destruction path (issue 12)
+            transitions_are_compare_and_set,
+            restriction_survives_every_other_write,
+            call_details_write_only_while_expected,
+            retention_is_written_only_while_expected,
+            refusals_and_excisions_use_the_journal,
+            held_refusals_are_due_once_released,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -67,6 +74,9 @@ macro_rules! catalog_conformance {
     };
 }
 pub(crate) use catalog_conformance;
+
+mod narrow;
+pub(crate) use narrow::*;
 
 // --- fixtures
 
@@ -214,7 +224,8 @@ pub(crate) async fn recordings_round_trip(c: Arc<dyn Catalog>) {
         row = RecordingRow {
             status,
             codec,
-            restricted: !row.restricted,
+            // only set_restricted writes the flag: a whole-row update keeps it
+            restricted: row.restricted,
             caller_sealed: None,
             line: None,
             expires_at: Some(t(1000)),
@@ -223,7 +234,9 @@ pub(crate) async fn recordings_round_trip(c: Arc<dyn Catalog>) {
             updated_at: row.updated_at + chrono::Duration::seconds(1),
             ..row
         };
-        c.update_recording(&row).await.expect("update");
+        let mut lifted = row.clone();
+        lifted.restricted = !row.restricted;
+        c.update_recording(&lifted).await.expect("update");
         assert_eq!(c.recording(row.id).await.expect("read"), Some(row.clone()));
     }
     // the other row is untouched
@@ -1179,6 +1192,7 @@ pub(crate) async fn retention_skips_held_and_finishes_pending(c: Arc<dyn Catalog
             actor: "system:retention".into(),
             reason: None,
             requested_at: now,
+            segment: None,
         })
         .collect();
     let begun = c.begin_deletions(&pending).await.expect("begin");
@@ -1196,6 +1210,8 @@ pub(crate) async fn retention_skips_held_and_finishes_pending(c: Arc<dyn Catalog
     let finish = FinishedDeletion {
         recording_id: rows[2].id,
         status: RecordingStatus::Expired,
+        segment: None,
+        forget_caller: true,
         at: now,
         ledger: ledger_entry(rows[2].id, "deleted", now),
         audit: NewAuditEntry::new(now, "system:retention", "recording.expire", "x"),
@@ -1217,6 +1233,11 @@ pub(crate) async fn retention_skips_held_and_finishes_pending(c: Arc<dyn Catalog
         .expect("read")
         .expect("present");
     assert_eq!(row.status, RecordingStatus::Expired);
+    assert_eq!(
+        (row.caller_tag, row.caller_sealed),
+        (None, None),
+        "the caller goes with the audio"
+    );
     let segs = c.segments(rows[2].id).await.expect("segments");
     assert!(segs[0].wrapped_key.is_none());
     assert_eq!(segs[0].status, SegmentStatus::Deleted);

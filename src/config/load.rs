@@ -193,6 +193,12 @@ impl Config {
             self.pci.lookback,
         )
         .map_err(|_| invalid("pci.guard", "must not be longer than pci.lookback"))?;
+        within(
+            "consent.late_refusal",
+            self.consent.late_refusal,
+            Duration::ZERO,
+            Duration::from_secs(86_400),
+        )?;
         if !(1024..=1024 * 1024).contains(&self.recorder.chunk_size) {
             return Err(invalid(
                 "recorder.chunk_size",

@@ -11,15 +11,18 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::listen::{LISTEN_QUEUE, ListenFeed, ListenFrame};
 use super::persist::OpenSegment;
 use super::{Deps, EventOutcome, RecorderError};
 use crate::audit::NewAuditEntry;
-use crate::catalog::{NewLedgerEntry, RecordingRow, RecordingStatus};
+use crate::catalog::{
+    CallDetailsUpdate, NewLedgerEntry, PciReviewNote, RecordingRow, RecordingStatus, StatusChange,
+};
+use crate::domain::status::{CallDetails, RefusalSource, expires_at, seal_end};
 use crate::domain::lifecycle::{
-    Committed, Effect, Horizon, Lifecycle, Note, Remedy, Timing, bytes_to_duration,
+    Committed, Effect, Horizon, Lifecycle, Note, Remedy, bytes_to_duration,
     duration_to_bytes, late_pause_remedy, overlapping_segments,
 };
 use crate::domain::{
@@ -126,6 +129,10 @@ pub(super) struct Call {
     sealed: Vec<(u64, u64)>,
     next_segment: u32,
     refused: bool,
+    /// The details of the first `call.started` applied; a repeated one must match them.
+    details: Option<CallDetails>,
+    /// Ledger entries the catalog did not take yet; retried each step and at seal.
+    unwritten: Vec<NewLedgerEntry>,
     last_input: DateTime<Utc>,
     /// Live listeners, once one asked; they get committed audio and pause markers.
     listeners: Option<tokio::sync::broadcast::Sender<ListenFrame>>,
@@ -143,10 +150,7 @@ impl Call {
         deps: Deps,
         now: DateTime<Utc>,
     ) -> Result<Call, RecorderError> {
-        let timing = Timing {
-            lookback: Duration::from_std(deps.config.pci.lookback).unwrap_or(Duration::seconds(3)),
-            guard: Duration::from_std(deps.config.pci.guard).unwrap_or(Duration::milliseconds(500)),
-        };
+        let timing = deps.config.pci.timing();
         let (recording, next_segment) = match deps.catalog.recording_by_call(&id).await? {
             // a live row without a task: the daemon restarted while the call went on; carry on
             // with the same recording (one call, one recording) after its last segment
@@ -196,6 +200,8 @@ impl Call {
             sealed: Vec::new(),
             next_segment,
             refused: false,
+            details: None,
+            unwritten: Vec::new(),
             last_input: now,
             listeners: None,
             listen_paused: None,
@@ -331,37 +337,84 @@ impl Call {
             queue,
         } = &event.kind
         {
-            // only the keyed tag and the sealed number are kept; a number that is not one is not
-            // kept at all (and never logged)
-            match caller.as_deref().map(str::parse::<CallerNumber>) {
-                Some(Ok(number)) => {
-                    self.recording.caller_tag = Some(self.deps.callers.tag(&number));
-                    self.recording.caller_sealed =
-                        Some(self.deps.callers.seal(self.recording.id, &number));
-                }
-                Some(Err(e)) => {
-                    warn!(call_id = %self.id, error = %e, "call.started caller is not a number; not kept");
-                }
-                None => {}
-            }
-            self.recording.line.clone_from(line);
-            self.recording.agent.clone_from(agent);
-            self.recording.queue.clone_from(queue);
-            if self.life.policy().is_none() {
-                let policy = self
-                    .deps
-                    .config
-                    .policy_for(line.as_deref(), queue.as_deref());
-                self.recording.policy.clone_from(&policy.name);
-                self.recording.started_at = event.at;
-                self.life.set_policy(policy, event.at);
-            }
-            self.save_row().await?;
+            self.call_started(line, caller.as_deref(), agent, queue, event.at)
+                .await?;
         }
         let effects = self.life.apply(&event.kind, event.at, arrival)?;
         debug!(call_id = %self.id, event = event.kind.name(), "event applied");
         self.apply_effects(effects).await;
         Ok(EventOutcome::Applied)
+    }
+
+    /// Applies `call.started`'s details once. A repeat with the same details is acknowledged and
+    /// changes nothing; one that differs is refused naming the fields (the first fixed the policy
+    /// and the caller a subject-access search finds). The policy always follows the line and queue
+    /// kept: if audio had to be committed under the default policy before this event came, the
+    /// recording still takes its line's or queue's policy (its retention), and the ledger says so.
+    async fn call_started(
+        &mut self,
+        line: &Option<String>,
+        caller: Option<&str>,
+        agent: &Option<String>,
+        queue: &Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<(), RecorderError> {
+        // only the keyed tag and the sealed number are kept; a number that is not one is not kept
+        // at all (and never logged)
+        let number = match caller.map(str::parse::<CallerNumber>) {
+            Some(Ok(number)) => Some(number),
+            Some(Err(e)) => {
+                warn!(call_id = %self.id, error = %e, "call.started caller is not a number; not kept");
+                None
+            }
+            None => None,
+        };
+        let details = CallDetails {
+            line: line.clone(),
+            caller_tag: number.as_ref().map(|n| self.deps.callers.tag(n)),
+            agent: agent.clone(),
+            queue: queue.clone(),
+        };
+        if let Some(first) = &self.details {
+            let fields = first.conflicts(&details);
+            if fields.is_empty() {
+                return Ok(());
+            }
+            warn!(call_id = %self.id, fields = ?fields, "call.started repeated with other details; refused");
+            return Err(RecorderError::Conflict { fields });
+        }
+        if self.refused {
+            // a tombstone keeps no caller, and nothing more is recorded
+            self.details = Some(details);
+            return Ok(());
+        }
+        self.recording.caller_tag = details.caller_tag;
+        self.recording.caller_sealed = number
+            .as_ref()
+            .map(|n| self.deps.callers.seal(self.recording.id, n));
+        self.recording.line.clone_from(line);
+        self.recording.agent.clone_from(agent);
+        self.recording.queue.clone_from(queue);
+        let policy = self
+            .deps
+            .config
+            .policy_for(line.as_deref(), queue.as_deref());
+        if self.life.policy().is_none() {
+            self.recording.started_at = at;
+            self.life.set_policy(policy.clone(), at);
+        } else if self.life.policy().is_some_and(|p| p.name != policy.name) {
+            self.note_now(
+                "policy.late",
+                serde_json::json!({
+                    "applied_until_now": self.recording.policy, "policy": policy.name,
+                    "why": "audio was committed under the default policy before call.started came",
+                }),
+            )
+            .await;
+        }
+        self.recording.policy.clone_from(&policy.name);
+        self.details = Some(details);
+        self.save_row().await
     }
 
     async fn on_media_open(
@@ -536,16 +589,58 @@ impl Call {
     }
 
     async fn pci_review(&mut self, at: DateTime<Utc>) {
-        if self.recording.status != RecordingStatus::PciReview {
-            self.recording.status = RecordingStatus::PciReview;
-            let _ = self.save_row().await;
+        match self.recording.status.review() {
+            Ok(to) if to != self.recording.status => self.transition(to).await,
+            Ok(_) => {}
+            Err(e) => warn!(call_id = %self.id, error = %e, "late pause on a recording without audio"),
         }
         warn!(call_id = %self.id, recording_id = %self.recording.id, "pause falls in a sealed segment; recording marked pci_review");
         metrics::counter!("callvault_pci_incidents_total").increment(1);
-        let details =
-            serde_json::json!({ "pause_at": at.to_rfc3339(), "call_id": self.id.as_str() });
-        self.note_now("pci_review", details.clone()).await;
-        self.audit("recording.pci_review", details).await;
+        let note = PciReviewNote {
+            pause_at: at,
+            event: None,
+            arrived: None,
+            segments_after_pause: Vec::new(),
+            call_id: Some(self.id.as_str().to_owned()),
+        };
+        let entry = note.entry(self.recording.id, self.deps.clock.now(), "recorder");
+        self.write_ledger(entry).await;
+        self.audit(
+            "recording.pci_review",
+            serde_json::to_value(&note).unwrap_or_default(),
+        )
+        .await;
+    }
+
+    /// Moves the recording to `to` (a status the domain's transition gave), compare-and-set on
+    /// the status this task knows; if another writer changed it meanwhile, takes the stored status
+    /// and says so.
+    async fn transition(&mut self, to: RecordingStatus) {
+        let change = StatusChange::new(
+            self.recording.id,
+            self.recording.status,
+            to,
+            self.deps.clock.now(),
+        );
+        match self.deps.catalog.transition_recording(&change).await {
+            Ok(true) => self.recording.status = to,
+            Ok(false) => self.reload_status().await,
+            Err(e) => {
+                error!(call_id = %self.id, error = %e, to = to.as_str(), "status change not stored");
+            }
+        }
+    }
+
+    /// Takes the status stored in the catalog (another writer changed it).
+    async fn reload_status(&mut self) {
+        match self.deps.catalog.recording(self.recording.id).await {
+            Ok(Some(row)) => {
+                warn!(call_id = %self.id, status = row.status.as_str(), "status changed by another writer");
+                self.recording.status = row.status;
+            }
+            Ok(None) => error!(call_id = %self.id, "the recording row is gone"),
+            Err(e) => error!(call_id = %self.id, error = %e, "cannot read the recording's status"),
+        }
     }
 
     /// Commits what the look-back window allows, and closes or rolls segments.
@@ -707,36 +802,52 @@ impl Call {
                 warn!(call_id = %self.id, error = %e, at = %now, "commit failed");
             }
         }
-        let _ = self.close_open().await;
+        if let Err(e) = self.close_open().await {
+            error!(call_id = %self.id, error = %e, "closing the last segment failed");
+            self.note_now(
+                "segment.close_failed",
+                serde_json::json!({ "error": e.to_string() }),
+            )
+            .await;
+        }
     }
 
+    /// The caller refused: capture stops for good, and the refusal goes through the one
+    /// destruction path (see [`super::refusal`]).
     async fn destroy(&mut self) {
         self.refused = true;
         self.buffer.clear();
-        if let Some(open) = self.open.take()
-            && let Err(e) = open.segment.destroy().await
-        {
-            warn!(call_id = %self.id, error = %e, "destroying the open segment failed");
+        let now = self.deps.clock.now();
+        let id = self.recording.id;
+        let source = RefusalSource::DuringCall;
+        match super::refusal::begin(&self.deps, id, source, now, now).await {
+            Ok(super::refusal::Begun::Destroy(pending)) => {
+                if let Some(open) = self.open.take()
+                    && let Err(e) = open.segment.destroy().await
+                {
+                    // its spool file goes with the recording's directory below
+                    warn!(call_id = %self.id, error = %e, "destroying the open segment failed");
+                }
+                self.sealed.clear();
+                self.recording.caller_tag = None;
+                self.recording.caller_sealed = None;
+                if let Err(e) = super::refusal::destroy(&self.deps, id, pending).await {
+                    error!(call_id = %self.id, error = %e, "refusal committed but not finished; the next sweep finishes it");
+                }
+                self.reload_status().await;
+            }
+            Ok(super::refusal::Begun::Held) => {
+                // capture stops; what is committed stays, restricted, until the hold goes
+                if let Err(e) = self.close_open().await {
+                    error!(call_id = %self.id, error = %e, "closing the segment kept under a hold failed");
+                }
+                self.reload_status().await;
+            }
+            Ok(super::refusal::Begun::Late) => {}
+            Err(e) => {
+                error!(call_id = %self.id, error = %e, "refusal not applied");
+            }
         }
-        match self
-            .deps
-            .persistence
-            .destroy_recording(self.recording.id)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => warn!(call_id = %self.id, error = %e, "destroying the recording failed"),
-        }
-        self.sealed.clear();
-        self.recording.status = RecordingStatus::Refused;
-        self.recording.caller_sealed = None;
-        let _ = self.save_row().await;
-        info!(call_id = %self.id, recording_id = %self.recording.id, "consent refused: recording destroyed");
-        self.audit(
-            "recording.destroyed",
-            serde_json::json!({ "call_id": self.id.as_str(), "cause": "consent.refused" }),
-        )
-        .await;
     }
 
     fn is_over(&self, now: DateTime<Utc>) -> bool {
@@ -775,32 +886,72 @@ impl Call {
                 self.recording.started_at,
             );
         }
-        let policy = self.life.policy().cloned().expect("set above");
-        self.recording.ended_at = Some(ended);
-        self.recording.expires_at = policy.retention.after(ended);
-        if !self.refused {
-            let stream_wall = |p: u64| self.stream.as_ref().map_or(ended, |s| s.wall(p));
-            let ranges: Vec<_> = self
-                .sealed
-                .iter()
-                .map(|(a, b)| (stream_wall(*a), stream_wall(*b)))
-                .collect();
-            let bad = overlapping_segments(&ranges, self.life.pauses());
-            if !bad.is_empty() && self.recording.status != RecordingStatus::PciReview {
-                self.recording.status = RecordingStatus::Quarantined;
-                warn!(call_id = %self.id, segments = ?bad, "a segment overlaps a pause; recording quarantined");
-                metrics::counter!("callvault_quarantined_total").increment(1);
-                self.audit(
-                    "recording.quarantined",
-                    serde_json::json!({ "segments": bad }),
-                )
-                .await;
-            } else if self.recording.status == RecordingStatus::Live {
-                self.recording.status = RecordingStatus::Sealed;
+        // the recording's policy (its line's or queue's, even if call.started came late) decides
+        // its expiry; a call never ends before it started
+        let policy = self
+            .deps
+            .config
+            .policy(&self.recording.policy)
+            .or_else(|| self.life.policy().cloned())
+            .expect("set above");
+        let ended = seal_end(self.recording.started_at, ended);
+        let stream_wall = |p: u64| self.stream.as_ref().map_or(ended, |s| s.wall(p));
+        let ranges: Vec<_> = self
+            .sealed
+            .iter()
+            .map(|(a, b)| (stream_wall(*a), stream_wall(*b)))
+            .collect();
+        let bad = if self.refused {
+            Vec::new()
+        } else {
+            overlapping_segments(&ranges, self.life.pauses())
+        };
+        for attempt in 0..2 {
+            let from = self.recording.status;
+            let to = if bad.is_empty() {
+                from.seal()
+            } else {
+                from.quarantine()
+            };
+            let to = match to {
+                Ok(to) => to,
+                Err(e) => {
+                    error!(call_id = %self.id, error = %e, "the recording cannot be sealed");
+                    break;
+                }
+            };
+            let expires_at = (!to.is_destroyed() && to != RecordingStatus::RefusalHeld)
+                .then(|| expires_at(ended, policy.retention))
+                .flatten();
+            let change = StatusChange {
+                ended_at: Some(ended),
+                expires_at,
+                ..StatusChange::new(self.recording.id, from, to, self.deps.clock.now())
+            };
+            match self.deps.catalog.transition_recording(&change).await {
+                Ok(true) => {
+                    self.recording.status = to;
+                    self.recording.ended_at = Some(ended);
+                    self.recording.expires_at = expires_at.or(self.recording.expires_at);
+                    if to == RecordingStatus::Quarantined {
+                        warn!(call_id = %self.id, segments = ?bad, "a segment overlaps a pause; recording quarantined");
+                        metrics::counter!("callvault_quarantined_total").increment(1);
+                        self.audit(
+                            "recording.quarantined",
+                            serde_json::json!({ "segments": bad }),
+                        )
+                        .await;
+                    }
+                    break;
+                }
+                // another writer moved it (a refusal's sweep, a late pause): seal from there
+                Ok(false) if attempt == 0 => self.reload_status().await,
+                Ok(false) => error!(call_id = %self.id, "the recording kept changing; not sealed"),
+                Err(e) => {
+                    error!(call_id = %self.id, error = %e, "saving the sealed recording failed");
+                    break;
+                }
             }
-        }
-        if let Err(e) = self.save_row().await {
-            warn!(call_id = %self.id, error = %e, "saving the sealed recording failed");
         }
         self.note_now(
             "sealed",
@@ -810,20 +961,36 @@ impl Call {
             }),
         )
         .await;
+        self.retry_ledger().await;
+        if !self.unwritten.is_empty() {
+            error!(call_id = %self.id, entries = self.unwritten.len(), "ledger entries lost: the catalog did not take them");
+            metrics::counter!("callvault_ledger_entries_lost_total")
+                .increment(self.unwritten.len() as u64);
+        }
         info!(call_id = %self.id, recording_id = %self.recording.id, status = self.recording.status.as_str(), "call sealed");
     }
 
+    /// Writes what the call learned about itself (details, format), and nothing else: never its
+    /// status, end, expiry or restriction, which other writers may be changing.
     async fn save_row(&mut self) -> Result<(), RecorderError> {
         self.recording.updated_at = self.deps.clock.now();
-        self.deps.catalog.update_recording(&self.recording).await?;
-        Ok(())
+        for _ in 0..2 {
+            let update = CallDetailsUpdate::of(&self.recording, self.recording.updated_at);
+            if self.deps.catalog.update_call_details(&update).await? {
+                return Ok(());
+            }
+            self.reload_status().await;
+        }
+        Err(RecorderError::Retention(Box::new(
+            crate::retention::RetentionError::Changed(self.recording.id),
+        )))
     }
 
     async fn note(&mut self, note: Note) {
         self.note_now(note.kind, note.details).await;
     }
 
-    async fn note_now(&self, kind: &str, details: serde_json::Value) {
+    async fn note_now(&mut self, kind: &str, details: serde_json::Value) {
         let entry = NewLedgerEntry {
             recording_id: self.recording.id,
             at: self.deps.clock.now(),
@@ -832,8 +999,30 @@ impl Call {
             reason: None,
             details: details.to_string(),
         };
+        self.write_ledger(entry).await;
+    }
+
+    /// Appends a ledger entry; one the catalog does not take waits in memory and is retried each
+    /// step and at seal (with its own time), so a catalog hiccup loses no entry.
+    async fn write_ledger(&mut self, entry: NewLedgerEntry) {
+        self.retry_ledger().await;
+        if !self.unwritten.is_empty() {
+            self.unwritten.push(entry);
+            return;
+        }
         if let Err(e) = self.deps.catalog.append_ledger(&entry).await {
-            warn!(call_id = %self.id, kind, error = %e, "ledger append failed");
+            warn!(call_id = %self.id, kind = entry.kind, error = %e, "ledger append failed; will retry");
+            self.unwritten.push(entry);
+        }
+    }
+
+    /// Writes the entries that waited, in order, until one fails again.
+    async fn retry_ledger(&mut self) {
+        while let Some(entry) = self.unwritten.first() {
+            if self.deps.catalog.append_ledger(entry).await.is_err() {
+                return;
+            }
+            self.unwritten.remove(0);
         }
     }
 

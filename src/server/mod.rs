@@ -268,6 +268,12 @@ impl Daemon {
         );
         let recovered = persistence.recover().await?;
         info!(?recovered, "spool recovered");
+        let retention_ops = crate::retention::Retention::new(
+            Arc::clone(&shared.catalog),
+            Arc::clone(&shared.store),
+            Arc::clone(&shared.clock),
+            Arc::clone(config),
+        );
         let recorder = Recorder::new(
             Deps {
                 config: Arc::clone(config),
@@ -275,6 +281,7 @@ impl Daemon {
                 persistence: persistence.clone(),
                 clock: Arc::clone(&shared.clock),
                 callers: shared.callers.clone(),
+                retention: retention_ops.clone(),
             },
             shutdown.child_token(),
             calls.clone(),
@@ -297,12 +304,7 @@ impl Daemon {
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
         // retention (issue 4): the expiry worker, on interval and on demand from the admin listener
         let retention = crate::retention::worker::spawn(
-            crate::retention::Retention::new(
-                Arc::clone(&shared.catalog),
-                Arc::clone(&shared.store),
-                Arc::clone(&shared.clock),
-                Arc::clone(config),
-            ),
+            retention_ops,
             shutdown.child_token(),
             &tracker,
         );

@@ -17,7 +17,8 @@ use tracing::{info, warn};
 
 use super::spool::{self, blocking};
 use super::{Inner, PersistError, duration_ms, ended_at, ledger, shred};
-use crate::catalog::{RecordingStatus, SegmentRow, SegmentStatus};
+use crate::catalog::{RecordingStatus, SegmentRow, SegmentStatus, StatusChange};
+use crate::domain::status::{expires_at, seal_end};
 use crate::domain::{RecordingId, SegmentNo};
 use crate::vault::layout::{OBJECT_EXT, SPOOL_EXT};
 use crate::vault::{Header, Layout, WrappedKey};
@@ -282,22 +283,28 @@ async fn recover_recording(
 
     if recording.status == RecordingStatus::Live {
         let last_ms = rows.values().map(|r| r.media_end_ms).max().unwrap_or(0);
-        let mut updated = recording.clone();
-        updated.status = RecordingStatus::Sealed;
         let end = recording
             .ended_at
             .unwrap_or_else(|| ended_at(recording.started_at, last_ms));
-        updated.ended_at = Some(end);
+        let end = seal_end(recording.started_at, end);
         let retention = inner
             .config
             .retention
             .get(&recording.policy)
             .or(inner.config.default_retention.as_ref());
-        updated.expires_at = recording
-            .expires_at
-            .or_else(|| retention.and_then(|p| p.after(end)));
-        updated.updated_at = inner.clock.now();
-        inner.catalog.update_recording(&updated).await?;
+        let to = recording
+            .status
+            .seal()
+            .expect("the status machine seals a live recording");
+        let change = StatusChange {
+            ended_at: Some(end),
+            expires_at: recording
+                .expires_at
+                .or_else(|| retention.and_then(|p| expires_at(end, *p))),
+            ..StatusChange::new(id, recording.status, to, inner.clock.now())
+        };
+        // compare-and-set: a refusal or restriction that came meanwhile is not undone
+        inner.catalog.transition_recording(&change).await?;
         let details = serde_json::json!({ "segments": rows.len(), "media_end_ms": last_ms });
         ledger(inner, id, "interrupted", details).await?;
         report.interrupted.push(id);
