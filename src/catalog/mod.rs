@@ -43,11 +43,11 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use changes::{CallDetailsUpdate, StatusChange};
+pub use notes::{PCI_REVIEW, PciReviewNote};
 pub use postgres::{
     POOL_SIZE as POSTGRES_POOL_SIZE, PostgresCatalog, parse_url as parse_postgres_url,
 };
-pub use changes::{CallDetailsUpdate, StatusChange};
-pub use notes::{PCI_REVIEW, PciReviewNote};
 pub use retention::{
     DeletionCause, FinishedDeletion, PendingDeletion, RetentionProgress, SweepLock,
 };

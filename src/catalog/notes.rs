@@ -40,8 +40,7 @@ impl PciReviewNote {
             kind: PCI_REVIEW.to_owned(),
             actor: actor.to_owned(),
             reason: None,
-            details: serde_json::to_string(self)
-                .expect("a note of plain fields always serialises"),
+            details: serde_json::to_string(self).expect("a note of plain fields always serialises"),
         }
     }
 

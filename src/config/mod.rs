@@ -20,7 +20,8 @@ pub use load::ConfigError;
 pub use platforms::{AudioHookConfig, AudioSocketConfig, Cidr, TwilioConfig};
 pub use secret::{Secret, SecretFile};
 pub use tree::{
-    AdminConfig, CatalogConfig, Config, KeysConfig, LogConfig, LogFormat, PciConfig, ConsentConfig, PolicyConfig,
-    PublicConfig, RecorderConfig, RetentionConfig, SecretsConfig, StorageConfig, TlsConfig,
+    AdminConfig, CatalogConfig, Config, ConsentConfig, KeysConfig, LogConfig, LogFormat, PciConfig,
+    PolicyConfig, PublicConfig, RecorderConfig, RetentionConfig, SecretsConfig, StorageConfig,
+    TlsConfig,
 };
 pub use tree::{AuthConfig, OidcConfig};

@@ -20,11 +20,11 @@ use crate::audit::NewAuditEntry;
 use crate::catalog::{
     CallDetailsUpdate, NewLedgerEntry, PciReviewNote, RecordingRow, RecordingStatus, StatusChange,
 };
-use crate::domain::status::{CallDetails, RefusalSource, expires_at, seal_end};
 use crate::domain::lifecycle::{
-    Committed, Effect, Horizon, Lifecycle, Note, Remedy, bytes_to_duration,
-    duration_to_bytes, late_pause_remedy, overlapping_segments,
+    Committed, Effect, Horizon, Lifecycle, Note, Remedy, bytes_to_duration, duration_to_bytes,
+    late_pause_remedy, overlapping_segments,
 };
+use crate::domain::status::{CallDetails, RefusalSource, expires_at, seal_end};
 use crate::domain::{
     CallEvent, CallId, CallerNumber, EventKind, MediaFormat, RecordingId, SegmentNo,
 };
@@ -592,7 +592,9 @@ impl Call {
         match self.recording.status.review() {
             Ok(to) if to != self.recording.status => self.transition(to).await,
             Ok(_) => {}
-            Err(e) => warn!(call_id = %self.id, error = %e, "late pause on a recording without audio"),
+            Err(e) => {
+                warn!(call_id = %self.id, error = %e, "late pause on a recording without audio")
+            }
         }
         warn!(call_id = %self.id, recording_id = %self.recording.id, "pause falls in a sealed segment; recording marked pci_review");
         metrics::counter!("callvault_pci_incidents_total").increment(1);

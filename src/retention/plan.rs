@@ -69,7 +69,11 @@ impl std::fmt::Display for PlanEntry {
             } else {
                 "unchanged".to_owned()
             },
-            if self.due { "\tdeleted at the next sweep" } else { "" },
+            if self.due {
+                "\tdeleted at the next sweep"
+            } else {
+                ""
+            },
             if self.held { "\theld" } else { "" }
         )
     }

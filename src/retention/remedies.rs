@@ -178,13 +178,12 @@ impl Retention {
             });
         }
         let segments = self.catalog.segments(id).await?;
-        let seg = segments
-            .iter()
-            .find(|s| s.segment == segment)
-            .ok_or(RetentionError::UnknownSegment {
+        let seg = segments.iter().find(|s| s.segment == segment).ok_or(
+            RetentionError::UnknownSegment {
                 recording: id,
                 segment,
-            })?;
+            },
+        )?;
         if seg.status != SegmentStatus::Stored {
             return Err(RetentionError::SegmentNotStored {
                 recording: id,

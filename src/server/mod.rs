@@ -303,11 +303,8 @@ impl Daemon {
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
         // retention (issue 4): the expiry worker, on interval and on demand from the admin listener
-        let retention = crate::retention::worker::spawn(
-            retention_ops,
-            shutdown.child_token(),
-            &tracker,
-        );
+        let retention =
+            crate::retention::worker::spawn(retention_ops, shutdown.child_token(), &tracker);
 
         tracker.spawn(readiness(
             shared.clone(),

@@ -164,7 +164,10 @@ pub(crate) async fn retention_is_written_only_while_expected(c: Arc<dyn Catalog>
             .expect("write")
     );
     let row = c.recording(r.id).await.expect("read").expect("row");
-    assert_eq!((row.policy.as_str(), row.expires_at), ("long", Some(t(999))));
+    assert_eq!(
+        (row.policy.as_str(), row.expires_at),
+        ("long", Some(t(999)))
+    );
     assert!(
         !c.set_retention(r.id, RecordingStatus::PciReview, "x", None, t(11))
             .await

@@ -34,7 +34,10 @@ fn status_list(statuses: &[crate::catalog::RecordingStatus]) -> String {
     if statuses.is_empty() {
         return "('')".to_owned();
     }
-    let texts: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let texts: Vec<String> = statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
     format!("({})", texts.join(", "))
 }
 

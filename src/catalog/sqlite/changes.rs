@@ -29,10 +29,7 @@ fn changed_or_absent(c: &Connection, id: RecordingId, n: usize) -> Result<bool, 
     Ok(false)
 }
 
-pub(super) fn transition_recording(
-    c: &Connection,
-    s: &StatusChange,
-) -> Result<bool, CatalogError> {
+pub(super) fn transition_recording(c: &Connection, s: &StatusChange) -> Result<bool, CatalogError> {
     let n = c
         .prepare_cached(
             "UPDATE recordings SET status = ?3, updated_at = ?4, \

@@ -77,7 +77,11 @@ impl GroupCommit {
     /// Operations waiting for a batch.
     #[cfg(test)]
     pub(super) fn queued(&self) -> usize {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).ops.len()
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ops
+            .len()
     }
 
     /// The connection itself, for tests that edit the database behind the catalog's back.

@@ -30,7 +30,10 @@ pub(super) fn status_list(statuses: &[crate::catalog::RecordingStatus]) -> Strin
     if statuses.is_empty() {
         return "('')".to_owned();
     }
-    let texts: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let texts: Vec<String> = statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
     format!("({})", texts.join(", "))
 }
 

@@ -31,10 +31,7 @@ type TestOp = Box<dyn FnOnce(&mut Connection) -> Result<(), CatalogError> + Send
 
 /// Runs `ops` (each given its index) in one batch: a first operation holds the worker until all
 /// of them are queued behind it, so they are taken together. Returns their results, in order.
-async fn one_batch(
-    gc: &Arc<GroupCommit>,
-    ops: Vec<TestOp>,
-) -> Vec<Result<(), CatalogError>> {
+async fn one_batch(gc: &Arc<GroupCommit>, ops: Vec<TestOp>) -> Vec<Result<(), CatalogError>> {
     let (release, wait) = mpsc::channel::<()>();
     let blocker = {
         let gc = Arc::clone(gc);
