@@ -481,6 +481,12 @@ impl Recorder {
                 let source = RefusalSource::AfterCall { ended };
                 match super::refusal::begin(deps, recording.id, source, event.at, arrival).await? {
                     super::refusal::Begun::Destroy(pending) => {
+                        let details = serde_json::json!({
+                            "at": event.at.to_rfc3339(), "arrived": arrival.to_rfc3339(),
+                            "after_call_end": true,
+                        });
+                        self.ledger(recording.id, "consent.refused", details)
+                            .await?;
                         super::refusal::destroy(deps, recording.id, pending).await?;
                     }
                     super::refusal::Begun::Held | super::refusal::Begun::Late => {}
