@@ -21,7 +21,9 @@
 //!
 //! - [`domain`]: pure rules with no I/O: ids ([`domain::RecordingId`], [`domain::CallId`],
 //!   [`domain::KeyId`]), codecs, roles, policies, calendar [`domain::Period`]s and the [`domain::Clock`],
-//!   and caller numbers normalised to E.164 ([`domain::CallerNumber`], masked for supervisors).
+//!   caller numbers normalised to E.164 ([`domain::CallerNumber`], masked for supervisors), and the
+//!   recording status machine ([`domain::status`]: one transition function per status change, the
+//!   expiry, and the refusal rules; no other code assigns a status or computes an expiry).
 //! - [`vault`]: the only code that touches `aes-gcm` and `object_store`: the `CVA1` container
 //!   ([`vault::SegmentWriter`], [`vault::open`], [`vault::ObjectReader`]), the [`vault::Keyring`] of
 //!   key-encryption keys and the wrapping of per-segment [`vault::DataKey`]s, object layout
@@ -29,7 +31,9 @@
 //!   object store itself ([`vault::open_store`]), and sealed short fields: a caller's number and its
 //!   keyed lookup tag ([`vault::CallerKeys`]).
 //! - [`catalog`]: metadata behind the [`catalog::Catalog`] trait: recordings, segments and their
-//!   wrapped keys, ledgers, holds, audit entries, seen event ids, API tokens. [`catalog::SqliteCatalog`]
+//!   wrapped keys, ledgers, holds, audit entries, seen event ids, API tokens; narrow writes
+//!   ([`catalog::StatusChange`] compare-and-set, [`catalog::CallDetailsUpdate`], restriction) so
+//!   concurrent writers never undo each other. [`catalog::SqliteCatalog`]
 //!   is the embedded default (its writes group-committed), [`catalog::PostgresCatalog`] the one several nodes share (advisory
 //!   locks keep one audit chain and one sweeping node); both run the same conformance suite.
 //! - [`audit`]: the hash chain: [`audit::AuditEntry::chained`] is the only place an entry's hash is
@@ -66,9 +70,10 @@
 //!   generator ([`simulate::load::loadgen`]: thousands of calls written by a few tasks from banked
 //!   frames, with the server sampled from `/proc`) and its bare-receive baseline
 //!   ([`simulate::load::baseline`]).
-//! - [`retention`]: [`retention::Retention`] deletes expired recordings in batches through a
-//!   journal of pending deletions (objects, then keys, then a receipt in the ledger and the audit
-//!   chain), erases, restricts and excises on request; [`retention::worker`] sweeps on an interval
+//! - [`retention`]: [`retention::Retention`] destroys audio through one journal of pending
+//!   deletions, whatever the cause (expiry, erasure, refusal, excision): objects, then keys, then the
+//!   caller's number and tag, then a receipt in the ledger and the audit chain; it refuses a
+//!   refusal past a hold ([`retention::RefusalStart`]), restricts on request; [`retention::worker`] sweeps on an interval
 //!   and on demand (`/retention` on the admin listener); [`retention::holds`] places and releases
 //!   complaint holds for the API and `complaint.*` events alike; [`retention::plan`] plans and
 //!   applies policy changes.
@@ -87,7 +92,12 @@
 //!   must be fixed exits 64, and systemd does not restart on it.
 //! - The daemon does not start when the catalog references a key-encryption key the keyring lacks.
 //! - Every state change and access is an audit entry; entries are only appended.
-//! - A recording under an active hold is never deleted: the catalog refuses to begin its deletion.
+//! - A recording under an active hold is never deleted: the catalog refuses to begin its deletion
+//!   (an excision of card data aside), also when the caller refuses.
+//! - When audio is destroyed, the caller's sealed number and lookup tag go with it, in the same
+//!   transaction as the receipt: a tombstone holds no personal data.
+//! - A status is changed only by a [`domain::status`] transition, stored compare-and-set on the
+//!   status it started from; a restriction is written only by its own write.
 //! - A caller's number is stored only sealed and searched only by its keyed tag; it never reaches a
 //!   log line or an audit entry, and only the compliance role sees it whole.
 //! - Live listeners hear only committed audio: nothing dropped on arrival, nothing inside the

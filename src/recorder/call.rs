@@ -133,6 +133,11 @@ pub(super) struct Call {
     details: Option<CallDetails>,
     /// Ledger entries the catalog did not take yet; retried each step and at seal.
     unwritten: Vec<NewLedgerEntry>,
+    /// Audit entries likewise.
+    unwritten_audit: Vec<NewAuditEntry>,
+    /// A late pause fell in sealed audio: the recording is under pci review (kept here too, so a
+    /// review the catalog did not take is still applied at seal).
+    reviewed: bool,
     last_input: DateTime<Utc>,
     /// Live listeners, once one asked; they get committed audio and pause markers.
     listeners: Option<tokio::sync::broadcast::Sender<ListenFrame>>,
@@ -202,6 +207,8 @@ impl Call {
             refused: false,
             details: None,
             unwritten: Vec::new(),
+            unwritten_audit: Vec::new(),
+            reviewed: false,
             last_input: now,
             listeners: None,
             listen_paused: None,
@@ -589,6 +596,7 @@ impl Call {
     }
 
     async fn pci_review(&mut self, at: DateTime<Utc>) {
+        self.reviewed = true;
         match self.recording.status.review() {
             Ok(to) if to != self.recording.status => self.transition(to).await,
             Ok(_) => {}
@@ -910,11 +918,19 @@ impl Call {
         };
         for attempt in 0..2 {
             let from = self.recording.status;
-            let to = if bad.is_empty() {
-                from.seal()
+            // a review the catalog did not take when the pause came is applied now
+            let reviewed = if self.reviewed && from == RecordingStatus::Live {
+                from.review()
             } else {
-                from.quarantine()
+                Ok(from)
             };
+            let to = reviewed.and_then(|s| {
+                if bad.is_empty() {
+                    s.seal()
+                } else {
+                    s.quarantine()
+                }
+            });
             let to = match to {
                 Ok(to) => to,
                 Err(e) => {
@@ -964,10 +980,10 @@ impl Call {
         )
         .await;
         self.retry_ledger().await;
-        if !self.unwritten.is_empty() {
-            error!(call_id = %self.id, entries = self.unwritten.len(), "ledger entries lost: the catalog did not take them");
-            metrics::counter!("callvault_ledger_entries_lost_total")
-                .increment(self.unwritten.len() as u64);
+        let lost = self.unwritten.len() + self.unwritten_audit.len();
+        if lost > 0 {
+            error!(call_id = %self.id, entries = lost, "ledger and audit entries lost: the catalog did not take them");
+            metrics::counter!("callvault_ledger_entries_lost_total").increment(lost as u64);
         }
         info!(call_id = %self.id, recording_id = %self.recording.id, status = self.recording.status.as_str(), "call sealed");
     }
@@ -1018,7 +1034,7 @@ impl Call {
         }
     }
 
-    /// Writes the entries that waited, in order, until one fails again.
+    /// Writes the ledger and audit entries that waited, in order, until one fails again.
     async fn retry_ledger(&mut self) {
         while let Some(entry) = self.unwritten.first() {
             if self.deps.catalog.append_ledger(entry).await.is_err() {
@@ -1026,9 +1042,16 @@ impl Call {
             }
             self.unwritten.remove(0);
         }
+        while let Some(entry) = self.unwritten_audit.first() {
+            if self.deps.catalog.append_audit(entry.clone()).await.is_err() {
+                return;
+            }
+            self.unwritten_audit.remove(0);
+        }
     }
 
-    async fn audit(&self, action: &str, details: serde_json::Value) {
+    /// Appends an audit entry; one the catalog does not take waits like a ledger entry.
+    async fn audit(&mut self, action: &str, details: serde_json::Value) {
         let entry = NewAuditEntry::new(
             self.deps.clock.now(),
             "system:recorder",
@@ -1036,8 +1059,14 @@ impl Call {
             self.recording.id.to_string(),
         )
         .details(&details);
-        if let Err(e) = self.deps.catalog.append_audit(entry).await {
-            warn!(call_id = %self.id, action, error = %e, "audit append failed");
+        self.retry_ledger().await;
+        if !self.unwritten_audit.is_empty() {
+            self.unwritten_audit.push(entry);
+            return;
+        }
+        if let Err(e) = self.deps.catalog.append_audit(entry.clone()).await {
+            warn!(call_id = %self.id, action, error = %e, "audit append failed; will retry");
+            self.unwritten_audit.push(entry);
         }
     }
 }

@@ -10,12 +10,12 @@
 //! status codes (that is [`api`](crate::api)'s).
 //!
 //! How a recording is destroyed, whatever the cause (expiry, erasure, refusal, excision of a
-//! segment), in this order ([`destroy`]): a pending row is stored (the commit point; a held
+//! segment), in this order (module `destroy`): a pending row is stored (the commit point; a held
 //! recording is refused here, except for an excision), its objects are deleted, then in one catalog
 //! transaction its data keys are shredded, the caller's sealed number and lookup tag are forgotten,
 //! its status becomes what the [status machine](crate::domain::status) says, and the receipt
 //! (object keys, their SHA-256, policy, time) goes to its ledger and to the audit chain. A refusal
-//! ([`refusal`]) never destroys past a hold: the recording becomes `refusal_held`, restricted, and
+//! ([`Retention::begin_refusal`]) never destroys past a hold: the recording becomes `refusal_held`, restricted, and
 //! goes at the first sweep after its last hold is released.
 //!
 //! Architecture invariant: a recording under an active hold is never deleted; erasure of one is
