@@ -739,3 +739,97 @@ async fn the_plan_lists_exactly_what_the_sweep_deletes() {
         assert_eq!(row.status, status, "{}", r.id);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_pause_after_the_call_is_reviewed_and_excision_clears_it() {
+    let live = Live::start("").await;
+    let ws = live_call(&live, "ev-review", 4_000).await;
+    let sealed = end_call(&live, "ev-review", ws).await;
+    let id = sealed.id;
+    let segs = live.catalog.segments(id).await.expect("segments");
+    assert_eq!(segs.len(), 1);
+    // the platform says the payment started two seconds into the call, after the seal
+    let at = sealed.started_at + chrono::Duration::seconds(2);
+    let (status, body) = live
+        .event("ev-review", "payment.started", Some(at), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let row = live
+        .catalog
+        .recording(id)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(row.status, RecordingStatus::PciReview);
+    assert_eq!(live.play(&id.to_string(), &live.supervisor).await.0, 409);
+    // the one stored segment holds the pause: excising it clears the review (and, being the
+    // last with audio, the caller goes with it)
+    let (status, body) = call(
+        &live,
+        "POST",
+        &format!("/v1/recordings/{id}/segments/0/excise"),
+        &live.compliance,
+        Some(json!({ "reason": "card audio after a late pause" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "sealed", "{body}");
+    let kinds = ledger_kinds(&live, id).await;
+    for kind in ["pci_review", "excised", "pci_review.cleared"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind}: {kinds:?}");
+    }
+    tombstone(&live, id, "excised").await;
+    live.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_review_note_fails_the_excision_rather_than_clearing_it() {
+    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open_in_memory().expect("catalog"));
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let keyring = Keyring::generate(Utc::now());
+    let clock = ManualClock::new(at("2026-02-01T00:00:00Z"));
+    let row = seed(
+        catalog.as_ref(),
+        &store,
+        &keyring,
+        at("2026-01-31T10:00:00Z"),
+        at("2026-04-30T10:00:00Z"),
+    )
+    .await;
+    let review = callvault::catalog::StatusChange::new(
+        row.id,
+        RecordingStatus::Sealed,
+        RecordingStatus::PciReview,
+        at("2026-01-31T11:00:00Z"),
+    );
+    assert!(catalog.transition_recording(&review).await.expect("review"));
+    catalog
+        .append_ledger(&callvault::catalog::NewLedgerEntry {
+            recording_id: row.id,
+            at: at("2026-01-31T11:00:00Z"),
+            kind: "pci_review".into(),
+            actor: "recorder".into(),
+            reason: None,
+            // edited behind callvault's back: the pause instant is not a time
+            details: r#"{"pause_at":"soon"}"#.into(),
+        })
+        .await
+        .expect("ledger");
+    let retention = Retention::new(
+        Arc::clone(&catalog),
+        Arc::clone(&store),
+        Arc::new(clock),
+        Arc::new(callvault::config::Config::default()),
+    );
+    let err = retention
+        .excise(row.id, SegmentNo(0), "alice", "card audio")
+        .await
+        .expect_err("an unreadable note is not taken as cleared");
+    assert!(err.to_string().contains("corrupt"), "{err}");
+    let after = catalog.recording(row.id).await.expect("read").expect("row");
+    assert_eq!(
+        after.status,
+        RecordingStatus::PciReview,
+        "still under review"
+    );
+}

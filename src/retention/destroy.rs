@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::{Retention, RetentionError};
 use crate::audit::NewAuditEntry;
@@ -114,8 +114,15 @@ impl Retention {
                 let spooled = segments
                     .iter()
                     .any(|s| s.segment != n && s.status == SegmentStatus::Spooled);
-                let pauses = pause_offsets(&*self.catalog, &row).await?;
-                let cleared = review_cleared(&pauses, &left);
+                // an unreadable note never clears a review (excise() refuses one up front; a
+                // note damaged since is logged, and the review stays for a person to look at)
+                let cleared = match pause_offsets(&*self.catalog, &row).await {
+                    Ok(pauses) => review_cleared(&pauses, &left),
+                    Err(e) => {
+                        error!(recording = %row.id, error = %e, "late pauses unreadable; the review stays");
+                        false
+                    }
+                };
                 let status = row.status.excise(cleared).unwrap_or(row.status);
                 let receipt = excision_receipt(&row, &targets, at, &done.failed, status);
                 (status, left.is_empty() && !spooled, receipt)

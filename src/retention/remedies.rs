@@ -191,6 +191,9 @@ impl Retention {
                 status: seg.status,
             });
         }
+        // the late pauses must read back before anything is destroyed: a note that does not is
+        // an error, never a review taken as cleared
+        super::destroy::pause_offsets(&*self.catalog, &row).await?;
         let pending = PendingDeletion {
             recording_id: id,
             cause: DeletionCause::Excised,
