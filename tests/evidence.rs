@@ -387,6 +387,25 @@ async fn restriction_during_a_live_call_survives_the_seal_and_closes_live_listen
     let live = Live::start("").await;
     let ws = live_call(&live, "ev-restrict", 2_000).await;
     let id = live.recording("ev-restrict").await.expect("row").id;
+    let listen = |token: String| {
+        let url = format!(
+            "ws://{}/v1/calls/ev-restrict/listen?reason=quality",
+            live.public
+        );
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        async move {
+            let tcp = TcpStream::connect(live.public).await.expect("connect");
+            tokio_tungstenite::client_async(req, tcp).await
+        }
+    };
+    // a supervisor listening when the restriction comes is cut off
+    let (mut listening, _) = listen(live.supervisor.clone())
+        .await
+        .expect("a supervisor listens before the restriction");
     let (status, body) = call(
         &live,
         "POST",
@@ -396,19 +415,15 @@ async fn restriction_during_a_live_call_survives_the_seal_and_closes_live_listen
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let url = format!(
-        "ws://{}/v1/calls/ev-restrict/listen?reason=quality",
-        live.public
-    );
-    let mut req = url.into_client_request().expect("request");
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", live.supervisor)
-            .parse()
-            .expect("header"),
-    );
-    let tcp = TcpStream::connect(live.public).await.expect("connect");
-    match tokio_tungstenite::client_async(req, tcp).await {
+    let started = std::time::Instant::now();
+    let (code, _) = common::live::close_of(&mut listening)
+        .await
+        .expect("the open listen is closed");
+    assert_eq!(code, 1008);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // compliance may still listen; a supervisor may not start again
+    assert!(listen(live.compliance.clone()).await.is_ok());
+    match listen(live.supervisor.clone()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 409),
         other => panic!(
             "a supervisor's live listen is refused: {:?}",

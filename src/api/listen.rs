@@ -74,10 +74,32 @@ pub(super) async fn listen(
         .append_audit(entry)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(ws.on_upgrade(move |socket| send(st, feed, socket)))
+    // a restriction placed while a supervisor listens closes the listen
+    let watch = (caller.role != Role::Compliance).then_some(call_id);
+    Ok(ws.on_upgrade(move |socket| send(st, feed, socket, watch)))
 }
 
-async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket) {
+/// How often an open listen checks that its recording was not restricted meanwhile.
+const RESTRICTION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the recording of `call_id` is restricted now (a catalog failure counts as restricted:
+/// the listen closes rather than go on unchecked).
+async fn restricted(st: &ApiState, call_id: &CallId) -> bool {
+    match st.catalog.recording_by_call(call_id).await {
+        Ok(Some(row)) => row.restricted || row.status == RecordingStatus::RefusalHeld,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check a live listen's restriction; closing it");
+            true
+        }
+    }
+}
+
+async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket, watch: Option<CallId>) {
+    let mut check = tokio::time::interval_at(
+        tokio::time::Instant::now() + RESTRICTION_CHECK,
+        RESTRICTION_CHECK,
+    );
     if let Some(f) = &feed.format
         && socket.send(start_frame(f)).await.is_err()
     {
@@ -98,6 +120,20 @@ async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket) {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 _ => return,
             },
+            _ = check.tick(), if watch.is_some() => {
+                if let Some(call_id) = &watch
+                    && restricted(&st, call_id).await
+                {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1008,
+                            reason: "the recording was restricted".into(),
+                        })))
+                        .await;
+                    return;
+                }
+                continue;
+            }
         };
         let msg = match frame {
             Ok(ListenFrame::Audio(b)) => Message::Binary(b),
