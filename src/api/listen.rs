@@ -6,6 +6,10 @@
 //! stream's format is known; binary frames of audio in that format; `{"type":"paused","kind"}` when
 //! a pause is on (no audio follows until) `{"type":"resumed"}`; `{"type":"lagged","frames"}` when
 //! this listener fell behind and lost frames; and a close frame when the call ends.
+//!
+//! A restricted recording (or a refusal kept under a hold) is heard live by compliance only: a
+//! supervisor's listen is refused (409 `compliance_only`), and one already open is closed (1008)
+//! within a few seconds of the restriction.
 
 use std::collections::HashMap;
 
