@@ -46,16 +46,14 @@ async fn one_batch(gc: &Arc<GroupCommit>, ops: Vec<TestOp>) -> Vec<Result<(), Ca
     while gc.batches() == 0 {
         tokio::task::yield_now().await;
     }
-    let n = ops.len();
-    let tasks: Vec<_> = ops
-        .into_iter()
-        .map(|op| {
-            let gc = Arc::clone(gc);
-            tokio::spawn(async move { gc.run(op).await })
-        })
-        .collect();
-    while gc.queued() < n {
-        tokio::task::yield_now().await;
+    // queued one after the other, so the batch runs them in this order
+    let mut tasks = Vec::new();
+    for (i, op) in ops.into_iter().enumerate() {
+        let runner = Arc::clone(gc);
+        tasks.push(tokio::spawn(async move { runner.run(op).await }));
+        while gc.queued() <= i {
+            tokio::task::yield_now().await;
+        }
     }
     let before = gc.batches();
     release.send(()).expect("release");
