@@ -848,3 +848,44 @@ async fn an_unreadable_review_note_fails_the_excision_rather_than_clearing_it() 
         "still under review"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_committed_before_a_stop_is_finished_when_the_daemon_starts() {
+    let live = Live::start("").await;
+    let ws = live_call(&live, "ev-restart", 2_000).await;
+    let row = end_call(&live, "ev-restart", ws).await;
+    // the refusal's commit point is stored, and the daemon stops before anything else happens
+    let pending = callvault::catalog::PendingDeletion {
+        recording_id: row.id,
+        cause: callvault::catalog::DeletionCause::Refused,
+        actor: "telephony".into(),
+        reason: Some("consent.refused".into()),
+        requested_at: live.now(),
+        segment: None,
+    };
+    assert_eq!(
+        live.catalog
+            .begin_deletions(std::slice::from_ref(&pending))
+            .await
+            .expect("begin"),
+        vec![row.id]
+    );
+    let deployment = live.stop().await;
+    let live = Live::start_in(deployment).await;
+    let after = live
+        .catalog
+        .recording(row.id)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(after.status, RecordingStatus::Refused, "finished at start");
+    assert!(
+        live.catalog
+            .pending_deletions(10)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    tombstone(&live, row.id, "deleted").await;
+    live.stop().await;
+}

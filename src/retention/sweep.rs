@@ -17,6 +17,9 @@ const CONCURRENT_DELETES: usize = 16;
 pub struct SweepOptions {
     /// Recordings taken per batch (`retention.batch_size` when zero).
     pub batch_size: usize,
+    /// Only finish the deletions an earlier run left pending (at start-up, before the spool is
+    /// recovered, so no spool file of a refused call is uploaded again); not counted as a sweep.
+    pub pending_only: bool,
     /// Test hook: stop, as a crash would, once this many recordings have had their objects deleted,
     /// before their batch is finished in the catalog. The next sweep finishes them.
     #[doc(hidden)]
@@ -98,13 +101,15 @@ impl Retention {
         let mut progress = self.catalog.retention_progress().await?;
         progress.last_started_at = Some(started);
         self.catalog.save_retention_progress(&progress).await?;
-        let result = self.sweep_batches(batch, options.stop_after).await;
+        let result = self
+            .sweep_batches(batch, options.stop_after, options.pending_only)
+            .await;
         let mut progress = self.catalog.retention_progress().await?;
         match &result {
             Ok(report) => {
                 progress.expired += report.expired;
                 progress.erased += report.erased;
-                if !report.stopped {
+                if !report.stopped && !options.pending_only {
                     progress.sweeps += 1;
                     progress.last_finished_at = Some(self.clock.now());
                     progress.last_deleted = report.done();
@@ -135,6 +140,7 @@ impl Retention {
         &self,
         batch: usize,
         stop_after: Option<usize>,
+        pending_only: bool,
     ) -> Result<SweepReport, RetentionError> {
         let mut report = SweepReport::default();
         let mut budget = stop_after;
@@ -150,6 +156,9 @@ impl Retention {
                 return Ok(report);
             }
             report.resumed += report.done() - before;
+        }
+        if pending_only {
+            return Ok(report);
         }
         let now = self.clock.now();
         loop {

@@ -266,14 +266,33 @@ impl Daemon {
             uploads_stop.clone(),
             &tracker,
         );
-        let recovered = persistence.recover().await?;
-        info!(?recovered, "spool recovered");
         let retention_ops = crate::retention::Retention::new(
             Arc::clone(&shared.catalog),
             Arc::clone(&shared.store),
             Arc::clone(&shared.clock),
             Arc::clone(config),
         );
+        // destructions a crash interrupted (a refusal above all) are finished before the spool is
+        // recovered: their keys are then gone, so recovery discards their spool files rather than
+        // upload them again
+        let pending_only = crate::retention::SweepOptions {
+            pending_only: true,
+            ..Default::default()
+        };
+        match retention_ops.sweep(&pending_only).await {
+            Ok(report) if report.resumed > 0 => {
+                info!(
+                    resumed = report.resumed,
+                    "unfinished destructions finished at start"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "unfinished destructions not finished at start; the next sweep retries");
+            }
+        }
+        let recovered = persistence.recover().await?;
+        info!(?recovered, "spool recovered");
         let recorder = Recorder::new(
             Deps {
                 config: Arc::clone(config),
