@@ -25,7 +25,9 @@
 //!   call's lifecycle ([`domain::lifecycle::Lifecycle`]: consent, pauses, the windows in which
 //!   nothing may be kept) and its two clocks ([`domain::timeline::Timeline`]: where each piece of
 //!   audio sits in the recording, the interval in which it could have been spoken, gaps told from
-//!   stalls, and the look-back buffer itself). No other code computes a frame's time.
+//!   stalls, and the look-back buffer itself; no other code computes a frame's time), and the
+//!   recording status machine ([`domain::status`]: one transition function per status change, the
+//!   expiry, and the refusal rules; no other code assigns a status or computes an expiry).
 //! - [`vault`]: the only code that touches `aes-gcm` and `object_store`: the `CVA1` container
 //!   ([`vault::SegmentWriter`], [`vault::open`], [`vault::ObjectReader`]), the [`vault::Keyring`] of
 //!   key-encryption keys and the wrapping of per-segment [`vault::DataKey`]s, object layout
@@ -34,7 +36,9 @@
 //!   keyed lookup tag ([`vault::CallerKeys`]).
 //! - [`catalog`]: metadata behind the [`catalog::Catalog`] trait: recordings, segments and their
 //!   wrapped keys, ledgers, holds, audit entries and their signed checkpoints, seen event ids, API
-//!   tokens, subject access requests. [`catalog::SqliteCatalog`]
+//!   tokens, subject access requests; narrow writes ([`catalog::StatusChange`] compare-and-set,
+//!   [`catalog::CallDetailsUpdate`], restriction) so concurrent writers never undo each other.
+//!   [`catalog::SqliteCatalog`]
 //!   is the embedded default (its writes group-committed), [`catalog::PostgresCatalog`] the one several nodes share (advisory
 //!   locks keep one audit chain and one sweeping node); both run the same conformance suite.
 //! - [`audit`]: the hash chain: [`audit::AuditEntry::chained`] is the only place an entry's hash is
@@ -87,9 +91,10 @@
 //!   generator ([`simulate::load::loadgen`]: thousands of calls written by a few tasks from banked
 //!   frames, with the server sampled from `/proc`) and its bare-receive baseline
 //!   ([`simulate::load::baseline`]).
-//! - [`retention`]: [`retention::Retention`] deletes expired recordings in batches through a
-//!   journal of pending deletions (objects, then keys, then a receipt in the ledger and the audit
-//!   chain), erases, restricts and excises on request; [`retention::worker`] sweeps on an interval
+//! - [`retention`]: [`retention::Retention`] destroys audio through one journal of pending
+//!   deletions, whatever the cause (expiry, erasure, refusal, excision): objects, then keys, then the
+//!   caller's number and tag, then a receipt in the ledger and the audit chain; it refuses a
+//!   refusal past a hold ([`retention::RefusalStart`]), restricts on request; [`retention::worker`] sweeps on an interval
 //!   and on demand (`/retention` on the admin listener); [`retention::holds`] places and releases
 //!   complaint holds for the API and `complaint.*` events alike; [`retention::plan`] plans and
 //!   applies policy changes.
@@ -112,7 +117,12 @@
 //!   off the newest entries is caught; an export is audited once its file is complete.
 //! - A socket lives no longer than its credential: revocation (seen in the catalog, whoever wrote
 //!   it) or expiry closes it within seconds, audited.
-//! - A recording under an active hold is never deleted: the catalog refuses to begin its deletion.
+//! - A recording under an active hold is never deleted: the catalog refuses to begin its deletion
+//!   (an excision of card data aside), also when the caller refuses.
+//! - When audio is destroyed, the caller's sealed number and lookup tag go with it, in the same
+//!   transaction as the receipt: a tombstone holds no personal data.
+//! - A status is changed only by a [`domain::status`] transition, stored compare-and-set on the
+//!   status it started from; a restriction is written only by its own write.
 //! - A caller's number is stored only sealed and searched only by its keyed tag; it never reaches a
 //!   log line or an audit entry, and only the compliance role sees it whole.
 //! - Live listeners hear only committed audio: nothing dropped on arrival, nothing inside the

@@ -386,7 +386,7 @@ fn retention_plan_changes_nothing_and_apply_recomputes_expiry_with_an_audit_entr
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.contains(&id.to_string()) && out.contains("-> 2026-07-31T10:00:00+00:00"),
+        out.contains(&id.to_string()) && out.contains("-> 2026-07-31T10:00:00+00:00 if re-applied"),
         "{out}"
     );
     assert_eq!(expiry(), three, "a plan changes nothing");

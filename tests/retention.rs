@@ -659,6 +659,7 @@ async fn a_sweep_stopped_mid_batch_is_finished_by_the_next() {
         .sweep(&SweepOptions {
             batch_size: 4,
             stop_after: Some(6),
+            ..SweepOptions::default()
         })
         .await
         .expect("sweep");

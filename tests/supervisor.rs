@@ -207,14 +207,10 @@ async fn a_callers_bundle_verifies_and_names_what_was_altered() {
     let paid = play(&live, "CA-sar-2", "0044 1744 676789", true).await;
     let restricted = play(&live, "CA-sar-3", "+441744676789", false).await;
     let other = play(&live, "CA-sar-4", "01744 000000", false).await;
-    let mut row = live
-        .catalog
-        .recording(restricted.parse().expect("id"))
+    live.catalog
+        .set_restricted(restricted.parse().expect("id"), true, live.now())
         .await
-        .expect("catalog")
-        .expect("row");
-    row.restricted = true;
-    live.catalog.update_recording(&row).await.expect("restrict");
+        .expect("restrict");
 
     // search: three recordings, the number masked for a supervisor and whole for compliance
     let (s, found) = get_json(

@@ -133,5 +133,10 @@ pub(super) fn recorder_error(e: RecorderError) -> ApiError {
         },
         RecorderError::Catalog(e) => ApiError::internal(&e),
         RecorderError::Persist(e) => ApiError::internal(&e),
+        RecorderError::Retention(e) => ApiError::from(*e),
+        RecorderError::Conflict { .. } => ApiError::Conflict {
+            code: "call_started_conflict",
+            detail: e.to_string(),
+        },
     }
 }

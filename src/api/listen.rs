@@ -8,6 +8,10 @@
 //! this listener fell behind and lost frames; and a close frame when the call ends (1000), the
 //! daemon stops (1001), or the listener's credential is revoked or expires (1008, `credential
 //! revoked` / `credential expired`, within a few seconds; see [`super::auth::Sessions`]).
+//!
+//! A restricted recording (or a refusal kept under a hold) is heard live by compliance only: a
+//! supervisor's listen is refused (409 `compliance_only`), and one already open is closed (1008)
+//! within a few seconds of the restriction.
 
 use std::collections::HashMap;
 
@@ -20,7 +24,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth::{CLOSE_CREDENTIAL_ENDED, Caller, READERS, Session};
 use super::{ApiError, ApiState};
 use crate::audit::NewAuditEntry;
-use crate::domain::{CallId, MediaFormat};
+use crate::catalog::RecordingStatus;
+use crate::domain::{CallId, MediaFormat, Role};
 use crate::recorder::{ListenFeed, ListenFrame};
 
 fn start_frame(f: &MediaFormat) -> Message {
@@ -44,6 +49,20 @@ pub(super) async fn listen(
     let call_id: CallId = call_id
         .parse()
         .map_err(|e| ApiError::bad_request("bad_field", format!("call_id: {e}")))?;
+    // a restricted recording is heard by compliance only, live as afterwards
+    if caller.role != Role::Compliance
+        && let Some(row) = st
+            .catalog
+            .recording_by_call(&call_id)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+        && (row.restricted || row.status == RecordingStatus::RefusalHeld)
+    {
+        return Err(ApiError::Conflict {
+            code: "compliance_only",
+            detail: "the recording is restricted: only the compliance role may listen".into(),
+        });
+    }
     let feed = st
         .recorder
         .listen(&call_id)
@@ -62,10 +81,38 @@ pub(super) async fn listen(
         .await
         .map_err(|e| ApiError::internal(&e))?;
     let session = st.sessions.open(&caller, "listen", call_id.to_string());
-    Ok(ws.on_upgrade(move |socket| send(st, feed, socket, session)))
+    // a restriction placed while a supervisor listens closes the listen
+    let watch = (caller.role != Role::Compliance).then_some(call_id);
+    Ok(ws.on_upgrade(move |socket| send(st, feed, socket, session, watch)))
 }
 
-async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket, session: Session) {
+/// How often an open listen checks that its recording was not restricted meanwhile.
+const RESTRICTION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the recording of `call_id` is restricted now (a catalog failure counts as restricted:
+/// the listen closes rather than go on unchecked).
+async fn restricted(st: &ApiState, call_id: &CallId) -> bool {
+    match st.catalog.recording_by_call(call_id).await {
+        Ok(Some(row)) => row.restricted || row.status == RecordingStatus::RefusalHeld,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check a live listen's restriction; closing it");
+            true
+        }
+    }
+}
+
+async fn send(
+    st: ApiState,
+    mut feed: ListenFeed,
+    mut socket: WebSocket,
+    session: Session,
+    watch: Option<CallId>,
+) {
+    let mut check = tokio::time::interval_at(
+        tokio::time::Instant::now() + RESTRICTION_CHECK,
+        RESTRICTION_CHECK,
+    );
     if let Some(f) = &feed.format
         && socket.send(start_frame(f)).await.is_err()
     {
@@ -87,6 +134,20 @@ async fn send(st: ApiState, mut feed: ListenFeed, mut socket: WebSocket, session
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 _ => return,
             },
+            _ = check.tick(), if watch.is_some() => {
+                if let Some(call_id) = &watch
+                    && restricted(&st, call_id).await
+                {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1008,
+                            reason: "the recording was restricted".into(),
+                        })))
+                        .await;
+                    return;
+                }
+                continue;
+            }
         };
         let msg = match frame {
             Ok(ListenFrame::Audio(b)) => Message::Binary(b),

@@ -255,6 +255,27 @@ impl From<crate::retention::RetentionError> for ApiError {
                 detail: e.to_string(),
             },
             R::ReasonRequired => ApiError::bad_request("missing_field", "reason is required"),
+            R::Transition { error, .. } => {
+                use crate::domain::TransitionError as T;
+                let code = match error {
+                    T::Live | T::NoAudio(_) | T::Destroyed(_) | T::NotLive(_) => "no_audio",
+                    T::RefusalHeld => "refusal_held",
+                    T::AlreadyRefused => "refused",
+                    T::NotUnderReview(_) => "not_under_review",
+                };
+                ApiError::Conflict {
+                    code,
+                    detail: e.to_string(),
+                }
+            }
+            R::InProgress(_) => ApiError::Conflict {
+                code: "deletion_in_progress",
+                detail: e.to_string(),
+            },
+            R::Changed(_) => ApiError::Conflict {
+                code: "changed",
+                detail: e.to_string(),
+            },
         }
     }
 }

@@ -320,6 +320,7 @@ fn check_playable(row: &RecordingRow, caller: &Caller) -> Result<(), ApiError> {
         }
         RecordingStatus::PciReview => compliance_only("under pci review")?,
         RecordingStatus::Quarantined => compliance_only("quarantined")?,
+        RecordingStatus::RefusalHeld => compliance_only("refused and kept under a hold")?,
         RecordingStatus::Refused | RecordingStatus::Expired | RecordingStatus::Erased => {
             return Err(ApiError::Conflict {
                 code: "audio_destroyed",

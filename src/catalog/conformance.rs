@@ -57,6 +57,13 @@ macro_rules! catalog_conformance {
             // audit checkpoints and closing SARs (issue 12)
             checkpoints_are_kept_and_the_furthest_is_latest,
             sars_close_once_with_who_and_why,
+            // narrow writes and one destruction path (issue 12)
+            transitions_are_compare_and_set,
+            restriction_survives_every_other_write,
+            call_details_write_only_while_expected,
+            retention_is_written_only_while_expected,
+            refusals_and_excisions_use_the_journal,
+            held_refusals_are_due_once_released,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -75,6 +82,8 @@ mod audit_sars;
 pub(crate) use audit_sars::{
     checkpoints_are_kept_and_the_furthest_is_latest, sars_close_once_with_who_and_why,
 };
+mod narrow;
+pub(crate) use narrow::*;
 
 // --- fixtures
 
@@ -222,7 +231,8 @@ pub(crate) async fn recordings_round_trip(c: Arc<dyn Catalog>) {
         row = RecordingRow {
             status,
             codec,
-            restricted: !row.restricted,
+            // only set_restricted writes the flag: a whole-row update keeps it
+            restricted: row.restricted,
             caller_sealed: None,
             line: None,
             expires_at: Some(t(1000)),
@@ -231,7 +241,9 @@ pub(crate) async fn recordings_round_trip(c: Arc<dyn Catalog>) {
             updated_at: row.updated_at + chrono::Duration::seconds(1),
             ..row
         };
-        c.update_recording(&row).await.expect("update");
+        let mut lifted = row.clone();
+        lifted.restricted = !row.restricted;
+        c.update_recording(&lifted).await.expect("update");
         assert_eq!(c.recording(row.id).await.expect("read"), Some(row.clone()));
     }
     // the other row is untouched
@@ -1189,6 +1201,7 @@ pub(crate) async fn retention_skips_held_and_finishes_pending(c: Arc<dyn Catalog
             actor: "system:retention".into(),
             reason: None,
             requested_at: now,
+            segment: None,
         })
         .collect();
     let begun = c.begin_deletions(&pending).await.expect("begin");
@@ -1206,6 +1219,8 @@ pub(crate) async fn retention_skips_held_and_finishes_pending(c: Arc<dyn Catalog
     let finish = FinishedDeletion {
         recording_id: rows[2].id,
         status: RecordingStatus::Expired,
+        segment: None,
+        forget_caller: true,
         at: now,
         ledger: ledger_entry(rows[2].id, "deleted", now),
         audit: NewAuditEntry::new(now, "system:retention", "recording.expire", "x"),
@@ -1227,6 +1242,11 @@ pub(crate) async fn retention_skips_held_and_finishes_pending(c: Arc<dyn Catalog
         .expect("read")
         .expect("present");
     assert_eq!(row.status, RecordingStatus::Expired);
+    assert_eq!(
+        (row.caller_tag, row.caller_sealed),
+        (None, None),
+        "the caller goes with the audio"
+    );
     let segs = c.segments(rows[2].id).await.expect("segments");
     assert!(segs[0].wrapped_key.is_none());
     assert_eq!(segs[0].status, SegmentStatus::Deleted);

@@ -34,6 +34,8 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
+mod changes;
+mod notes;
 mod postgres;
 mod retention;
 mod rows;
@@ -42,6 +44,8 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use changes::{CallDetailsUpdate, StatusChange};
+pub use notes::{PCI_REVIEW, PciReviewNote};
 pub use postgres::{
     POOL_SIZE as POSTGRES_POOL_SIZE, PostgresCatalog, parse_url as parse_postgres_url,
 };
@@ -155,9 +159,42 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         limit: usize,
     ) -> Result<Vec<RecordingRow>, CatalogError>;
 
-    /// Overwrites a recording's fields with `row`'s, found by `row.id`. [`CatalogError::NotFound`] if
-    /// absent; [`CatalogError::Conflict`] if `row.call_id` belongs to another recording.
+    /// Overwrites a recording's fields with `row`'s, found by `row.id`, except `restricted`, which
+    /// only [`Catalog::set_restricted`] and [`Catalog::transition_recording`] write.
+    /// [`CatalogError::NotFound`] if absent; [`CatalogError::Conflict`] if `row.call_id` belongs to
+    /// another recording. The daemon itself uses the narrow writes below; this is for imports,
+    /// repairs and tests.
     async fn update_recording(&self, row: &RecordingRow) -> Result<(), CatalogError>;
+
+    /// Changes a recording's status compare-and-set: writes `change.to` (with the end, expiry and
+    /// restriction it carries) only if the recording is still in `change.from`. False (nothing
+    /// written) if it is not; [`CatalogError::NotFound`] if absent.
+    async fn transition_recording(&self, change: &StatusChange) -> Result<bool, CatalogError>;
+
+    /// Writes what a live call learns about itself (line, queue, agent, caller, policy, format,
+    /// start) only if the recording is still in `update.expected`. False (nothing written) if it is
+    /// not; [`CatalogError::NotFound`] if absent.
+    async fn update_call_details(&self, update: &CallDetailsUpdate) -> Result<bool, CatalogError>;
+
+    /// Sets or lifts a recording's restriction, touching nothing else: true if the flag changed.
+    /// [`CatalogError::NotFound`] if absent.
+    async fn set_restricted(
+        &self,
+        id: RecordingId,
+        restricted: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError>;
+
+    /// Writes a recording's policy and expiry (a policy change re-applied) only if it is still in
+    /// `expected`. False (nothing written) if it is not; [`CatalogError::NotFound`] if absent.
+    async fn set_retention(
+        &self,
+        id: RecordingId,
+        expected: RecordingStatus,
+        policy: &str,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError>;
 
     // --- segments
 
@@ -346,7 +383,8 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     // --- retention (issue 4)
 
     /// Up to `limit` recordings whose audio is due for deletion at `now`: status `sealed`,
-    /// `pci_review` or `quarantined`, `expires_at <= now`, no segment still spooled, not pending
+    /// `pci_review` or `quarantined` (or `refusal_held`, whose expiry is its refusal: it goes once
+    /// its last hold is released), `expires_at <= now`, no segment still spooled, not pending
     /// deletion already, and under no active hold (linked, or on its caller as
     /// [`Catalog::holds_for_recording`] finds). Earliest expiry first.
     async fn expired_recordings(
@@ -355,9 +393,11 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         limit: usize,
     ) -> Result<Vec<RecordingRow>, CatalogError>;
 
-    /// Commits to deleting recordings, in one transaction: stores a pending row for each that is not
-    /// held and still has audio (or is pending already), and returns their ids, in the order given.
-    /// A held recording is left out, so no deletion of it can start.
+    /// Commits to deleting recordings, in one transaction: stores a pending row for each whose
+    /// status its cause may act on ([`DeletionCause::acts_on`]) and that is not held (an excision
+    /// is allowed under a hold), and returns their ids, in the order given, with those already
+    /// pending for the same cause (and segment). A held recording is left out, so no deletion of it
+    /// can start; so is one pending for another cause.
     async fn begin_deletions(
         &self,
         pending: &[PendingDeletion],

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Object, Pool};
 
-use super::{AuditQuery, RecordingQuery, SarRow};
+use super::{AuditQuery, CallDetailsUpdate, RecordingQuery, SarRow, StatusChange};
 use super::{
     Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
@@ -40,6 +40,7 @@ use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
 mod access;
 mod access_sar;
+mod changes;
 mod checkpoints;
 mod connect;
 mod convert;
@@ -141,6 +142,34 @@ impl Catalog for PostgresCatalog {
 
     async fn update_recording(&self, row: &RecordingRow) -> Result<(), CatalogError> {
         recordings::update_recording(&self.client().await?, row).await
+    }
+
+    async fn transition_recording(&self, change: &StatusChange) -> Result<bool, CatalogError> {
+        changes::transition_recording(&self.client().await?, change).await
+    }
+
+    async fn update_call_details(&self, update: &CallDetailsUpdate) -> Result<bool, CatalogError> {
+        changes::update_call_details(&self.client().await?, update).await
+    }
+
+    async fn set_restricted(
+        &self,
+        id: RecordingId,
+        restricted: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError> {
+        changes::set_restricted(&self.client().await?, id, restricted, at).await
+    }
+
+    async fn set_retention(
+        &self,
+        id: RecordingId,
+        expected: RecordingStatus,
+        policy: &str,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError> {
+        changes::set_retention(&self.client().await?, id, expected, policy, expires_at, at).await
     }
 
     async fn insert_segment(&self, row: &SegmentRow) -> Result<(), CatalogError> {

@@ -7,72 +7,10 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{CallId, Codec, KeyId, RecordingId, SegmentNo};
 
-/// A recording's place in its lifecycle, as stored.
-///
-/// The text forms ([`RecordingStatus::as_str`]) are stored in the database and are frozen: a new
-/// status gets a new text, an old text is never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecordingStatus {
-    /// The call is in progress and audio is being captured.
-    Live,
-    /// The call ended and every segment is stored.
-    Sealed,
-    /// A card payment pause arrived after a segment was sealed: a compliance user must review it.
-    PciReview,
-    /// Seal-time verification failed (a segment overlaps a pause): not playable until reviewed.
-    Quarantined,
-    /// A tombstone: the caller refused recording, every byte of audio was destroyed.
-    Refused,
-    /// Deleted by the retention worker at the end of its retention period.
-    Expired,
-    /// Deleted on a data subject's request.
-    Erased,
-}
-
-impl RecordingStatus {
-    /// Every status, for tests and listings.
-    pub const ALL: [RecordingStatus; 7] = [
-        Self::Live,
-        Self::Sealed,
-        Self::PciReview,
-        Self::Quarantined,
-        Self::Refused,
-        Self::Expired,
-        Self::Erased,
-    ];
-
-    /// The frozen text stored in the database.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Live => "live",
-            Self::Sealed => "sealed",
-            Self::PciReview => "pci_review",
-            Self::Quarantined => "quarantined",
-            Self::Refused => "refused",
-            Self::Expired => "expired",
-            Self::Erased => "erased",
-        }
-    }
-}
-
-impl FromStr for RecordingStatus {
-    type Err = UnknownStatus;
-    fn from_str(s: &str) -> Result<Self, UnknownStatus> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or(UnknownStatus)
-    }
-}
-
-impl fmt::Display for RecordingStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::domain::{RecordingStatus, UnknownStatus};
 
 /// A segment's place in its lifecycle, as stored. The text forms are frozen like
-/// [`RecordingStatus`]'s.
+/// [`RecordingStatus`]'s (whose changes are the [status machine](crate::domain::status)'s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SegmentStatus {
     /// Being written to the local spool; not yet in the object store.
@@ -115,11 +53,6 @@ impl fmt::Display for SegmentStatus {
         f.write_str(self.as_str())
     }
 }
-
-/// A status text that no [`RecordingStatus`] or [`SegmentStatus`] has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status")]
-pub struct UnknownStatus;
 
 /// One recording: the metadata of one call's audio.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,28 +232,11 @@ mod tests {
 
     #[test]
     fn status_texts_are_frozen_and_round_trip() {
-        let texts: Vec<_> = RecordingStatus::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(
-            texts,
-            [
-                "live",
-                "sealed",
-                "pci_review",
-                "quarantined",
-                "refused",
-                "expired",
-                "erased"
-            ]
-        );
-        for s in RecordingStatus::ALL {
-            assert_eq!(s.as_str().parse::<RecordingStatus>(), Ok(s));
-        }
         let texts: Vec<_> = SegmentStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(texts, ["spooled", "stored", "excised", "deleted"]);
         for s in SegmentStatus::ALL {
             assert_eq!(s.as_str().parse::<SegmentStatus>(), Ok(s));
         }
-        assert_eq!("Live".parse::<RecordingStatus>(), Err(UnknownStatus));
         assert_eq!("".parse::<SegmentStatus>(), Err(UnknownStatus));
     }
 }

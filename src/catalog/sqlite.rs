@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{AuditQuery, RecordingQuery, SarRow};
+use super::{CallDetailsUpdate, StatusChange};
 use super::{
     Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
@@ -33,6 +34,7 @@ use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
 mod access;
 mod access_sar;
+mod changes;
 mod checkpoints;
 mod commit;
 mod convert;
@@ -51,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_retention.sql"),
     include_str!("migrations/sqlite/0003_supervisor.sql"),
     include_str!("migrations/sqlite/0004_checkpoints.sql"),
+    include_str!("migrations/sqlite/0005_destruction.sql"),
 ];
 
 /// How long a statement waits for another process (the CLI, say) to release the write lock.
@@ -208,6 +211,41 @@ impl Catalog for SqliteCatalog {
     async fn update_recording(&self, row: &RecordingRow) -> Result<(), CatalogError> {
         let row = row.clone();
         self.run(move |c| recordings::update_recording(c, &row))
+            .await
+    }
+
+    async fn transition_recording(&self, change: &StatusChange) -> Result<bool, CatalogError> {
+        let change = change.clone();
+        self.run(move |c| changes::transition_recording(c, &change))
+            .await
+    }
+
+    async fn update_call_details(&self, update: &CallDetailsUpdate) -> Result<bool, CatalogError> {
+        let update = update.clone();
+        self.run(move |c| changes::update_call_details(c, &update))
+            .await
+    }
+
+    async fn set_restricted(
+        &self,
+        id: RecordingId,
+        restricted: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError> {
+        self.run(move |c| changes::set_restricted(c, id, restricted, at))
+            .await
+    }
+
+    async fn set_retention(
+        &self,
+        id: RecordingId,
+        expected: RecordingStatus,
+        policy: &str,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError> {
+        let policy = policy.to_owned();
+        self.run(move |c| changes::set_retention(c, id, expected, &policy, expires_at, at))
             .await
     }
 

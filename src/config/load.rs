@@ -206,6 +206,12 @@ impl Config {
                 "must be at least 100ms and at least 1s less than pci.lookback",
             )
         })?;
+        within(
+            "consent.late_refusal",
+            self.consent.late_refusal,
+            Duration::ZERO,
+            Duration::from_secs(86_400),
+        )?;
         if !(1024..=1024 * 1024).contains(&self.recorder.chunk_size) {
             return Err(invalid(
                 "recorder.chunk_size",

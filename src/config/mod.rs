@@ -20,8 +20,8 @@ pub use load::ConfigError;
 pub use platforms::{AudioHookConfig, AudioSocketConfig, Cidr, TwilioConfig};
 pub use secret::{Secret, SecretFile};
 pub use tree::{
-    AdminConfig, CatalogConfig, Config, KeysConfig, LimitsConfig, LogConfig, LogFormat, PciConfig,
-    PolicyConfig, PublicConfig, RecorderConfig, RetentionConfig, SecretsConfig, StorageConfig,
-    TlsConfig,
+    AdminConfig, CatalogConfig, Config, ConsentConfig, KeysConfig, LimitsConfig, LogConfig,
+    LogFormat, PciConfig, PolicyConfig, PublicConfig, RecorderConfig, RetentionConfig,
+    SecretsConfig, StorageConfig, TlsConfig,
 };
 pub use tree::{AuditConfig, AuthConfig, OidcConfig};

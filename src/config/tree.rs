@@ -36,6 +36,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// Card-payment pause timing.
     pub pci: PciConfig,
+    /// Consent rules that are not per policy.
+    pub consent: ConsentConfig,
     /// Live recording.
     pub recorder: RecorderConfig,
     /// The retention worker.
@@ -79,6 +81,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             secrets: SecretsConfig::default(),
             pci: PciConfig::default(),
+            consent: ConsentConfig::default(),
             recorder: RecorderConfig::default(),
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
@@ -400,6 +403,46 @@ impl Default for PciConfig {
             guard: Duration::from_millis(500),
             max_latency: Duration::from_secs(1),
         }
+    }
+}
+
+impl PciConfig {
+    /// The timing rules of the look-back buffer, as the domain takes them: the one conversion, for
+    /// the live call and for a pause that arrives after it alike. `Config::load` bounds both to a
+    /// minute, so they always convert.
+    pub fn timing(&self) -> crate::domain::lifecycle::Timing {
+        let convert = |d: Duration| {
+            chrono::Duration::from_std(d).expect("load bounds pci timings to a minute")
+        };
+        crate::domain::lifecycle::Timing {
+            lookback: convert(self.lookback),
+            guard: convert(self.guard),
+        }
+    }
+}
+
+/// Consent rules that are not per policy (DESIGN.md section 2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentConfig {
+    /// How long after a call ends a telephony `consent.refused` still destroys its recording.
+    /// A later one is ledgered as `refused_late` and counted as an erasure request.
+    #[serde(deserialize_with = "duration")]
+    pub late_refusal: Duration,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        Self {
+            late_refusal: Duration::from_secs(600),
+        }
+    }
+}
+
+impl ConsentConfig {
+    /// `late_refusal` as the domain takes it (`Config::load` bounds it to a day).
+    pub fn late_refusal(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.late_refusal).expect("load bounds it to a day")
     }
 }
 

@@ -307,7 +307,7 @@ impl Lifecycle {
         {
             return Err(Refusal::Refused(name));
         }
-        let instant = at.min(arrival) - self.timing.guard;
+        let instant = super::status::pause_instant(at, arrival, self.timing.guard);
         match event {
             EventKind::CallStarted { .. }
             | EventKind::ComplaintOpened { .. }

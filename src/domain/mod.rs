@@ -1,5 +1,5 @@
-//! Pure rules of the domain, with no I/O: identifiers, codecs, time, and (as later work lands) policies,
-//! the recording lifecycle, retention and hold arithmetic, and E.164 normalisation.
+//! Pure rules of the domain, with no I/O: identifiers, codecs, time, policies, the call lifecycle, the
+//! recording status machine ([`status`]), retention and hold arithmetic, and E.164 normalisation.
 //!
 //! Architecture invariant: nothing here reads a file, a socket, or a clock other than through the
 //! [`Clock`] trait, so every rule can be unit-tested with a [`ManualClock`].
@@ -12,6 +12,7 @@ pub mod lifecycle;
 mod period;
 mod policy;
 mod role;
+pub mod status;
 mod time;
 pub mod timeline;
 
@@ -22,4 +23,5 @@ pub use ids::{CallId, IdError, KeyId, RecordingId, SegmentNo};
 pub use period::{Period, PeriodError};
 pub use policy::{ConsentMode, PauseRender, Policy, UnknownWord};
 pub use role::Role;
+pub use status::{RecordingStatus, TransitionError, UnknownStatus};
 pub use time::{Clock, ManualClock, SystemClock};

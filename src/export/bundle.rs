@@ -185,6 +185,8 @@ fn withhold(row: &RecordingRow, compliance: bool) -> Option<&'static str> {
             return Some("under_review");
         }
         RecordingStatus::PciReview | RecordingStatus::Quarantined => {}
+        RecordingStatus::RefusalHeld if !compliance => return Some("restricted"),
+        RecordingStatus::RefusalHeld => {}
         RecordingStatus::Refused | RecordingStatus::Expired | RecordingStatus::Erased => {
             return Some("audio_destroyed");
         }

@@ -7,13 +7,14 @@
 //! it chunk by chunk into the spool.
 
 mod audio;
+mod row;
 
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub(super) use self::audio::{AudioBatch, Piece};
 use super::listen::{LISTEN_QUEUE, ListenFeed, ListenFrame};
@@ -21,11 +22,10 @@ use super::persist::OpenSegment;
 use super::{Deps, EventOutcome, RecorderError};
 use crate::audit::NewAuditEntry;
 use crate::catalog::{NewLedgerEntry, RecordingRow, RecordingStatus};
-use crate::domain::lifecycle::{Effect, Horizon, Lifecycle, Note, PauseKind, Timing};
+use crate::domain::lifecycle::{Effect, Horizon, Lifecycle, PauseKind};
+use crate::domain::status::{CallDetails, seal_end};
 use crate::domain::timeline::{self, Bounds, MediaClock, Timeline, TimelineRules};
-use crate::domain::{
-    CallEvent, CallId, CallerNumber, EventKind, MediaFormat, RecordingId, SegmentNo,
-};
+use crate::domain::{CallEvent, CallId, EventKind, MediaFormat, RecordingId, SegmentNo};
 
 /// How often a call re-evaluates its buffer when no input comes.
 const TICK: StdDuration = StdDuration::from_millis(100);
@@ -122,6 +122,15 @@ pub(super) struct Call {
     /// Told whether nothing may be captured now (an open pause, a refusal): sockets drop audio on
     /// arrival while it says so.
     pub(super) gate: Option<tokio::sync::watch::Sender<bool>>,
+    /// The details of the first `call.started` applied; a repeated one must match them.
+    details: Option<CallDetails>,
+    /// Ledger entries the catalog did not take yet; retried each step and at seal.
+    unwritten: Vec<NewLedgerEntry>,
+    /// Audit entries likewise.
+    unwritten_audit: Vec<NewAuditEntry>,
+    /// A late pause fell in sealed audio: the recording is under pci review (kept here too, so a
+    /// review the catalog did not take is still applied at seal).
+    reviewed: bool,
 }
 
 impl Call {
@@ -134,10 +143,7 @@ impl Call {
         deps: Deps,
         now: DateTime<Utc>,
     ) -> Result<Call, RecorderError> {
-        let timing = Timing {
-            lookback: Duration::from_std(deps.config.pci.lookback).unwrap_or(Duration::seconds(3)),
-            guard: Duration::from_std(deps.config.pci.guard).unwrap_or(Duration::milliseconds(500)),
-        };
+        let timing = deps.config.pci.timing();
         let rules = TimelineRules {
             max_latency: Duration::from_std(deps.config.pci.max_latency)
                 .unwrap_or(Duration::seconds(1)),
@@ -239,6 +245,10 @@ impl Call {
             listen_paused: None,
             paused: None,
             gate: None,
+            details: None,
+            unwritten: Vec::new(),
+            unwritten_audit: Vec::new(),
+            reviewed: false,
         })
     }
 
@@ -403,32 +413,8 @@ impl Call {
             queue,
         } = &event.kind
         {
-            // only the keyed tag and the sealed number are kept; a number that is not one is not
-            // kept at all (and never logged)
-            match caller.as_deref().map(str::parse::<CallerNumber>) {
-                Some(Ok(number)) => {
-                    self.recording.caller_tag = Some(self.deps.callers.tag(&number));
-                    self.recording.caller_sealed =
-                        Some(self.deps.callers.seal(self.recording.id, &number));
-                }
-                Some(Err(e)) => {
-                    warn!(call_id = %self.id, error = %e, "call.started caller is not a number; not kept");
-                }
-                None => {}
-            }
-            self.recording.line.clone_from(line);
-            self.recording.agent.clone_from(agent);
-            self.recording.queue.clone_from(queue);
-            if self.life.policy().is_none() {
-                let policy = self
-                    .deps
-                    .config
-                    .policy_for(line.as_deref(), queue.as_deref());
-                self.recording.policy.clone_from(&policy.name);
-                self.recording.started_at = event.at.min(arrival);
-                self.life.set_policy(policy, event.at);
-            }
-            self.save_row().await?;
+            self.call_started(line, caller.as_deref(), agent, queue, event.at)
+                .await?;
         }
         let effects = self.life.apply(&event.kind, event.at, arrival)?;
         debug!(call_id = %self.id, event = event.kind.name(), "event applied");
@@ -531,21 +517,6 @@ impl Call {
         }
     }
 
-    async fn pci_review(&mut self, at: DateTime<Utc>) {
-        if self.recording.status != RecordingStatus::PciReview {
-            self.recording.status = RecordingStatus::PciReview;
-            if let Err(e) = self.save_row().await {
-                warn!(call_id = %self.id, error = %e, "saving pci_review failed");
-            }
-        }
-        warn!(call_id = %self.id, recording_id = %self.recording.id, "pause falls in a sealed segment; recording marked pci_review");
-        metrics::counter!("callvault_pci_incidents_total").increment(1);
-        let details =
-            serde_json::json!({ "pause_at": at.to_rfc3339(), "call_id": self.id.as_str() });
-        self.note_now("pci_review", details.clone()).await;
-        self.audit("recording.pci_review", details).await;
-    }
-
     /// Commits what the look-back window allows.
     async fn advance(&mut self, now: DateTime<Utc>) -> Result<(), RecorderError> {
         let effects = self.life.tick(now);
@@ -583,40 +554,13 @@ impl Call {
             warn!(call_id = %self.id, error = %e, "commit failed");
         }
         if let Err(e) = self.close_open().await {
-            warn!(call_id = %self.id, error = %e, "closing the last segment failed; the spool keeps it for recovery");
+            error!(call_id = %self.id, error = %e, "closing the last segment failed; the spool keeps it for recovery");
+            self.note_now(
+                "segment.close_failed",
+                serde_json::json!({ "error": e.to_string() }),
+            )
+            .await;
         }
-    }
-
-    async fn destroy(&mut self) {
-        self.refused = true;
-        self.timeline.drop_all();
-        self.timeline.close();
-        if let Some(open) = self.open.take()
-            && let Err(e) = open.segment.destroy().await
-        {
-            warn!(call_id = %self.id, error = %e, "destroying the open segment failed");
-        }
-        match self
-            .deps
-            .persistence
-            .destroy_recording(self.recording.id)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => warn!(call_id = %self.id, error = %e, "destroying the recording failed"),
-        }
-        self.sealed.clear();
-        self.recording.status = RecordingStatus::Refused;
-        self.recording.caller_sealed = None;
-        if let Err(e) = self.save_row().await {
-            warn!(call_id = %self.id, error = %e, "saving the refused recording failed");
-        }
-        info!(call_id = %self.id, recording_id = %self.recording.id, "consent refused: recording destroyed");
-        self.audit(
-            "recording.destroyed",
-            serde_json::json!({ "call_id": self.id.as_str(), "cause": "consent.refused" }),
-        )
-        .await;
     }
 
     fn is_over(&self, now: DateTime<Utc>) -> bool {
@@ -670,9 +614,15 @@ impl Call {
                 self.recording.started_at,
             );
         }
-        let policy = self.life.policy().cloned().expect("set above");
-        self.recording.ended_at = Some(ended.max(self.recording.started_at));
-        self.recording.expires_at = policy.retention.after(ended);
+        // the recording's policy (its line's or queue's, even if call.started came late) decides
+        // its expiry; a call never ends before it started
+        let policy = self
+            .deps
+            .config
+            .policy(&self.recording.policy)
+            .or_else(|| self.life.policy().cloned())
+            .expect("set above");
+        let ended = seal_end(self.recording.started_at, ended);
         if self.dropped_on_arrival > 0 || self.backwards > 0 || self.overrun > 0 {
             let rate = self.format.map_or(8000, |f| f.sample_rate);
             self.note_now(
@@ -685,24 +635,12 @@ impl Call {
             )
             .await;
         }
-        if !self.refused {
-            let bad = timeline::overlapping(&self.sealed, &self.life.windows());
-            if !bad.is_empty() && self.recording.status != RecordingStatus::PciReview {
-                self.recording.status = RecordingStatus::Quarantined;
-                warn!(call_id = %self.id, segments = ?bad, "a segment overlaps a pause; recording quarantined");
-                metrics::counter!("callvault_quarantined_total").increment(1);
-                self.audit(
-                    "recording.quarantined",
-                    serde_json::json!({ "segments": bad }),
-                )
-                .await;
-            } else if self.recording.status == RecordingStatus::Live {
-                self.recording.status = RecordingStatus::Sealed;
-            }
-        }
-        if let Err(e) = self.save_row().await {
-            warn!(call_id = %self.id, error = %e, "saving the sealed recording failed");
-        }
+        let bad = if self.refused {
+            Vec::new()
+        } else {
+            timeline::overlapping(&self.sealed, &self.life.windows())
+        };
+        self.seal(ended, &policy, &bad).await;
         self.note_now(
             "sealed",
             serde_json::json!({
@@ -711,44 +649,13 @@ impl Call {
             }),
         )
         .await;
+        self.retry_ledger().await;
+        let lost = self.unwritten.len() + self.unwritten_audit.len();
+        if lost > 0 {
+            error!(call_id = %self.id, entries = lost, "ledger and audit entries lost: the catalog did not take them");
+            metrics::counter!("callvault_ledger_entries_lost_total").increment(lost as u64);
+        }
         info!(call_id = %self.id, recording_id = %self.recording.id, status = self.recording.status.as_str(), "call sealed");
-    }
-
-    async fn save_row(&mut self) -> Result<(), RecorderError> {
-        self.recording.updated_at = self.deps.clock.now();
-        self.deps.catalog.update_recording(&self.recording).await?;
-        Ok(())
-    }
-
-    async fn note(&mut self, note: Note) {
-        self.note_now(note.kind, note.details).await;
-    }
-
-    async fn note_now(&self, kind: &str, details: serde_json::Value) {
-        let entry = NewLedgerEntry {
-            recording_id: self.recording.id,
-            at: self.deps.clock.now(),
-            kind: kind.to_owned(),
-            actor: "recorder".to_owned(),
-            reason: None,
-            details: details.to_string(),
-        };
-        if let Err(e) = self.deps.catalog.append_ledger(&entry).await {
-            warn!(call_id = %self.id, kind, error = %e, "ledger append failed");
-        }
-    }
-
-    async fn audit(&self, action: &str, details: serde_json::Value) {
-        let entry = NewAuditEntry::new(
-            self.deps.clock.now(),
-            "system:recorder",
-            action,
-            self.recording.id.to_string(),
-        )
-        .details(&details);
-        if let Err(e) = self.deps.catalog.append_audit(entry).await {
-            warn!(call_id = %self.id, action, error = %e, "audit append failed");
-        }
     }
 }
 

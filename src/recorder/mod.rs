@@ -7,6 +7,7 @@ pub mod persist;
 
 mod call;
 mod listen;
+mod refusal;
 mod registry;
 
 pub use listen::{LISTEN_QUEUE, ListenFeed, ListenFrame};

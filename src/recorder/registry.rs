@@ -18,12 +18,16 @@ use tracing::{info, warn};
 use super::call::{AudioBatch, Call, Input, Piece};
 use super::persist::{PersistError, Persistence};
 use crate::audit::NewAuditEntry;
-use crate::catalog::{Catalog, CatalogError, NewLedgerEntry, RecordingRow, RecordingStatus};
+use crate::catalog::{
+    Catalog, CatalogError, NewLedgerEntry, PciReviewNote, RecordingRow, RecordingStatus,
+    StatusChange,
+};
 use crate::config::Config;
 use crate::domain::lifecycle::Refusal;
+use crate::domain::status::{RefusalSource, pause_instant, segments_after_pause};
 use crate::domain::timeline::MediaClock;
 use crate::domain::{CallEvent, CallId, Clock, EventKind, MediaFormat, RecordingId};
-use crate::retention::{RetentionError, holds};
+use crate::retention::{Retention, RetentionError, holds};
 use crate::vault::CallerKeys;
 
 /// Inputs queued per call before its task takes them; audio waits here when the task is busy.
@@ -44,6 +48,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     /// Turns `call.started`'s caller number into its lookup tag and sealed form.
     pub callers: CallerKeys,
+    /// The one destruction path (a refusal goes through its journal) and the refusal rules.
+    pub retention: Retention,
 }
 
 /// What happened to an event.
@@ -85,6 +91,15 @@ pub enum RecorderError {
     /// Persisting audio failed.
     #[error(transparent)]
     Persist(#[from] PersistError),
+    /// Retention refused the change (a refusal's destruction) or failed.
+    #[error(transparent)]
+    Retention(Box<RetentionError>),
+    /// A repeated `call.started` differs from the one applied: these fields.
+    #[error("call.started conflicts with the one applied: {}", fields.join(", "))]
+    Conflict {
+        /// The fields that differ.
+        fields: Vec<&'static str>,
+    },
 }
 
 /// What a live call's task tells the sockets of its state.
@@ -498,7 +513,7 @@ impl Recorder {
         details: serde_json::Value,
     ) -> Result<(), RecorderError> {
         if let Some(row) = self.inner.deps.catalog.recording_by_call(call_id).await? {
-            self.ledger(row.id, kind, details).await;
+            self.ledger(row.id, kind, details).await?;
         }
         Ok(())
     }
@@ -518,7 +533,7 @@ impl Recorder {
     async fn late_event(
         &self,
         event: &CallEvent,
-        mut recording: RecordingRow,
+        recording: RecordingRow,
         arrival: DateTime<Utc>,
     ) -> Result<EventOutcome, RecorderError> {
         let deps = &self.inner.deps;
@@ -526,53 +541,79 @@ impl Recorder {
         let name = event.kind.name();
         match &event.kind {
             EventKind::PaymentStarted | EventKind::RecordingPaused { .. } => {
-                let guard = Duration::from_std(deps.config.pci.guard).unwrap_or(Duration::zero());
-                let instant = event.at.min(arrival) - guard;
+                // the same instant, by the same function and guard, as during the call
+                let guard = deps.config.pci.timing().guard;
+                let instant = pause_instant(event.at, arrival, guard);
                 if instant >= ended {
                     return Err(Refusal::CallEnded(ended, name).into());
                 }
                 let instant_ms = (instant - recording.started_at).num_milliseconds().max(0) as u64;
                 let segments = deps.catalog.segments(recording.id).await?;
-                let hit: Vec<u32> = segments
+                let keyed: Vec<(u32, u64)> = segments
                     .iter()
-                    .filter(|s| s.wrapped_key.is_some() && s.media_end_ms > instant_ms)
-                    .map(|s| s.segment.0)
+                    .filter(|s| s.wrapped_key.is_some())
+                    .map(|s| (s.segment.0, s.media_end_ms))
                     .collect();
-                let details = serde_json::json!({
-                    "event": name, "pause_at": instant.to_rfc3339(), "arrived": arrival.to_rfc3339(),
-                    "segments_after_pause": hit,
-                });
-                if hit.is_empty() {
-                    self.ledger(recording.id, "late_pause", details).await;
-                } else {
-                    recording.status = RecordingStatus::PciReview;
-                    recording.updated_at = deps.clock.now();
-                    deps.catalog.update_recording(&recording).await?;
-                    warn!(recording_id = %recording.id, "a pause arrived after the call was sealed; recording marked pci_review");
-                    metrics::counter!("callvault_pci_incidents_total").increment(1);
-                    self.ledger(recording.id, "pci_review", details.clone())
-                        .await;
-                    self.audit("recording.pci_review", recording.id.to_string(), details)
-                        .await;
+                let note = PciReviewNote {
+                    pause_at: instant,
+                    event: Some(name.to_owned()),
+                    arrived: Some(arrival),
+                    segments_after_pause: segments_after_pause(instant_ms, &keyed),
+                    call_id: Some(event.call_id.as_str().to_owned()),
+                };
+                let now = deps.clock.now();
+                if note.segments_after_pause.is_empty() {
+                    let mut entry = note.entry(recording.id, now, "recorder");
+                    entry.kind = "late_pause".to_owned();
+                    deps.catalog.append_ledger(&entry).await?;
+                    return Ok(EventOutcome::Applied);
                 }
+                let to = match recording.status.review() {
+                    Ok(to) => to,
+                    // nothing of it is left to review (refused, destroyed): the pause is noted
+                    Err(e) => {
+                        let mut entry = note.entry(recording.id, now, "recorder");
+                        entry.kind = "late_pause".to_owned();
+                        deps.catalog.append_ledger(&entry).await?;
+                        info!(recording_id = %recording.id, error = %e, "late pause on a recording without audio");
+                        return Ok(EventOutcome::Applied);
+                    }
+                };
+                let change = StatusChange::new(recording.id, recording.status, to, now);
+                if !deps.catalog.transition_recording(&change).await? {
+                    return Err(RecorderError::Retention(Box::new(RetentionError::Changed(
+                        recording.id,
+                    ))));
+                }
+                warn!(recording_id = %recording.id, "a pause arrived after the call was sealed; recording marked pci_review");
+                metrics::counter!("callvault_pci_incidents_total").increment(1);
+                deps.catalog
+                    .append_ledger(&note.entry(recording.id, now, "recorder"))
+                    .await?;
+                self.audit(
+                    "recording.pci_review",
+                    recording.id.to_string(),
+                    serde_json::to_value(&note).unwrap_or_default(),
+                )
+                .await?;
                 Ok(EventOutcome::Applied)
             }
             EventKind::ConsentRefused => {
-                if recording.status != RecordingStatus::Refused {
-                    let report = deps.persistence.destroy_recording(recording.id).await?;
-                    recording.status = RecordingStatus::Refused;
-                    recording.caller_sealed = None;
-                    recording.updated_at = deps.clock.now();
-                    deps.catalog.update_recording(&recording).await?;
-                    let details = serde_json::json!({ "at": event.at.to_rfc3339(), "arrived": arrival.to_rfc3339(), "after_call_end": true });
-                    self.ledger(recording.id, "consent.refused", details).await;
-                    info!(recording_id = %recording.id, ?report, "consent refused after the call: recording destroyed");
-                    self.audit(
-                        "recording.destroyed",
-                        recording.id.to_string(),
-                        serde_json::json!({ "cause": "consent.refused" }),
-                    )
-                    .await;
+                if recording.status == RecordingStatus::Refused {
+                    return Ok(EventOutcome::Applied);
+                }
+                let source = RefusalSource::AfterCall { ended };
+                match super::refusal::begin(deps, recording.id, source, event.at, arrival).await? {
+                    super::refusal::Begun::Destroy(pending) => {
+                        let details = serde_json::json!({
+                            "at": event.at.to_rfc3339(), "arrived": arrival.to_rfc3339(),
+                            "after_call_end": true,
+                        });
+                        self.ledger(recording.id, "consent.refused", details)
+                            .await?;
+                        super::refusal::destroy(deps, recording.id, pending).await?;
+                    }
+                    super::refusal::Begun::Held | super::refusal::Begun::Late => {}
                 }
                 Ok(EventOutcome::Applied)
             }
@@ -647,7 +688,12 @@ impl Recorder {
         Ok(EventOutcome::Applied)
     }
 
-    async fn ledger(&self, recording: RecordingId, kind: &str, details: serde_json::Value) {
+    async fn ledger(
+        &self,
+        recording: RecordingId,
+        kind: &str,
+        details: serde_json::Value,
+    ) -> Result<(), RecorderError> {
         let deps = &self.inner.deps;
         let entry = NewLedgerEntry {
             recording_id: recording,
@@ -657,18 +703,21 @@ impl Recorder {
             reason: None,
             details: details.to_string(),
         };
-        if let Err(e) = deps.catalog.append_ledger(&entry).await {
-            warn!(%recording, kind, error = %e, "ledger append failed");
-        }
+        deps.catalog.append_ledger(&entry).await?;
+        Ok(())
     }
 
-    async fn audit(&self, action: &str, subject: String, details: serde_json::Value) {
+    async fn audit(
+        &self,
+        action: &str,
+        subject: String,
+        details: serde_json::Value,
+    ) -> Result<(), RecorderError> {
         let deps = &self.inner.deps;
         let entry = NewAuditEntry::new(deps.clock.now(), "system:recorder", action, subject)
             .details(&details);
-        if let Err(e) = deps.catalog.append_audit(entry).await {
-            warn!(action, error = %e, "audit append failed");
-        }
+        deps.catalog.append_audit(entry).await?;
+        Ok(())
     }
 }
 

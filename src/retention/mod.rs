@@ -9,17 +9,23 @@
 //! through the [vault](crate::vault) and the [catalog](crate::catalog), and must not decide HTTP
 //! status codes (that is [`api`](crate::api)'s).
 //!
-//! How a recording is deleted, in this order: a pending row is stored (the commit point; a held
-//! recording is refused here), its objects are deleted, then in one catalog transaction its data keys
-//! are shredded, its status becomes `expired` or `erased`, and the receipt (object keys, their
-//! SHA-256, policy, time) goes to its ledger and to the audit chain.
+//! How a recording is destroyed, whatever the cause (expiry, erasure, refusal, excision of a
+//! segment), in this order (module `destroy`): a pending row is stored (the commit point; a held
+//! recording is refused here, except for an excision), its objects are deleted, then in one catalog
+//! transaction its data keys are shredded, the caller's sealed number and lookup tag are forgotten,
+//! its status becomes what the [status machine](crate::domain::status) says, and the receipt
+//! (object keys, their SHA-256, policy, time) goes to its ledger and to the audit chain. A refusal
+//! ([`Retention::begin_refusal`]) never destroys past a hold: the recording becomes `refusal_held`, restricted, and
+//! goes at the first sweep after its last hold is released.
 //!
 //! Architecture invariant: a recording under an active hold is never deleted; erasure of one is
 //! refused naming the holds. Holds do not change `expires_at`: releasing the last one returns the
 //! recording to its normal expiry, and the next sweep deletes it if that date has passed.
 
+mod destroy;
 pub mod holds;
 pub mod plan;
+mod refusal;
 mod remedies;
 mod sweep;
 pub mod worker;
@@ -30,8 +36,9 @@ use object_store::ObjectStore;
 
 use crate::catalog::{Catalog, CatalogError, RecordingStatus};
 use crate::config::Config;
-use crate::domain::{Clock, RecordingId, SegmentNo};
+use crate::domain::{Clock, RecordingId, SegmentNo, TransitionError};
 
+pub use refusal::RefusalStart;
 pub use remedies::{ExciseReceipt, Receipt};
 pub use sweep::{SweepOptions, SweepReport};
 pub use worker::{RetentionHandle, WorkerStatus};
@@ -94,6 +101,20 @@ pub enum RetentionError {
     /// A reason is required and none was given.
     #[error("a reason is required")]
     ReasonRequired,
+    /// The status machine refuses the change from the recording's status.
+    #[error("recording {recording}: {error}")]
+    Transition {
+        /// The recording.
+        recording: RecordingId,
+        /// Why.
+        error: TransitionError,
+    },
+    /// Another destruction of the recording (an excision, a refusal) is pending; it finishes first.
+    #[error("recording {0} has a deletion in progress")]
+    InProgress(RecordingId),
+    /// The recording's status changed while the change was being made; read it again.
+    #[error("recording {0} changed meanwhile")]
+    Changed(RecordingId),
 }
 
 /// The retention operations over one catalog and object store: a cheap `Clone` of handles.
@@ -136,10 +157,8 @@ pub fn required_reason(reason: Option<&str>) -> Result<String, RetentionError> {
         .ok_or(RetentionError::ReasonRequired)
 }
 
-/// Whether a recording in this status still has audio that retention may delete.
+/// Whether a recording in this status has audio that retention deletes at its expiry (the status
+/// machine's `expire` accepts it).
 pub fn has_audio(status: RecordingStatus) -> bool {
-    matches!(
-        status,
-        RecordingStatus::Sealed | RecordingStatus::PciReview | RecordingStatus::Quarantined
-    )
+    status.expire().is_ok()
 }

@@ -1,17 +1,13 @@
-//! Deleting recordings: the sweep of what expired, and the one path every deletion takes (pending
-//! row, objects, then keys, status and receipt in one transaction).
+//! The sweep: finishes what the journal holds (any cause: an interrupted erasure, refusal or
+//! excision too), then deletes what expired and the refusals whose last hold was released, through
+//! the one destruction path ([`super::destroy`]).
 
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
+use super::destroy::Deleted;
 use super::{Retention, RetentionError, SYSTEM_ACTOR};
-use crate::audit::NewAuditEntry;
-use crate::catalog::{
-    DeletionCause, FinishedDeletion, NewLedgerEntry, PendingDeletion, RecordingRow, SegmentRow,
-};
-use crate::vault;
+use crate::catalog::{DeletionCause, PendingDeletion, RecordingRow, RecordingStatus};
 
 /// Recordings whose objects are deleted at the same time.
 const CONCURRENT_DELETES: usize = 16;
@@ -21,6 +17,9 @@ const CONCURRENT_DELETES: usize = 16;
 pub struct SweepOptions {
     /// Recordings taken per batch (`retention.batch_size` when zero).
     pub batch_size: usize,
+    /// Only finish the deletions an earlier run left pending (at start-up, before the spool is
+    /// recovered, so no spool file of a refused call is uploaded again); not counted as a sweep.
+    pub pending_only: bool,
     /// Test hook: stop, as a crash would, once this many recordings have had their objects deleted,
     /// before their batch is finished in the catalog. The next sweep finishes them.
     #[doc(hidden)]
@@ -34,6 +33,10 @@ pub struct SweepReport {
     pub expired: u64,
     /// Erasures left unfinished by an earlier run and finished by this one.
     pub erased: u64,
+    /// Refusals destroyed: kept under a hold since released, or left unfinished by an earlier run.
+    pub refused: u64,
+    /// Excisions left unfinished by an earlier run and finished by this one.
+    pub excised: u64,
     /// Of those deleted, how many an earlier, interrupted run had begun.
     pub resumed: u64,
     /// Objects deleted from the store.
@@ -55,18 +58,23 @@ impl std::fmt::Display for SweepReport {
         }
         write!(
             f,
-            "deleted {} expired and {} erased recordings ({} resumed from an earlier run); {} objects deleted, {} failed",
-            self.expired, self.erased, self.resumed, self.objects_deleted, self.objects_failed
+            "deleted {} expired, {} erased and {} refused recordings and {} excised segments ({} resumed from an earlier run); {} objects deleted, {} failed",
+            self.expired,
+            self.erased,
+            self.refused,
+            self.excised,
+            self.resumed,
+            self.objects_deleted,
+            self.objects_failed
         )
     }
 }
 
-/// One deletion whose objects are gone, ready to finish in the catalog.
-pub(super) struct Deleted {
-    pub(super) finished: FinishedDeletion,
-    pub(super) receipt: serde_json::Value,
-    pub(super) objects_deleted: u64,
-    pub(super) objects_failed: u64,
+impl SweepReport {
+    /// Recordings (and segments) destroyed.
+    fn done(&self) -> u64 {
+        self.expired + self.erased + self.refused + self.excised
+    }
 }
 
 impl Retention {
@@ -93,23 +101,27 @@ impl Retention {
         let mut progress = self.catalog.retention_progress().await?;
         progress.last_started_at = Some(started);
         self.catalog.save_retention_progress(&progress).await?;
-        let result = self.sweep_batches(batch, options.stop_after).await;
+        let result = self
+            .sweep_batches(batch, options.stop_after, options.pending_only)
+            .await;
         let mut progress = self.catalog.retention_progress().await?;
         match &result {
             Ok(report) => {
                 progress.expired += report.expired;
                 progress.erased += report.erased;
-                if !report.stopped {
+                if !report.stopped && !options.pending_only {
                     progress.sweeps += 1;
                     progress.last_finished_at = Some(self.clock.now());
-                    progress.last_deleted = report.expired + report.erased;
+                    progress.last_deleted = report.done();
                     progress.last_error = None;
                 }
                 metrics::counter!("callvault_retention_sweeps_total").increment(1);
-                if report.expired + report.erased > 0 {
+                if report.done() > 0 {
                     info!(
                         expired = report.expired,
                         erased = report.erased,
+                        refused = report.refused,
+                        excised = report.excised,
                         resumed = report.resumed,
                         "retention sweep deleted recordings"
                     );
@@ -128,6 +140,7 @@ impl Retention {
         &self,
         batch: usize,
         stop_after: Option<usize>,
+        pending_only: bool,
     ) -> Result<SweepReport, RetentionError> {
         let mut report = SweepReport::default();
         let mut budget = stop_after;
@@ -137,12 +150,15 @@ impl Retention {
             if pending.is_empty() {
                 break;
             }
-            let before = report.expired + report.erased;
+            let before = report.done();
             let pending = pending.into_iter().map(|p| (p, None)).collect();
             if !self.delete_batch(pending, &mut report, &mut budget).await? {
                 return Ok(report);
             }
-            report.resumed += report.expired + report.erased - before;
+            report.resumed += report.done() - before;
+        }
+        if pending_only {
+            return Ok(report);
         }
         let now = self.clock.now();
         loop {
@@ -152,12 +168,26 @@ impl Retention {
             }
             let pending: Vec<PendingDeletion> = due
                 .iter()
-                .map(|r| PendingDeletion {
-                    recording_id: r.id,
-                    cause: DeletionCause::Expired,
-                    actor: SYSTEM_ACTOR.to_owned(),
-                    reason: Some(format!("retention period of policy {} ended", r.policy)),
-                    requested_at: now,
+                .map(|r| {
+                    let (cause, reason) = if r.status == RecordingStatus::RefusalHeld {
+                        (
+                            DeletionCause::Refused,
+                            "consent refused under a hold; its last hold was released".to_owned(),
+                        )
+                    } else {
+                        (
+                            DeletionCause::Expired,
+                            format!("retention period of policy {} ended", r.policy),
+                        )
+                    };
+                    PendingDeletion {
+                        recording_id: r.id,
+                        cause,
+                        actor: SYSTEM_ACTOR.to_owned(),
+                        reason: Some(reason),
+                        requested_at: now,
+                        segment: None,
+                    }
                 })
                 .collect();
             let begun = self.catalog.begin_deletions(&pending).await?;
@@ -213,9 +243,11 @@ impl Retention {
             let Some(d) = r? else { continue };
             report.objects_deleted += d.objects_deleted;
             report.objects_failed += d.objects_failed;
-            match d.finished.status {
-                crate::catalog::RecordingStatus::Erased => report.erased += 1,
-                _ => report.expired += 1,
+            match (d.finished.segment, d.finished.status) {
+                (Some(_), _) => report.excised += 1,
+                (None, RecordingStatus::Erased) => report.erased += 1,
+                (None, RecordingStatus::Refused) => report.refused += 1,
+                (None, _) => report.expired += 1,
             }
             finished.push(d.finished);
         }
@@ -223,106 +255,5 @@ impl Retention {
         report.batches += 1;
         metrics::counter!("callvault_retention_deleted_total").increment(n as u64);
         Ok(true)
-    }
-
-    /// The objects step of one pending deletion: deletes the recording's objects and builds what
-    /// finishing it writes; `row` is the recording's row when the caller has just read it. `None`
-    /// if the recording is gone from the catalog.
-    pub(super) async fn delete_objects_of(
-        &self,
-        p: PendingDeletion,
-        row: Option<RecordingRow>,
-    ) -> Result<Option<Deleted>, RetentionError> {
-        let row = match row {
-            Some(row) => Some(row),
-            None => self.catalog.recording(p.recording_id).await?,
-        };
-        let Some(row) = row else {
-            warn!(recording = %p.recording_id, "pending deletion of an unknown recording");
-            return Ok(None);
-        };
-        let segments = self.catalog.segments(row.id).await?;
-        let named: Vec<object_store::path::Path> = segments
-            .iter()
-            .map(|s| object_store::path::Path::from(s.object_key.as_str()))
-            .collect();
-        let prefix = vault::recording_prefix(row.started_at, row.id);
-        let done = vault::delete_objects(&self.store, Some(&prefix), &named).await;
-        metrics::counter!("callvault_retention_objects_deleted_total")
-            .increment(done.deleted.len() as u64);
-        if !done.failed.is_empty() {
-            metrics::counter!("callvault_retention_object_delete_failures_total")
-                .increment(done.failed.len() as u64);
-        }
-        let at = self.clock.now();
-        let receipt = receipt(&row, &segments, &p, at, &done.failed);
-        Ok(Some(Deleted {
-            finished: finished(&row, &p, at, &receipt),
-            receipt,
-            objects_deleted: done.deleted.len() as u64,
-            objects_failed: done.failed.len() as u64,
-        }))
-    }
-}
-
-/// The deletion receipt: what was deleted, with the SHA-256 each object had when stored.
-fn receipt(
-    row: &RecordingRow,
-    segments: &[SegmentRow],
-    p: &PendingDeletion,
-    at: DateTime<Utc>,
-    failed: &[String],
-) -> serde_json::Value {
-    let objects: Vec<_> = segments
-        .iter()
-        .map(|s| {
-            json!({
-                "segment": s.segment.0,
-                "key": s.object_key,
-                "sha256": s.sha256.map(hex::encode),
-                "size": s.size,
-                "status_before": s.status.as_str(),
-            })
-        })
-        .collect();
-    json!({
-        "receipt": "deletion",
-        "recording_id": row.id.to_string(),
-        "cause": p.cause.as_str(),
-        "policy": row.policy,
-        "expires_at": row.expires_at.map(|t| t.to_rfc3339()),
-        "requested_at": p.requested_at.to_rfc3339(),
-        "deleted_at": at.to_rfc3339(),
-        "objects": objects,
-        "undeleted_objects": failed,
-        "data_keys_shredded": segments.iter().filter(|s| s.wrapped_key.is_some()).count(),
-    })
-}
-
-fn finished(
-    row: &RecordingRow,
-    p: &PendingDeletion,
-    at: DateTime<Utc>,
-    receipt: &serde_json::Value,
-) -> FinishedDeletion {
-    let action = match p.cause {
-        DeletionCause::Expired => "recording.expire",
-        DeletionCause::Erased => "recording.erase",
-    };
-    let mut audit = NewAuditEntry::new(at, &p.actor, action, row.id.to_string()).details(receipt);
-    audit.reason = p.reason.clone();
-    FinishedDeletion {
-        recording_id: row.id,
-        status: p.cause.status(),
-        at,
-        ledger: NewLedgerEntry {
-            recording_id: row.id,
-            at,
-            kind: "deleted".to_owned(),
-            actor: p.actor.clone(),
-            reason: p.reason.clone(),
-            details: receipt.to_string(),
-        },
-        audit,
     }
 }

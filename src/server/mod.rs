@@ -275,6 +275,31 @@ impl Daemon {
             uploads_stop.clone(),
             &tracker,
         );
+        let retention_ops = crate::retention::Retention::new(
+            Arc::clone(&shared.catalog),
+            Arc::clone(&shared.store),
+            Arc::clone(&shared.clock),
+            Arc::clone(config),
+        );
+        // destructions a crash interrupted (a refusal above all) are finished before the spool is
+        // recovered: their keys are then gone, so recovery discards their spool files rather than
+        // upload them again
+        let pending_only = crate::retention::SweepOptions {
+            pending_only: true,
+            ..Default::default()
+        };
+        match retention_ops.sweep(&pending_only).await {
+            Ok(report) if report.resumed > 0 => {
+                info!(
+                    resumed = report.resumed,
+                    "unfinished destructions finished at start"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "unfinished destructions not finished at start; the next sweep retries");
+            }
+        }
         let recovered = persistence.recover().await?;
         info!(?recovered, "spool recovered");
         let recorder = Recorder::new(
@@ -284,6 +309,7 @@ impl Daemon {
                 persistence: persistence.clone(),
                 clock: Arc::clone(&shared.clock),
                 callers: shared.callers.clone(),
+                retention: retention_ops.clone(),
             },
             shutdown.child_token(),
             calls.clone(),
@@ -330,16 +356,8 @@ impl Daemon {
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
         // retention (issue 4): the expiry worker, on interval and on demand from the admin listener
-        let retention = crate::retention::worker::spawn(
-            crate::retention::Retention::new(
-                Arc::clone(&shared.catalog),
-                Arc::clone(&shared.store),
-                Arc::clone(&shared.clock),
-                Arc::clone(config),
-            ),
-            shutdown.child_token(),
-            &tracker,
-        );
+        let retention =
+            crate::retention::worker::spawn(retention_ops, shutdown.child_token(), &tracker);
 
         tracker.spawn(readiness(
             shared.clone(),

@@ -141,6 +141,8 @@ pub(super) async fn recordings_by_status(
     .await
 }
 
+/// Every column but `restricted` (`$16` is only named so that the parameters stay
+/// [`RECORDING_COLS`]): only `set_restricted` and a status change write the flag.
 pub(super) async fn update_recording(c: &Object, row: &RecordingRow) -> Result<(), CatalogError> {
     let duplicate = format!("call {} has another recording", row.call_id);
     let changed = write_recording(
@@ -148,7 +150,7 @@ pub(super) async fn update_recording(c: &Object, row: &RecordingRow) -> Result<(
         "UPDATE recordings SET call_id = $2, status = $3, line = $4, queue = $5, \
          agent = $6, caller_tag = $7, caller_sealed = $8, policy = $9, codec = $10, \
          sample_rate = $11, channels = $12, started_at = $13, ended_at = $14, \
-         expires_at = $15, restricted = $16, updated_at = $17 WHERE id = $1",
+         expires_at = $15, updated_at = $17 WHERE id = $1 AND $16::boolean IS NOT NULL",
         row,
         &duplicate,
     )

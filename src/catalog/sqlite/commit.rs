@@ -4,7 +4,9 @@
 //!
 //! Each operation runs in its own savepoint inside the batch's `BEGIN IMMEDIATE` transaction: one
 //! that fails or panics is rolled back to its savepoint alone, as its own transaction would have
-//! been, and the others still commit. No caller hears of its result before the batch's `COMMIT`
+//! been, and the others still commit. If the savepoint itself cannot be taken, rolled back to or
+//! released, that promise cannot be kept, so the whole batch is rolled back: every operation that
+//! ran hears an error, and those that had not run go first in the next batch. No caller hears of its result before the batch's `COMMIT`
 //! returned, which with `synchronous = FULL` means it is on disk: "done" still survives a power cut.
 //! One blocking-pool thread at most works for the catalog; a waiting operation costs a queued
 //! closure, not a thread parked on the connection's mutex (which the spool and the local object
@@ -72,6 +74,16 @@ impl GroupCommit {
         self.batches.load(Ordering::Relaxed)
     }
 
+    /// Operations waiting for a batch.
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ops
+            .len()
+    }
+
     /// The connection itself, for tests that edit the database behind the catalog's back.
     #[cfg(test)]
     pub(super) fn conn(&self) -> &Mutex<Connection> {
@@ -135,15 +147,23 @@ impl GroupCommit {
             self.batches.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("callvault_catalog_batches_total").increment(1);
             metrics::counter!("callvault_catalog_ops_total").increment(ops.len() as u64);
-            batch(&mut conn, ops);
+            let unrun = batch(&mut conn, ops);
+            if !unrun.is_empty() {
+                // an aborted batch's operations that did not run go first in the next one
+                let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                q.ops.splice(0..0, unrun);
+            }
         }
     }
 }
 
-fn batch(conn: &mut Connection, ops: Vec<Op>) {
-    if !conn.is_autocommit() {
+/// Runs one batch; returns the operations it did not run (an aborted batch's rest), to run next.
+fn batch(conn: &mut Connection, ops: Vec<Op>) -> Vec<Op> {
+    if !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
         // left open by something that failed half-way: start from a clean state
-        let _ = conn.execute_batch("ROLLBACK");
+        tracing::error!(error = %e, "catalog: a transaction left open cannot be rolled back");
     }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         // no transaction to share (another process held the write lock past the busy timeout):
@@ -152,28 +172,56 @@ fn batch(conn: &mut Connection, ops: Vec<Op>) {
         for op in ops {
             (op(conn).tell)(None);
         }
-        return;
+        return Vec::new();
     }
     let mut ran = Vec::with_capacity(ops.len());
-    for op in ops {
-        let marked = conn.execute_batch("SAVEPOINT cv_op").is_ok();
-        let r = op(conn);
-        if marked {
-            let end = if r.failed {
-                "ROLLBACK TO cv_op; RELEASE cv_op"
-            } else {
-                "RELEASE cv_op"
-            };
-            let _ = conn.execute_batch(end);
+    let mut ops = ops.into_iter();
+    let mut aborted = None;
+    for op in ops.by_ref() {
+        // without its savepoint an operation's writes could not be undone alone: the batch stops
+        if let Err(e) = conn.execute_batch("SAVEPOINT cv_op") {
+            aborted = Some((e, Some(op)));
+            break;
         }
+        let r = op(conn);
+        let end = if r.failed {
+            "ROLLBACK TO cv_op; RELEASE cv_op"
+        } else {
+            "RELEASE cv_op"
+        };
         ran.push(r.tell);
+        // a failed operation whose writes cannot be rolled back alone (or a savepoint that cannot
+        // be released) must not commit with the others: the whole batch is rolled back
+        if let Err(e) = conn.execute_batch(end) {
+            aborted = Some((e, None));
+            break;
+        }
+    }
+    if let Some((e, unrun)) = aborted {
+        tracing::error!(error = %e, "catalog savepoint failed; the batch is rolled back");
+        metrics::counter!("callvault_catalog_batches_aborted_total").increment(1);
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "catalog: rolling back an aborted batch failed");
+        }
+        // every operation that ran is told its writes are gone; those that did not run wait for
+        // the next batch
+        for tell in ran {
+            tell(Some(&e));
+        }
+        return unrun.into_iter().chain(ops).collect();
     }
     let commit = conn.execute_batch("COMMIT");
-    if commit.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+    if commit.is_err()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!(error = %e, "catalog: rolling back a failed commit failed");
     }
     let error = commit.err();
     for tell in ran {
         tell(error.as_ref());
     }
+    Vec::new()
 }
+
+#[cfg(test)]
+mod tests;

@@ -127,7 +127,7 @@ pub(super) fn update_recording(c: &Connection, row: &RecordingRow) -> Result<(),
             "UPDATE recordings SET call_id = ?2, status = ?3, line = ?4, queue = ?5, \
              agent = ?6, caller_tag = ?7, caller_sealed = ?8, policy = ?9, codec = ?10, \
              sample_rate = ?11, channels = ?12, started_at = ?13, ended_at = ?14, \
-             expires_at = ?15, restricted = ?16, updated_at = ?17 WHERE id = ?1",
+             expires_at = ?15, updated_at = ?17 WHERE id = ?1",
         )?
         .execute(params_from_iter(recording_values(row)))
         .map_err(|e| on_constraint(e, "recording", &duplicate))?;

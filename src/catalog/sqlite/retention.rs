@@ -10,7 +10,7 @@ use super::trails::{insert_audit, insert_ledger};
 use crate::catalog::{
     CatalogError, FinishedDeletion, PendingDeletion, RecordingRow, RetentionProgress,
 };
-use crate::domain::RecordingId;
+use crate::domain::{RecordingId, SegmentNo};
 
 /// True for the recording `r` when an active hold covers it: linked to it, or on its caller with a
 /// range that holds its start (the rule of `holds_for_recording`). Times are fixed-width text.
@@ -21,8 +21,21 @@ const HELD: &str = "(EXISTS (SELECT 1 FROM hold_links AS l JOIN holds AS h ON h.
        AND (h.covers_from IS NULL OR h.covers_from <= r.started_at) \
        AND (h.covers_to IS NULL OR r.started_at < h.covers_to)))";
 
-/// The statuses whose recordings still have audio that retention may delete.
+/// The statuses whose recordings still have audio that retention may delete at expiry (the
+/// partial index `recordings_due` has the same list).
 const WITH_AUDIO: &str = "('sealed', 'pci_review', 'quarantined')";
+
+/// `statuses` as an SQL list of their frozen texts (never empty: a status no row has stands in).
+pub(super) fn status_list(statuses: &[crate::catalog::RecordingStatus]) -> String {
+    if statuses.is_empty() {
+        return "('')".to_owned();
+    }
+    let texts: Vec<String> = statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!("({})", texts.join(", "))
+}
 
 pub(super) fn expired_recordings(
     c: &Connection,
@@ -34,16 +47,23 @@ pub(super) fn expired_recordings(
         .map(|col| format!("r.{col}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // two selects, each on its partial index: what expired, and refusals kept under a hold (their
+    // expiry is the refusal) whose last hold is released
+    let rest = format!(
+        "r.expires_at IS NOT NULL AND r.expires_at <= ?1 \
+         AND NOT EXISTS (SELECT 1 FROM segments AS s \
+                         WHERE s.recording_id = r.id AND s.status = 'spooled') \
+         AND NOT EXISTS (SELECT 1 FROM retention_pending AS p WHERE p.recording_id = r.id) \
+         AND NOT {HELD}"
+    );
     collect(
         c,
         &format!(
-            "SELECT {cols} FROM recordings AS r \
-             WHERE r.expires_at IS NOT NULL AND r.expires_at <= ?1 AND r.status IN {WITH_AUDIO} \
-             AND NOT EXISTS (SELECT 1 FROM segments AS s \
-                             WHERE s.recording_id = r.id AND s.status = 'spooled') \
-             AND NOT EXISTS (SELECT 1 FROM retention_pending AS p WHERE p.recording_id = r.id) \
-             AND NOT {HELD} \
-             ORDER BY r.expires_at, r.id LIMIT ?2"
+            "SELECT * FROM (SELECT {cols} FROM recordings AS r \
+             WHERE r.status IN {WITH_AUDIO} AND {rest} \
+             UNION ALL SELECT {cols} FROM recordings AS r \
+             WHERE r.status = 'refusal_held' AND {rest}) \
+             ORDER BY expires_at, id LIMIT ?2"
         ),
         params![ts(&now), sql_limit(limit)],
         read_recording,
@@ -58,34 +78,44 @@ pub(super) fn begin_deletions(
     let mut begun = Vec::with_capacity(pending.len());
     for p in pending {
         let id = p.recording_id.to_string();
-        let already: bool = tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM retention_pending WHERE recording_id = ?1)",
-            )?
-            .query_row([&id], |r| r.get(0))?;
-        if already {
-            begun.push(p.recording_id);
+        let segment = p.segment.map(|s| i64::from(s.0));
+        let already: Option<(String, Option<i64>)> = tx
+            .prepare_cached("SELECT cause, segment FROM retention_pending WHERE recording_id = ?1")?
+            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((cause, pending_segment)) = already {
+            // the same deletion is begun already; another one waits until it is finished
+            if cause == p.cause.as_str() && pending_segment == segment {
+                begun.push(p.recording_id);
+            }
             continue;
         }
+        let held = if p.cause.stopped_by_holds() {
+            format!("AND NOT {HELD}")
+        } else {
+            String::new()
+        };
         let eligible: bool = tx
             .prepare_cached(&format!(
                 "SELECT EXISTS (SELECT 1 FROM recordings AS r \
-                 WHERE r.id = ?1 AND r.status IN {WITH_AUDIO} AND NOT {HELD})"
+                 WHERE r.id = ?1 AND r.status IN {} {held})",
+                status_list(&p.cause.acts_on())
             ))?
             .query_row([&id], |r| r.get(0))?;
         if !eligible {
             continue;
         }
         tx.prepare_cached(
-            "INSERT INTO retention_pending (recording_id, cause, actor, reason, requested_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO retention_pending (recording_id, cause, actor, reason, requested_at, \
+             segment) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             id,
             p.cause.as_str(),
             p.actor,
             p.reason,
-            ts(&p.requested_at)
+            ts(&p.requested_at),
+            segment
         ])?;
         begun.push(p.recording_id);
     }
@@ -105,6 +135,10 @@ fn read_pending(r: &Row<'_>) -> Result<PendingDeletion, CatalogError> {
         actor: r.get(2)?,
         reason: r.get(3)?,
         requested_at: parse_ts(&r.get::<_, String>(4)?, &what("requested_at"))?,
+        segment: r
+            .get::<_, Option<i64>>(5)?
+            .map(|s| uint(s, &what("segment")).map(SegmentNo))
+            .transpose()?,
     })
 }
 
@@ -114,7 +148,7 @@ pub(super) fn pending_deletions(
 ) -> Result<Vec<PendingDeletion>, CatalogError> {
     collect(
         c,
-        "SELECT recording_id, cause, actor, reason, requested_at FROM retention_pending \
+        "SELECT recording_id, cause, actor, reason, requested_at, segment FROM retention_pending \
          ORDER BY requested_at, recording_id LIMIT ?1",
         [sql_limit(limit)],
         read_pending,
@@ -136,14 +170,34 @@ pub(super) fn finish_deletions(
             continue;
         }
         // the keys go, and with them every way to read the audio, also in object-store backups
+        match d.segment {
+            None => tx
+                .prepare_cached(
+                    "UPDATE segments SET kek_id = NULL, wrapped_key = NULL, \
+                     status = CASE WHEN status = 'excised' THEN status ELSE 'deleted' END \
+                     WHERE recording_id = ?1",
+                )?
+                .execute([&id])?,
+            Some(n) => tx
+                .prepare_cached(
+                    "UPDATE segments SET kek_id = NULL, wrapped_key = NULL, status = 'excised' \
+                     WHERE recording_id = ?1 AND segment = ?2",
+                )?
+                .execute(params![id, i64::from(n.0)])?,
+        };
+        // then the caller's number and tag, when the audio is gone: the tombstone keeps no
+        // personal data
         tx.prepare_cached(
-            "UPDATE segments SET kek_id = NULL, wrapped_key = NULL, \
-             status = CASE WHEN status = 'excised' THEN status ELSE 'deleted' END \
-             WHERE recording_id = ?1",
+            "UPDATE recordings SET status = ?2, updated_at = ?3, \
+             caller_tag = CASE WHEN ?4 THEN NULL ELSE caller_tag END, \
+             caller_sealed = CASE WHEN ?4 THEN NULL ELSE caller_sealed END WHERE id = ?1",
         )?
-        .execute([&id])?;
-        tx.prepare_cached("UPDATE recordings SET status = ?2, updated_at = ?3 WHERE id = ?1")?
-            .execute(params![id, d.status.as_str(), ts(&d.at.trunc_subsecs(6))])?;
+        .execute(params![
+            id,
+            d.status.as_str(),
+            ts(&d.at.trunc_subsecs(6)),
+            d.forget_caller
+        ])?;
         insert_ledger(&tx, d.ledger)?;
         insert_audit(&tx, d.audit)?;
         finished += 1;
