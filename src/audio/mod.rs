@@ -7,6 +7,7 @@
 //! to hand it back to the vault's reader). Sealing and unsealing are the [`vault`](crate::vault)'s
 //! job.
 
+pub mod dtmf;
 pub mod g711;
 pub mod playback;
 pub mod render;
