@@ -33,7 +33,7 @@ use std::fmt;
 
 use crate::audio::g711::{ALAW_TO_LINEAR, ULAW_TO_LINEAR};
 use crate::domain::{Codec, MediaFormat};
-use analysis::Analysis;
+use analysis::{Analysis, Hit};
 
 /// The sixteen keys, row by row, as the tone pairs map to them.
 const KEYS: [char; 16] = [
@@ -163,8 +163,6 @@ pub enum DtmfError {
     Sensitivity(f32),
 }
 
-/// Blocks in a row that must carry the same digit before it counts.
-const HITS_TO_START: u8 = 2;
 /// Blocks in a row without the digit that end it.
 const MISSES_TO_END: u8 = 3;
 
@@ -185,8 +183,8 @@ struct Channel {
     block: Vec<f32>,
     /// Samples of this channel in blocks already analysed, so the current block starts here.
     base: u64,
-    /// The digit of the last blocks that agreed, how many, and where the first began.
-    candidate: Option<(Digit, u8, u64)>,
+    /// The last block, if it passed the tests of one block.
+    last: Option<Hit>,
     /// The tone sounding now.
     active: Option<Active>,
 }
@@ -215,7 +213,7 @@ impl DtmfDetector {
         let channel = Channel {
             block: Vec::with_capacity(analysis.block),
             base: 0,
-            candidate: None,
+            last: None,
             active: None,
         };
         Ok(Self {
@@ -278,7 +276,7 @@ impl DtmfDetector {
                     digit: a.digit,
                 }));
             }
-            ch.candidate = None;
+            ch.last = None;
             ch.base = fed;
             ch.block.clear();
         }
@@ -338,30 +336,33 @@ impl Channel {
         for s in samples {
             self.block.push(s);
             if self.block.len() == n {
-                let hit = analysis.digit(&self.block);
+                let hit = analysis.hit(&self.block);
                 self.block.clear();
                 let start = self.base;
                 self.base += n as u64;
-                self.step(channel, hit, start, n as u64, out);
+                // a tone begins on two blocks that agree, and goes on while blocks carry it
+                let begins = match (&self.last, &hit) {
+                    (Some(prev), Some(next)) => analysis.continues(prev, next),
+                    _ => false,
+                };
+                self.last = hit;
+                self.step(channel, hit.map(|h| h.digit), begins, start, n as u64, out);
             }
         }
     }
 
-    /// Moves the tone tracking on by one block `[start, start + n)` that carried `hit`.
+    /// Moves the tone tracking on by one block `[start, start + n)` that carried `hit`, and, if
+    /// `begins`, continued the block before it.
     fn step(
         &mut self,
         channel: u8,
         hit: Option<Digit>,
+        begins: bool,
         start: u64,
         n: u64,
         out: &mut Vec<ToneEvent>,
     ) {
         let end = start + n;
-        self.candidate = match (hit, self.candidate) {
-            (Some(d), Some((c, count, from))) if c == d => Some((d, count.saturating_add(1), from)),
-            (Some(d), _) => Some((d, 1, start)),
-            (None, _) => None,
-        };
         if let Some(a) = &mut self.active {
             if hit == Some(a.digit) {
                 a.last_hit_end = end;
@@ -380,10 +381,11 @@ impl Channel {
             }));
             self.active = None;
         }
-        if let Some((digit, count, from)) = self.candidate
-            && count >= HITS_TO_START
+        if let Some(digit) = hit
+            && begins
         {
-            let start = from.saturating_sub(n);
+            // the tone covered the block before this one, and perhaps part of the one before it
+            let start = start.saturating_sub(2 * n);
             self.active = Some(Active {
                 digit,
                 start,

@@ -2,7 +2,11 @@
 //! frequencies, then the acceptance tests of ITU-T Q.24 in spirit: both tones above the minimum
 //! level, twist within limits, each tone the clear peak of its group, the two tones holding nearly
 //! all the block's energy (speech and music spread theirs), and no strong second harmonic of the
-//! high-group tone (a voice or an instrument has one; a keypad does not).
+//! high-group tone (a voice or an instrument has one; a keypad does not). A tone begins only
+//! when two blocks in a row carry the same digit and each tone's phase moved between them as its
+//! nominal frequency's would (within 2.5 %, at most 30 Hz): a keypad's oscillators are within
+//! 1.5 %, while two notes that share one filter (a cluster chord, a voice's neighbouring
+//! harmonics) beat, and their joint phase wanders.
 //!
 //! Levels are in dBm0: 0 dBm0 is a sine of peak [`DBM0_PEAK`] in 16-bit linear PCM.
 
@@ -31,11 +35,22 @@ const NORMAL_TWIST_DB: f32 = 8.5;
 /// How far each tone must stand above every other tone of its group, in dB.
 const RELATIVE_PEAK_DB: f32 = 8.0;
 /// The share of the block's energy the two tones must hold together. A keypad tone holds nearly all
-/// of it (0.98 with noise 17 dB below); voiced speech spreads its energy over many harmonics and
+/// of it (0.98 with noise 17 dB below, less the other tone's leakage through the rectangular
+/// window's side lobes, up to 20 % either way, and 15 % for a tone 1.5 % off); voiced speech spreads its energy over many harmonics and
 /// formants, and an instrument's note over its overtones.
-const TONE_TO_TOTAL: f32 = 0.80;
+const TONE_TO_TOTAL: f32 = 0.75;
+/// Where the flank filters sit either side of each tone, as a share of its frequency: a tone is
+/// accepted only if its own filter hears it at least as well as both flanks, so within 2 % (Q.24:
+/// accept within 1.5 %, reject beyond 3.5 %). This test runs on the block under a Hann window, so
+/// the other group's tone, which leaks through a rectangular window's side lobes by up to ±20 % of
+/// a tone's energy, does not tip it.
+const FLANK: f32 = 0.04;
 /// How far below the high-group tone its second harmonic must be, in dB.
 const SECOND_HARMONIC_DB: f32 = 12.0;
+/// The largest frequency error accepted, as a share of the nominal frequency and in Hz (the
+/// phase test measures errors up to half a bin, 39 Hz, without ambiguity).
+const FREQUENCY_TOLERANCE: f32 = 0.025;
+const FREQUENCY_TOLERANCE_HZ: f32 = 30.0;
 
 fn db(x: f32) -> f32 {
     10f32.powf(x / 10.0)
@@ -55,8 +70,27 @@ pub(super) struct Analysis {
     coefficients: [f32; 8],
     /// Coefficients at twice each high-group tone (for the harmonic test), `None` past Nyquist.
     harmonics: [Option<f32>; 4],
+    /// Coefficients of each tone's two flanks, below and above it.
+    flanks: [(f32, f32); 8],
+    /// A Hann window over one block, for the flank test.
+    window: Vec<f32>,
+    /// For each tone: `(cos w, sin w)` of its angular frequency a sample, for its phase.
+    rotations: [(f32, f32); 8],
+    /// For each tone: the phase a tone at exactly its frequency advances by from one block to the
+    /// next, and the most a real keypad tone's advance may differ from it (radians).
+    advance: [(f32, f32); 8],
     /// The least energy (in the block's units, see [`Analysis::energy_of`]) a tone must have.
     min_tone_energy: f32,
+}
+
+/// A block that passed every test of one block: its digit and the phase of each of its two tones.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hit {
+    pub(super) digit: Digit,
+    row: usize,
+    col: usize,
+    /// The phases of the row and column tones, in radians.
+    phases: (f32, f32),
 }
 
 impl Analysis {
@@ -72,10 +106,40 @@ impl Analysis {
         let harmonics = HIGH_GROUP
             .map(|hz| (2.0 * hz < rate as f32 / 2.0).then(|| coefficient(2.0 * hz, rate)));
         let peak = DBM0_PEAK * 10f32.powf(min_level_dbm0 / 20.0);
+        let flanks = {
+            let mut f = [(0.0, 0.0); 8];
+            for (k, hz) in LOW_GROUP.iter().chain(HIGH_GROUP.iter()).enumerate() {
+                f[k] = (
+                    coefficient(hz * (1.0 - FLANK), rate),
+                    coefficient(hz * (1.0 + FLANK), rate),
+                );
+            }
+            f
+        };
+        let mut rotations = [(0.0, 0.0); 8];
+        let mut advance = [(0.0, 0.0); 8];
+        for (k, hz) in LOW_GROUP.iter().chain(HIGH_GROUP.iter()).enumerate() {
+            let w = f64::from(*hz) * std::f64::consts::TAU / f64::from(rate);
+            rotations[k] = (w.cos() as f32, w.sin() as f32);
+            let tolerance = (hz * FREQUENCY_TOLERANCE).min(FREQUENCY_TOLERANCE_HZ);
+            advance[k] = (
+                (w * block as f64).rem_euclid(std::f64::consts::TAU) as f32,
+                std::f32::consts::TAU * tolerance * block as f32 / rate as f32,
+            );
+        }
         Self {
             block,
             coefficients,
             harmonics,
+            flanks,
+            window: (0..block)
+                .map(|i| {
+                    let x = std::f32::consts::TAU * (i as f32 + 0.5) / block as f32;
+                    0.5 - 0.5 * x.cos()
+                })
+                .collect(),
+            rotations,
+            advance,
             min_tone_energy: peak * peak * block as f32 / 2.0,
         }
     }
@@ -87,8 +151,8 @@ impl Analysis {
         squared_magnitude * 2.0 / self.block as f32
     }
 
-    /// The digit this block carries, if it passes every test.
-    pub(super) fn digit(&self, x: &[f32]) -> Option<Digit> {
+    /// The digit this block carries, if it passes every test of one block.
+    pub(super) fn hit(&self, x: &[f32]) -> Option<Hit> {
         debug_assert_eq!(x.len(), self.block);
         let total: f32 = x.iter().map(|s| s * s).sum();
         // Both tones must reach the minimum level: quieter blocks (silence, most of a call) stop
@@ -96,7 +160,7 @@ impl Analysis {
         if total < 1.6 * self.min_tone_energy {
             return None;
         }
-        let energy = self.goertzel8(x);
+        let (energy, phase) = self.goertzel8(x);
         let (row, row_e) = peak(&energy[..4]);
         let (col, col_e) = peak(&energy[4..]);
         if row_e < self.min_tone_energy || col_e < self.min_tone_energy {
@@ -117,18 +181,46 @@ impl Analysis {
         if row_e + col_e < TONE_TO_TOTAL * total {
             return None;
         }
+        let windowed: Vec<f32> = x.iter().zip(&self.window).map(|(s, w)| s * w).collect();
+        for k in [row, col + 4] {
+            let (below, above) = self.flanks[k];
+            let centre = goertzel(&windowed, self.coefficients[k]);
+            if goertzel(&windowed, below) > centre || goertzel(&windowed, above) > centre {
+                return None;
+            }
+        }
         if let Some(c) = self.harmonics[col] {
             let harmonic = self.energy_of(goertzel(x, c));
             if harmonic > col_e * db(-SECOND_HARMONIC_DB) {
                 return None;
             }
         }
-        Some(Digit::from_position(row, col))
+        Some(Hit {
+            digit: Digit::from_position(row, col),
+            row,
+            col: col + 4,
+            phases: (phase[row], phase[col + 4]),
+        })
     }
 
-    /// The eight tone energies of a block, computed side by side so the compiler can vectorise
-    /// them.
-    fn goertzel8(&self, x: &[f32]) -> [f32; 8] {
+    /// Whether `next`, the block after `prev`, continues the same tones: same digit, and each
+    /// tone's phase advanced as its nominal frequency's would, within the tolerance.
+    pub(super) fn continues(&self, prev: &Hit, next: &Hit) -> bool {
+        let steady = |k: usize, before: f32, after: f32| {
+            let (expected, tolerance) = self.advance[k];
+            let error = (after - before - expected + std::f32::consts::PI)
+                .rem_euclid(std::f32::consts::TAU)
+                - std::f32::consts::PI;
+            error.abs() <= tolerance
+        };
+        prev.digit == next.digit
+            && steady(next.row, prev.phases.0, next.phases.0)
+            && steady(next.col, prev.phases.1, next.phases.1)
+    }
+
+    /// The eight tone energies of a block, and their phases, computed side by side so the
+    /// compiler can vectorise them.
+    fn goertzel8(&self, x: &[f32]) -> ([f32; 8], [f32; 8]) {
         let c = self.coefficients;
         let mut s1 = [0f32; 8];
         let mut s2 = [0f32; 8];
@@ -139,11 +231,16 @@ impl Analysis {
                 s1[k] = s0;
             }
         }
-        let mut out = [0f32; 8];
+        let mut energy = [0f32; 8];
+        let mut phase = [0f32; 8];
         for k in 0..8 {
-            out[k] = self.energy_of(s1[k] * s1[k] + s2[k] * s2[k] - c[k] * s1[k] * s2[k]);
+            energy[k] = self.energy_of(s1[k] * s1[k] + s2[k] * s2[k] - c[k] * s1[k] * s2[k]);
+            // the filter's last output s1 - e^{-jw} s2 is the block's DFT at w times a constant
+            // phase, the same for every block, so phase differences between blocks are exact
+            let (cos, sin) = self.rotations[k];
+            phase[k] = (s2[k] * sin).atan2(s1[k] - s2[k] * cos);
         }
-        out
+        (energy, phase)
     }
 }
 
@@ -196,7 +293,7 @@ mod tests {
                 .map(|i| 1000.0 * (std::f32::consts::TAU * hz * i as f32 / 8000.0 + 0.3).sin())
                 .collect();
             let total: f32 = x.iter().map(|s| s * s).sum();
-            let e = analysis.goertzel8(&x);
+            let (e, _) = analysis.goertzel8(&x);
             assert!(
                 (e[k] / total - 1.0).abs() < 0.03,
                 "{hz} Hz: {}",

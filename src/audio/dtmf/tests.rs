@@ -269,6 +269,47 @@ fn twist_from_plus_4_to_minus_8_db_is_accepted_and_beyond_is_not() {
 }
 
 #[test]
+fn off_frequency_tones_within_1_5_percent_count_and_beyond_3_5_percent_do_not() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let run = |digit: char, shift: (f64, f64), rng: &mut StdRng| {
+        let (lo, hi) = Digit::from_char(digit).expect("key").frequencies();
+        let (lo, hi) = (
+            f64::from(lo) * (1.0 + shift.0),
+            f64::from(hi) * (1.0 + shift.1),
+        );
+        let mut t = Track::silence(30);
+        let p = rng.r#gen::<f64>() * TAU;
+        for i in 0..640 {
+            let x = i as f64 / f64::from(RATE);
+            t.0.push(peak(-15.0) * ((TAU * lo * x).sin() + (TAU * hi * x + p).sin()));
+        }
+        let t = t.then(Track::silence(40)).noise(-45.0, rng);
+        keys(&spans(
+            format(Codec::Pcmu, 1),
+            DetectorConfig::default(),
+            &encode(Codec::Pcmu, &[&t]),
+        ))
+    };
+    for digit in Digit::all().map(Digit::reveal) {
+        for shift in [
+            (0.015, 0.015),
+            (-0.015, -0.015),
+            (0.015, -0.015),
+            (-0.015, 0.015),
+        ] {
+            assert_eq!(
+                run(digit, shift, &mut rng),
+                digit.to_string(),
+                "{digit} {shift:?}"
+            );
+        }
+        for shift in [(0.035, 0.0), (-0.035, 0.0), (0.0, 0.035), (0.0, -0.035)] {
+            assert_eq!(run(digit, shift, &mut rng), "", "{digit} {shift:?}");
+        }
+    }
+}
+
+#[test]
 fn tones_in_noise_are_found_and_noise_alone_is_not() {
     let mut rng = StdRng::seed_from_u64(6);
     // noise 15 dB below each tone
