@@ -32,7 +32,7 @@ pub mod analysis;
 use std::fmt;
 
 use crate::audio::g711::{ALAW_TO_LINEAR, ULAW_TO_LINEAR};
-use crate::domain::{Codec, MediaFormat};
+use crate::domain::{Codec, DtmfPolicy, MediaFormat};
 use analysis::{Analysis, Hit};
 
 /// The sixteen keys, row by row, as the tone pairs map to them.
@@ -139,6 +139,15 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
             min_level_dbm0: DEFAULT_MIN_LEVEL_DBM0,
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// The detector a policy asks for (its `dtmf_sensitivity`).
+    pub fn for_policy(policy: &DtmfPolicy) -> Self {
+        Self {
+            min_level_dbm0: f32::from(policy.sensitivity_dbm0),
         }
     }
 }

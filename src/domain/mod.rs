@@ -1,11 +1,13 @@
 //! Pure rules of the domain, with no I/O: identifiers, codecs, time, and (as later work lands) policies,
-//! the recording lifecycle, retention and hold arithmetic, and E.164 normalisation.
+//! the recording lifecycle, keypad tones in the payment rule ([`dtmf`]), retention and hold
+//! arithmetic, and E.164 normalisation.
 //!
 //! Architecture invariant: nothing here reads a file, a socket, or a clock other than through the
 //! [`Clock`] trait, so every rule can be unit-tested with a [`ManualClock`].
 
 mod caller;
 mod codec;
+pub mod dtmf;
 mod event;
 mod ids;
 pub mod lifecycle;
@@ -16,6 +18,7 @@ mod time;
 
 pub use caller::{CallerNumber, CallerNumberError, DEFAULT_REGION, mask_e164};
 pub use codec::Codec;
+pub use dtmf::{DtmfMode, DtmfPolicy};
 pub use event::{CallEvent, EventKind, MediaFormat};
 pub use ids::{CallId, IdError, KeyId, RecordingId, SegmentNo};
 pub use period::{Period, PeriodError};

@@ -337,6 +337,14 @@ fn tones_in_noise_are_found_and_noise_alone_is_not() {
 }
 
 #[test]
+fn the_default_policy_gives_the_default_detector() {
+    assert_eq!(
+        DetectorConfig::for_policy(&DtmfPolicy::default()),
+        DetectorConfig::default()
+    );
+}
+
+#[test]
 fn sensitivity_sets_the_weakest_tone() {
     let mut rng = StdRng::seed_from_u64(7);
     let t = Track::silence(20)
