@@ -24,8 +24,9 @@
 //! [`DtmfDetector::feed`] come channel by channel.
 //!
 //! Architecture invariant: a [`Digit`]'s value never leaves the type by accident. Its `Debug` prints
-//! `Digit([redacted])`, it has no `Display`, and nothing here logs. Only [`Digit::reveal`] returns
-//! it, for a decoder's own tests; the recorder needs only that a tone occurred and where.
+//! `Digit([redacted])`, it has no `Display`, and nothing here logs. Only [`Digit::reveal`] (and
+//! [`Digit::frequencies`]) return it, for a decoder's own tests; the recorder needs only that a
+//! tone occurred and where.
 
 pub mod analysis;
 
@@ -79,7 +80,8 @@ impl Digit {
         KEYS[usize::from(self.0)]
     }
 
-    /// The key's low and high frequencies, in Hz.
+    /// The key's low and high frequencies, in Hz. As telling as [`Digit::reveal`]: for tone
+    /// generators and tests only.
     pub fn frequencies(self) -> (f32, f32) {
         let i = usize::from(self.0);
         (analysis::LOW_GROUP[i / 4], analysis::HIGH_GROUP[i % 4])
