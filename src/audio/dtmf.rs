@@ -190,8 +190,9 @@ pub struct DtmfDetector {
 /// One channel's analysis state.
 #[derive(Debug, Clone)]
 struct Channel {
-    /// The block being filled.
+    /// The block being filled, `fill` samples of it so far.
     block: Vec<f32>,
+    fill: usize,
     /// Samples of this channel in blocks already analysed, so the current block starts here.
     base: u64,
     /// The last block, if it passed the tests of one block.
@@ -222,7 +223,8 @@ impl DtmfDetector {
         }
         let analysis = Analysis::new(format.sample_rate, config.min_level_dbm0);
         let channel = Channel {
-            block: Vec::with_capacity(analysis.block),
+            block: vec![0.0; analysis.block],
+            fill: 0,
             base: 0,
             last: None,
             active: None,
@@ -278,7 +280,7 @@ impl DtmfDetector {
         self.partial.clear();
         let n = self.analysis.block as u64;
         for (i, ch) in self.channels.iter_mut().enumerate() {
-            let fed = ch.base + ch.block.len() as u64;
+            let fed = ch.base + ch.fill as u64;
             if let Some(a) = ch.active.take() {
                 out.push(ToneEvent::Ended(ToneSpan {
                     channel: i as u8,
@@ -289,14 +291,14 @@ impl DtmfDetector {
             }
             ch.last = None;
             ch.base = fed;
-            ch.block.clear();
+            ch.fill = 0;
         }
     }
 
     /// Samples of `channel` fed so far.
     pub fn position(&self, channel: u8) -> u64 {
         let ch = &self.channels[usize::from(channel)];
-        ch.base + ch.block.len() as u64
+        ch.base + ch.fill as u64
     }
 
     /// Where the tone sounding now on `channel` began, if one is.
@@ -345,10 +347,11 @@ impl Channel {
     ) {
         let n = analysis.block;
         for s in samples {
-            self.block.push(s);
-            if self.block.len() == n {
+            self.block[self.fill] = s;
+            self.fill += 1;
+            if self.fill == n {
                 let hit = analysis.hit(&self.block);
-                self.block.clear();
+                self.fill = 0;
                 let start = self.base;
                 self.base += n as u64;
                 // a tone begins on two blocks that agree, and goes on while blocks carry it

@@ -160,7 +160,7 @@ impl Analysis {
         if total < 1.6 * self.min_tone_energy {
             return None;
         }
-        let (energy, phase) = self.goertzel8(x);
+        let (energy, s1, s2) = self.goertzel8(x);
         let (row, row_e) = peak(&energy[..4]);
         let (col, col_e) = peak(&energy[4..]);
         if row_e < self.min_tone_energy || col_e < self.min_tone_energy {
@@ -181,13 +181,20 @@ impl Analysis {
         if row_e + col_e < TONE_TO_TOTAL * total {
             return None;
         }
-        let windowed: Vec<f32> = x.iter().zip(&self.window).map(|(s, w)| s * w).collect();
-        for k in [row, col + 4] {
-            let (below, above) = self.flanks[k];
-            let centre = goertzel(&windowed, self.coefficients[k]);
-            if goertzel(&windowed, below) > centre || goertzel(&windowed, above) > centre {
-                return None;
-            }
+        let ((row_lo, row_hi), (col_lo, col_hi)) = (self.flanks[row], self.flanks[col + 4]);
+        let [rc, rl, rh, cc, cl, ch] = self.windowed6(
+            x,
+            [
+                self.coefficients[row],
+                row_lo,
+                row_hi,
+                self.coefficients[col + 4],
+                col_lo,
+                col_hi,
+            ],
+        );
+        if rl > rc || rh > rc || cl > cc || ch > cc {
+            return None;
         }
         if let Some(c) = self.harmonics[col] {
             let harmonic = self.energy_of(goertzel(x, c));
@@ -199,7 +206,10 @@ impl Analysis {
             digit: Digit::from_position(row, col),
             row,
             col: col + 4,
-            phases: (phase[row], phase[col + 4]),
+            phases: (
+                self.phase(row, s1[row], s2[row]),
+                self.phase(col + 4, s1[col + 4], s2[col + 4]),
+            ),
         })
     }
 
@@ -218,9 +228,36 @@ impl Analysis {
             && steady(next.col, prev.phases.1, next.phases.1)
     }
 
-    /// The eight tone energies of a block, and their phases, computed side by side so the
-    /// compiler can vectorise them.
-    fn goertzel8(&self, x: &[f32]) -> ([f32; 8], [f32; 8]) {
+    /// Six squared Goertzel magnitudes of the block under the Hann window, side by side.
+    fn windowed6(&self, x: &[f32], c: [f32; 6]) -> [f32; 6] {
+        let mut s1 = [0f32; 6];
+        let mut s2 = [0f32; 6];
+        for (&sample, &w) in x.iter().zip(&self.window) {
+            let v = sample * w;
+            for k in 0..6 {
+                let s0 = v + c[k] * s1[k] - s2[k];
+                s2[k] = s1[k];
+                s1[k] = s0;
+            }
+        }
+        let mut out = [0f32; 6];
+        for k in 0..6 {
+            out[k] = s1[k] * s1[k] + s2[k] * s2[k] - c[k] * s1[k] * s2[k];
+        }
+        out
+    }
+
+    /// The phase of tone `k`'s filter at the end of a block. Its last output `s1 - e^{-jw} s2` is
+    /// the block's DFT at `w` times a constant phase, the same for every block, so phase
+    /// differences between blocks are exact.
+    fn phase(&self, k: usize, s1: f32, s2: f32) -> f32 {
+        let (cos, sin) = self.rotations[k];
+        (s2 * sin).atan2(s1 - s2 * cos)
+    }
+
+    /// The eight tone energies of a block, and the filters' last two states, computed side by side
+    /// so the compiler can vectorise them.
+    fn goertzel8(&self, x: &[f32]) -> ([f32; 8], [f32; 8], [f32; 8]) {
         let c = self.coefficients;
         let mut s1 = [0f32; 8];
         let mut s2 = [0f32; 8];
@@ -232,15 +269,10 @@ impl Analysis {
             }
         }
         let mut energy = [0f32; 8];
-        let mut phase = [0f32; 8];
         for k in 0..8 {
             energy[k] = self.energy_of(s1[k] * s1[k] + s2[k] * s2[k] - c[k] * s1[k] * s2[k]);
-            // the filter's last output s1 - e^{-jw} s2 is the block's DFT at w times a constant
-            // phase, the same for every block, so phase differences between blocks are exact
-            let (cos, sin) = self.rotations[k];
-            phase[k] = (s2[k] * sin).atan2(s1[k] - s2[k] * cos);
         }
-        (energy, phase)
+        (energy, s1, s2)
     }
 }
 
@@ -293,7 +325,7 @@ mod tests {
                 .map(|i| 1000.0 * (std::f32::consts::TAU * hz * i as f32 / 8000.0 + 0.3).sin())
                 .collect();
             let total: f32 = x.iter().map(|s| s * s).sum();
-            let (e, _) = analysis.goertzel8(&x);
+            let (e, _, _) = analysis.goertzel8(&x);
             assert!(
                 (e[k] / total - 1.0).abs() < 0.03,
                 "{hz} Hz: {}",
