@@ -20,7 +20,8 @@
 //! # Code map
 //!
 //! - [`domain`]: pure rules with no I/O: ids ([`domain::RecordingId`], [`domain::CallId`],
-//!   [`domain::KeyId`]), codecs, roles, policies, calendar [`domain::Period`]s and the [`domain::Clock`],
+//!   [`domain::KeyId`]), codecs, roles, policies, what keypad tones cost capture
+//!   ([`domain::dtmf::key_windows`]), calendar [`domain::Period`]s and the [`domain::Clock`],
 //!   and caller numbers normalised to E.164 ([`domain::CallerNumber`], masked for supervisors); the
 //!   call's lifecycle ([`domain::lifecycle::Lifecycle`]: consent, pauses, the windows in which
 //!   nothing may be kept) and its two clocks ([`domain::timeline::Timeline`]: where each piece of
@@ -53,7 +54,9 @@
 //!   [`ingest::twilio::stream::StreamSession`]), Genesys AudioHook v2 with its message signature
 //!   ([`ingest::audiohook::HookSession`], [`ingest::audiohook::HookAuth`]) and Asterisk AudioSocket
 //!   framing ([`ingest::audiosocket`]); one [`ingest::IngestError`] with stable codes.
-//! - [`audio`]: codecs ([`audio::g711`]), WAV headers ([`audio::wav`]), pause sounds
+//! - [`audio`]: codecs ([`audio::g711`]), keypad-tone (DTMF) detection on each channel of a live
+//!   stream ([`audio::dtmf::DtmfDetector`]: Goertzel, Q.24-style tests, digits redacted), WAV
+//!   headers ([`audio::wav`]), pause sounds
 //!   ([`audio::tone`]), and playback rendering ([`audio::render::Timeline`]): a recording's segments
 //!   and rendered gaps as one WAV, streamed by byte range without holding it in memory, laid out
 //!   once for playback and export alike ([`audio::playback::layout`]).
@@ -107,6 +110,8 @@
 //!   is the associated data of every chunk, so truncation, reordering and swapping fail.
 //! - A data key exists only wrapped, in the catalog, never beside its audio: deleting the catalog row
 //!   crypto-shreds the segment, also in object-store backups.
+//! - A keypad digit's value never reaches a log line, a ledger or a `Debug` output:
+//!   [`audio::dtmf::Digit`] prints `[redacted]`, and the rule ([`domain::dtmf`]) never sees it.
 //! - A secret never reaches a log line or a `Debug` output: [`config::Secret`], [`vault::DataKey`]
 //!   and [`vault::Keyring`] print `[redacted]`, and key material is zeroized on drop.
 //! - Configuration is parsed and checked before any port is bound; a configuration or keyring that

@@ -212,6 +212,7 @@ impl Config {
             Duration::ZERO,
             Duration::from_secs(86_400),
         )?;
+        dtmf_limits("pci", self.pci.dtmf_quiet, self.pci.dtmf_sensitivity)?;
         if !(1024..=1024 * 1024).contains(&self.recorder.chunk_size) {
             return Err(invalid(
                 "recorder.chunk_size",
@@ -325,6 +326,11 @@ impl Config {
                 Duration::from_secs(1),
                 Duration::from_secs(600),
             )?;
+            dtmf_limits(
+                &format!("policies.{name}"),
+                p.dtmf_quiet.unwrap_or(self.pci.dtmf_quiet),
+                p.dtmf_sensitivity.unwrap_or(self.pci.dtmf_sensitivity),
+            )?;
             if let Some(max) = p.max_pause {
                 within(
                     &format!("policies.{name}.max_pause"),
@@ -416,6 +422,28 @@ impl Config {
 
 fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified())
+}
+
+/// `dtmf_quiet` and `dtmf_sensitivity` of `[pci]` or of one policy (`prefix`).
+fn dtmf_limits(prefix: &str, quiet: Duration, sensitivity: i8) -> Result<(), ConfigError> {
+    within(
+        &format!("{prefix}.dtmf_quiet"),
+        quiet,
+        Duration::ZERO,
+        Duration::from_secs(600),
+    )?;
+    let range = crate::audio::dtmf::MIN_LEVEL_RANGE;
+    if !range.contains(&f32::from(sensitivity)) {
+        return Err(invalid(
+            &format!("{prefix}.dtmf_sensitivity"),
+            format!(
+                "{sensitivity} is out of range {} to {} (dBm0)",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn within(key: &str, v: Duration, min: Duration, max: Duration) -> Result<(), ConfigError> {

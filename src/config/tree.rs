@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::SecretFile;
 use super::platforms::{AudioHookConfig, AudioSocketConfig, TwilioConfig};
-use crate::domain::{ConsentMode, PauseRender, Period, Policy};
+use crate::domain::{ConsentMode, DtmfMode, DtmfPolicy, PauseRender, Period, Policy};
 
 /// The whole configuration. Relative paths are relative to the config file's directory, except those
 /// documented as relative to [`Config::state_dir`].
@@ -121,6 +121,11 @@ impl Config {
             consent_wait: p.consent_wait,
             pause_render: p.pause_render,
             max_pause: p.max_pause,
+            dtmf: DtmfPolicy {
+                mode: p.dtmf.unwrap_or(self.pci.dtmf),
+                quiet: p.dtmf_quiet.unwrap_or(self.pci.dtmf_quiet),
+                sensitivity_dbm0: p.dtmf_sensitivity.unwrap_or(self.pci.dtmf_sensitivity),
+            },
         })
     }
 
@@ -394,14 +399,29 @@ pub struct PciConfig {
     /// stall from a gap (DESIGN.md section 2, "Two clocks").
     #[serde(deserialize_with = "duration")]
     pub max_latency: Duration,
+    /// What keypad tones (DTMF) found in the audio or signalled by the platform cost capture:
+    /// `pause` (from the first key's onset less `guard` until `dtmf_quiet` after the last), `mask`
+    /// (only the keys' audio) or `off`. A policy may set its own.
+    #[serde(deserialize_with = "from_str")]
+    pub dtmf: DtmfMode,
+    /// Under `dtmf = "pause"`, how long capture stays paused after the last key.
+    #[serde(deserialize_with = "duration")]
+    pub dtmf_quiet: Duration,
+    /// The tone detector's sensitivity: the weakest tone that counts, in dBm0 for each of its two
+    /// frequencies (-50 to -10).
+    pub dtmf_sensitivity: i8,
 }
 
 impl Default for PciConfig {
     fn default() -> Self {
+        let dtmf = DtmfPolicy::default();
         Self {
             lookback: Duration::from_secs(3),
             guard: Duration::from_millis(500),
             max_latency: Duration::from_secs(1),
+            dtmf: dtmf.mode,
+            dtmf_quiet: dtmf.quiet,
+            dtmf_sensitivity: dtmf.sensitivity_dbm0,
         }
     }
 }
@@ -571,6 +591,14 @@ pub struct PolicyConfig {
     /// A payment pause longer than this resumes by itself; unset stays paused until the call ends.
     #[serde(deserialize_with = "optional_duration")]
     pub max_pause: Option<Duration>,
+    /// This policy's `pci.dtmf`; unset uses `pci.dtmf`.
+    #[serde(deserialize_with = "optional_from_str")]
+    pub dtmf: Option<DtmfMode>,
+    /// This policy's `pci.dtmf_quiet`; unset uses `pci.dtmf_quiet`.
+    #[serde(deserialize_with = "optional_duration")]
+    pub dtmf_quiet: Option<Duration>,
+    /// This policy's `pci.dtmf_sensitivity`; unset uses `pci.dtmf_sensitivity`.
+    pub dtmf_sensitivity: Option<i8>,
 }
 
 impl Default for PolicyConfig {
@@ -581,6 +609,9 @@ impl Default for PolicyConfig {
             consent_wait: Duration::from_secs(60),
             pause_render: PauseRender::Tone,
             max_pause: None,
+            dtmf: None,
+            dtmf_quiet: None,
+            dtmf_sensitivity: None,
         }
     }
 }
@@ -691,6 +722,15 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+fn optional_from_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    from_str(d).map(Some)
 }
 
 fn from_str<'de, D, T>(d: D) -> Result<T, D::Error>

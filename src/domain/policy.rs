@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::Period;
+use super::{DtmfPolicy, Period};
 
 /// How a line asks for consent (DESIGN.md section 2, consent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +41,9 @@ pub struct Policy {
     pub pause_render: PauseRender,
     /// A payment pause longer than this resumes by itself; `None` stays paused until the call ends.
     pub max_pause: Option<Duration>,
+    /// What keypad tones cost capture (`pci.dtmf`, `pci.dtmf_quiet`, `pci.dtmf_sensitivity`, or
+    /// this policy's own).
+    pub dtmf: DtmfPolicy,
 }
 
 /// A word that names no variant.

@@ -248,3 +248,44 @@ fn a_syntax_error_names_the_file_and_line() {
     let e = err("[public\nlisten = 1\n", &[]);
     assert!(e.contains("test.toml") && e.contains("line 1"), "{e}");
 }
+
+#[test]
+fn keypad_tones_pause_by_default_and_a_policy_may_choose_its_own() {
+    use crate::domain::{DtmfMode, DtmfPolicy};
+    use std::time::Duration;
+    let c = creds();
+    let cfg = load("", c.path(), &[]).expect("loads");
+    assert_eq!(cfg.policy_for(None, None).dtmf, DtmfPolicy::default());
+    assert_eq!(cfg.pci.dtmf, DtmfMode::Pause);
+    assert_eq!(cfg.pci.dtmf_quiet, Duration::from_secs(5));
+    let cfg = load(
+        "[pci]\ndtmf = \"mask\"\ndtmf_quiet = \"8s\"\ndtmf_sensitivity = -40\n\
+         [policies.standard]\n[policies.ivr]\ndtmf = \"off\"\n[policies.strict]\ndtmf = \"pause\"\ndtmf_quiet = \"10s\"\n\
+         [queues]\nivr = \"ivr\"\nstrict = \"strict\"\n",
+        c.path(),
+        &["policies.strict.dtmf_sensitivity=-30"],
+    )
+    .expect("loads");
+    let standard = cfg.policy_for(None, None).dtmf;
+    assert_eq!(
+        (standard.mode, standard.quiet, standard.sensitivity_dbm0),
+        (DtmfMode::Mask, Duration::from_secs(8), -40)
+    );
+    assert_eq!(cfg.policy_for(None, Some("ivr")).dtmf.mode, DtmfMode::Off);
+    let strict = cfg.policy_for(None, Some("strict")).dtmf;
+    assert_eq!(
+        (strict.mode, strict.quiet, strict.sensitivity_dbm0),
+        (DtmfMode::Pause, Duration::from_secs(10), -30)
+    );
+    let e = err("[pci]\ndtmf = \"mute\"\n", &[]);
+    assert!(
+        e.contains("pci.dtmf") && e.contains("pause, mask, off"),
+        "{e}"
+    );
+    let e = err("[pci]\ndtmf_sensitivity = -5\n", &[]);
+    assert!(e.contains("`pci.dtmf_sensitivity`"), "{e}");
+    let e = err("[policies.standard]\ndtmf_sensitivity = -60\n", &[]);
+    assert!(e.contains("`policies.standard.dtmf_sensitivity`"), "{e}");
+    let e = err("[pci]\ndtmf_quiet = \"1h\"\n", &[]);
+    assert!(e.contains("`pci.dtmf_quiet`"), "{e}");
+}

@@ -24,6 +24,7 @@ fn policy(consent: ConsentMode, max_pause: Option<u64>) -> Policy {
         consent_wait: StdDuration::from_secs(20),
         pause_render: PauseRender::Tone,
         max_pause: max_pause.map(StdDuration::from_secs),
+        dtmf: crate::domain::DtmfPolicy::default(),
     }
 }
 

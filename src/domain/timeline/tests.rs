@@ -542,6 +542,7 @@ fn policy() -> Policy {
         consent_wait: std::time::Duration::from_secs(20),
         pause_render: PauseRender::Silence,
         max_pause: None,
+        dtmf: crate::domain::DtmfPolicy::default(),
     }
 }
 
