@@ -202,7 +202,10 @@ async fn a_full_spool_disk_holds_a_bounded_backlog_ledgers_the_loss_and_drains_w
     // 0 - 6 s: 600 Hz (700 Hz on the short call), written to the spool as usual
     let a = tone(stereo(), 600.0, 6_000);
     let b = tone(stereo(), 700.0, 6_000);
+    // in real time on the manual clock: each frame read by the server before the clock moves on,
+    // so it arrives when it was spoken
     for (fa, fb) in a.chunks(320).zip(b.chunks(320)) {
+        live.advance_ms(20);
         ws.send(Message::Binary(fa.to_vec().into()))
             .await
             .expect("frame");
@@ -210,10 +213,9 @@ async fn a_full_spool_disk_holds_a_bounded_backlog_ledgers_the_loss_and_drains_w
             .send(Message::Binary(fb.to_vec().into()))
             .await
             .expect("frame");
-        live.advance_ms(20);
+        sync(&mut ws).await;
+        sync(&mut ws_short).await;
     }
-    sync(&mut ws).await;
-    sync(&mut ws_short).await;
     chunks_on_disk(&spool, 2, 2).await;
     let episodes = metric(&live, "callvault_spool_full_episodes_total").await;
     let lost_before = metric(&live, "callvault_audio_lost_milliseconds_total").await;
