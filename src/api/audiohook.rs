@@ -130,7 +130,7 @@ async fn session(st: ApiState, mut socket: WebSocket) {
         resume_seq: 0,
         events: 0,
     };
-    let mut pacer = Pacer::new(st.config.recorder.idle_seal);
+    let mut pacer = Pacer::new(st.config.recorder.idle_seal, &st.shutdown);
     let outcome: Result<(), String> = loop {
         let changed = async {
             match &mut live.pauses {
@@ -148,7 +148,7 @@ async fn session(st: ApiState, mut socket: WebSocket) {
                 }
                 continue;
             }
-            wake = pacer.next(&mut socket, live.sink.as_ref(), &st.shutdown) => match wake {
+            wake = pacer.next(&mut socket, live.sink.as_ref()) => match wake {
                 Wake::Message(msg) => msg,
                 Wake::Flush => {
                     flush(&mut live).await;

@@ -44,14 +44,14 @@ async fn stream(st: ApiState, call_id: CallId, mut socket: WebSocket, held: Sess
     let mut session = MediaSession::new(call_id.clone());
     let mut sink: Option<MediaSink> = None;
     let mut frames = 0u64;
-    let mut pacer = Pacer::new(st.config.recorder.idle_seal);
+    let mut pacer = Pacer::new(st.config.recorder.idle_seal, &st.shutdown);
+    // made once: a new waiter each frame would register and cancel one fifty times a second
+    let ended = held.ended();
+    tokio::pin!(ended);
     let (code, reason): (u16, String) = loop {
-        if let Some(cause) = held.cause() {
-            break (CLOSE_CREDENTIAL_ENDED, cause.reason().into());
-        }
         let wake = tokio::select! {
-            cause = held.ended() => break (CLOSE_CREDENTIAL_ENDED, cause.reason().into()),
-            wake = pacer.next(&mut socket, sink.as_ref(), &st.shutdown) => wake,
+            cause = &mut ended => break (CLOSE_CREDENTIAL_ENDED, cause.reason().into()),
+            wake = pacer.next(&mut socket, sink.as_ref()) => wake,
         };
         let msg = match wake {
             Wake::Message(msg) => msg,

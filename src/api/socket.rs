@@ -5,12 +5,17 @@
 //! A socket whose peer sends no message for `recorder.idle_seal` is closed as idle (its call then
 //! seals as it does when a stream closes). A ping goes out every third of that, so a peer that is
 //! gone (no TCP reset) is found by the failed write or by the silence.
+//!
+//! The timers are made once per socket and re-armed only when they fire or a batch begins: a
+//! message every 20 ms must not register and cancel timers each time.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::SinkExt;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::recorder::MediaSink;
 
@@ -31,42 +36,73 @@ pub(super) enum Wake {
 }
 
 /// The timers of one telephony socket.
-#[derive(Debug)]
 pub(super) struct Pacer {
     idle: Duration,
     last_heard: Instant,
-    next_ping: Instant,
+    idle_timer: Pin<Box<Sleep>>,
+    ping_timer: Pin<Box<Sleep>>,
+    /// When the sink's batch is due, as `due_timer` is armed for.
+    due_at: Option<Instant>,
+    due_timer: Pin<Box<Sleep>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pacer")
+            .field("idle", &self.idle)
+            .field("last_heard", &self.last_heard)
+            .field("due_at", &self.due_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pacer {
-    /// A pacer closing the socket after `idle` without a message from the peer.
-    pub(super) fn new(idle: Duration) -> Self {
+    /// A pacer closing the socket after `idle` without a message from the peer, or when
+    /// `shutdown` is cancelled.
+    pub(super) fn new(idle: Duration, shutdown: &CancellationToken) -> Self {
         let now = Instant::now();
         Self {
             idle,
             last_heard: now,
-            next_ping: now + idle / 3,
+            idle_timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            ping_timer: Box::pin(tokio::time::sleep_until(now + idle / 3)),
+            due_at: None,
+            due_timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            shutdown: Box::pin(shutdown.clone().cancelled_owned()),
         }
     }
 
     /// Waits for the next thing to do. A frame already read is taken at once.
-    pub(super) async fn next(
-        &mut self,
-        socket: &mut WebSocket,
-        sink: Option<&MediaSink>,
-        shutdown: &tokio_util::sync::CancellationToken,
-    ) -> Wake {
+    pub(super) async fn next(&mut self, socket: &mut WebSocket, sink: Option<&MediaSink>) -> Wake {
         loop {
             let due = sink.and_then(MediaSink::due);
-            let idle_at = self.last_heard + self.idle;
+            if due != self.due_at {
+                self.due_at = due;
+                if let Some(at) = due {
+                    self.due_timer.as_mut().reset(at);
+                }
+            }
+            let armed = self.due_at.is_some();
             let wake = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => Wake::Shutdown,
+                () = self.shutdown.as_mut() => Wake::Shutdown,
                 msg = socket.recv() => Wake::Message(msg),
-                () = sleep_until(due), if due.is_some() => Wake::Flush,
-                () = tokio::time::sleep_until(idle_at) => Wake::Idle,
-                () = tokio::time::sleep_until(self.next_ping) => {
-                    self.next_ping = Instant::now() + self.idle / 3;
+                () = self.due_timer.as_mut(), if armed => {
+                    self.due_at = None;
+                    Wake::Flush
+                }
+                () = self.idle_timer.as_mut() => {
+                    let idle_at = self.last_heard + self.idle;
+                    if Instant::now() < idle_at {
+                        // heard from since it was armed: re-armed from the last message
+                        self.idle_timer.as_mut().reset(idle_at);
+                        continue;
+                    }
+                    Wake::Idle
+                }
+                () = self.ping_timer.as_mut() => {
+                    self.ping_timer.as_mut().reset(Instant::now() + self.idle / 3);
                     if socket.send(Message::Ping(bytes::Bytes::from_static(b"cv"))).await.is_err() {
                         return Wake::Message(None);
                     }
@@ -80,13 +116,6 @@ impl Pacer {
             }
             return wake;
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -118,9 +118,9 @@ async fn stream(st: ApiState, mut socket: WebSocket) {
     let mut session = StreamSession::new();
     let mut sink: Option<MediaSink> = None;
     let mut call: Option<CallId> = None;
-    let mut pacer = Pacer::new(st.config.recorder.idle_seal);
+    let mut pacer = Pacer::new(st.config.recorder.idle_seal, &st.shutdown);
     let (code, reason): (u16, String) = loop {
-        let msg = match pacer.next(&mut socket, sink.as_ref(), &st.shutdown).await {
+        let msg = match pacer.next(&mut socket, sink.as_ref()).await {
             Wake::Message(msg) => msg,
             Wake::Flush => {
                 if let Some(s) = &mut sink
