@@ -447,7 +447,11 @@ fn schedule() -> impl Strategy<Value = Schedule> {
                 for (start, len, start_delay, start_early, end_delay, events_first) in pays {
                     let start = start.max(not_before + 0.5);
                     let end = start + len;
-                    let end_delay = end_delay + base;
+                    // the event ending a payment takes at least as long to arrive as the
+                    // audio's own network delay (base and jitter): capture resumes at its arrival,
+                    // and audio spoken just before it but delivered later than it can be told
+                    // apart only when its delay shows (timestamps, a stall, a burst)
+                    let end_delay = end_delay + base + 0.06;
                     not_before = end + end_delay;
                     payments.push(Payment {
                         start,
