@@ -84,13 +84,18 @@ async fn webhook(live: &Live, call: &str, kind: &str) {
     assert_eq!(body["status"], "applied", "{kind}: {body}");
 }
 
-/// Stops the stream, ends the call, lets the look-back window pass, and returns the decoded
-/// recording and its ledger.
+/// Stops the stream, then [`sealed`].
 async fn finish(live: &Live, call: &str, mut ws: Socket) -> (Decoded, Vec<Value>) {
     ws.send(Message::Text(r#"{"type":"stop"}"#.into()))
         .await
         .expect("stop");
     common::live::close_of(&mut ws).await;
+    sealed(live, call).await
+}
+
+/// Ends the call, lets the look-back window pass, and returns the decoded recording and its
+/// ledger.
+async fn sealed(live: &Live, call: &str) -> (Decoded, Vec<Value>) {
     webhook(live, call, "call.ended").await;
     live.advance_ms(5_000);
     let row = live.wait_sealed(call).await;
@@ -307,22 +312,7 @@ async fn twilio_media_with_timestamp_gaps_stores_no_card_audio() {
     .await
     .expect("stop");
     common::live::close_of(&mut ws).await;
-    let (d, ledger) = {
-        webhook(&live, call, "call.ended").await;
-        live.advance_ms(5_000);
-        let row = live.wait_sealed(call).await;
-        let (status, wav) = live.play(&row.id.to_string(), &live.supervisor).await;
-        assert_eq!(status, 200);
-        let ledger: Vec<Value> = live
-            .catalog
-            .ledger(row.id)
-            .await
-            .expect("ledger")
-            .into_iter()
-            .map(|e| json!({ "kind": e.kind, "details": e.details }))
-            .collect();
-        (decode_wav(&wav), ledger)
-    };
+    let (d, ledger) = sealed(&live, call).await;
     assert_no_card_audio(call, &d, &ledger);
     let kept = ms_of_1k(&d);
     assert!(
