@@ -166,7 +166,6 @@ fn music(rng: &mut StdRng, secs: f64, bank: &[Vec<Instrument>]) -> Vec<f64> {
     let mut out = vec![0.0; n];
     let amp = DBM0 * 10f64.powf(rng.gen_range(-30.0..-8.0) / 20.0);
     let kind = rng.gen_range(0..5);
-    eprintln!("DBG music kind {kind}");
     match kind {
         // chords: three or four notes at once, changing every half second or so
         0 => {
@@ -201,7 +200,6 @@ fn music(rng: &mut StdRng, secs: f64, bank: &[Vec<Instrument>]) -> Vec<f64> {
                 let len = rng.gen_range(0.2..0.8);
                 let third = [rng.gen_range(60..77), rng.gen_range(78..96)][rng.gen_range(0..2)];
                 let base = [77, 90, third];
-                eprintln!("DBG triad {base:?}");
                 for note in base {
                     let hz = 440.0 * 2f64.powf(f64::from(note - 69) / 12.0);
                     let end = (at + (len * RATE as f64) as usize).min(n);
@@ -254,11 +252,9 @@ fn call_channel(rng: &mut StdRng, secs: usize, voices: &[(String, Vec<f64>)]) ->
         .collect();
     let mut out = Vec::with_capacity(secs * RATE);
     while out.len() < secs * RATE {
-        eprintln!("DBG at {}", out.len());
         match rng.gen_range(0..10) {
             0..=4 => {
-                let (name, x) = &voices[rng.gen_range(0..voices.len())];
-                eprintln!("DBG voice {name}");
+                let (_, x) = &voices[rng.gen_range(0..voices.len())];
                 let x = resample(x, rng.gen_range(0.85..1.25));
                 out.extend(gain(&x, rng.gen_range(-24.0..0.0)));
             }
