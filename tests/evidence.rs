@@ -849,7 +849,6 @@ async fn an_unreadable_review_note_fails_the_excision_rather_than_clearing_it() 
     );
 }
 
-#[ignore = "known bug, issue 12 left open: the start-up sweep reports the refusal finished, yet the row stays sealed and no receipt is written"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refusal_committed_before_a_stop_is_finished_when_the_daemon_starts() {
     let live = Live::start("").await;
@@ -873,6 +872,8 @@ async fn a_refusal_committed_before_a_stop_is_finished_when_the_daemon_starts() 
     );
     let deployment = live.stop().await;
     let live = Live::start_in(deployment).await;
+    // the daemon runs in the background: it says ready only after finishing what was pending
+    common::wait_for_200(live.admin, "/readyz", std::time::Duration::from_secs(20)).await;
     let after = live
         .catalog
         .recording(row.id)
