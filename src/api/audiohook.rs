@@ -156,11 +156,13 @@ async fn session(st: ApiState, mut socket: WebSocket) {
                 }
                 Wake::Idle => {
                     let m = hook.disconnect("error", Some("no message within the idle limit"));
+                    // the peer is silent or gone: telling it why is a courtesy, the close follows
                     let _ = socket.send(Message::Text(m.into())).await;
                     break Ok(());
                 }
                 Wake::Shutdown => {
                     let m = hook.disconnect("completed", Some("server shutting down"));
+                    // as above: what was received is the call's already; the close follows
                     let _ = socket.send(Message::Text(m.into())).await;
                     break Ok(());
                 }

@@ -131,5 +131,6 @@ pub(super) async fn close(mut socket: WebSocket, code: u16, reason: String) {
         let _ = socket.flush().await;
     }
     let drain = async { while let Some(Ok(_)) = socket.recv().await {} };
+    // a peer that does not finish the handshake in time is simply dropped: nothing is lost by it
     let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
 }

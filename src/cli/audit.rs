@@ -112,11 +112,12 @@ async fn verify(
     }
     if let Some(stored) = catalog.latest_checkpoint().await? {
         // a stored checkpoint signed by another key (an older signing key) proves nothing here
-        let key = public_key(&config, key.as_deref()).ok();
-        match key.map(|k| stored.verify(&k)) {
-            Some(Ok(())) => checks.push(("the catalog".to_owned(), stored)),
-            Some(Err(e)) => println!("note: the newest stored checkpoint is not used: {e}"),
-            None => println!("note: no signing key to check the stored checkpoint with"),
+        match public_key(&config, key.as_deref()).map(|k| stored.verify(&k)) {
+            Ok(Ok(())) => checks.push(("the catalog".to_owned(), stored)),
+            Ok(Err(e)) => println!("note: the newest stored checkpoint is not used: {e}"),
+            Err(e) => {
+                println!("note: the stored checkpoint cannot be checked, no signing key: {e}")
+            }
         }
     }
     let mut verifier = ChainVerifier::new();

@@ -369,6 +369,7 @@ impl Call {
                 claimed,
                 reply,
             } => {
+                // a socket that stopped waiting for the answer has closed: nothing to tell it
                 let _ = reply.send(self.on_media_open(format, clock, claimed).await);
             }
             Input::Audio(batch) => self.on_audio(batch).await,
