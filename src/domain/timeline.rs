@@ -388,11 +388,6 @@ impl<T: Payload> Timeline<T> {
         self.stream.is_some()
     }
 
-    /// The position a counted stream's next audio starts at.
-    pub fn next_position(&self) -> Option<u64> {
-        self.stream.as_ref().map(|s| s.next)
-    }
-
     /// What the timeline decided since last asked.
     pub fn take_decisions(&mut self) -> Vec<Decision> {
         std::mem::take(&mut self.decisions)

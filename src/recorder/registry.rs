@@ -176,12 +176,6 @@ const SINK_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(10
 const SINK_BATCH: usize = 8 * 1024;
 
 impl MediaSink {
-    /// Takes audio that follows the last (counted position) and hands it to the call now.
-    pub async fn audio(&mut self, bytes: &[u8]) -> Result<(), RecorderError> {
-        self.push(bytes);
-        self.flush().await
-    }
-
     /// Takes audio that follows the last (counted position), read now; true when the batch should
     /// go now.
     pub fn push(&mut self, bytes: &[u8]) -> bool {
@@ -221,11 +215,6 @@ impl MediaSink {
     /// AudioHook's `discarded`: the audio after it is placed after the gap, not shifted back).
     pub fn advance_to(&mut self, position: u64) {
         self.next = self.next.max(position);
-    }
-
-    /// The counted position of the next audio.
-    pub fn position(&self) -> u64 {
-        self.next
     }
 
     /// When the pending batch must go to the call, if anything is pending.
