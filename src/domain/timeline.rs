@@ -18,7 +18,7 @@
 //!   stream with it: nothing is spoken after it arrives.
 //! - When audio starts arriving more than `max_latency` behind its media time, the arrivals of the
 //!   next [`PROBE`] tell a stall from a gap: after a stall the lag closes (audio arrives faster than
-//!   real time), after a gap it holds. Only a gap re-anchors the media clock, and on a stream
+//!   real time), after a gap it holds; a lag that grows again starts the watch afresh. Only a gap re-anchors the media clock, and on a stream
 //!   without timestamps it is kept as a hole in the recording's places. Until it is decided, and
 //!   after a stall, audio is judged by its media time before any re-anchoring.
 //! - A stream with timestamps never guesses: a gap shows as a jump in its timestamps.
@@ -521,7 +521,17 @@ impl<T: Payload> Timeline<T> {
                 place,
             } => {
                 let min_lag = min_lag.min(lag);
-                if lag0 - min_lag >= STALL_CLOSE {
+                if lag - lag0 >= STALL_CLOSE {
+                    // the lag grew again (another stall or gap): the run so far stays judged by
+                    // its media time, and the arrivals are watched afresh from here
+                    s.run = Run::Probing {
+                        first: seq,
+                        since: arrival,
+                        lag0: lag,
+                        min_lag: lag,
+                        place: (s.place_base + position as i64).max(0) as u64,
+                    };
+                } else if lag0 - min_lag >= STALL_CLOSE {
                     s.run = Run::Stalled;
                     self.decisions.push(Decision::Stall { lag: lag0 });
                 } else if arrival - since >= PROBE {

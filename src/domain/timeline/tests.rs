@@ -683,7 +683,7 @@ proptest! {
         for f in &out.sent {
             let first = (f.spoken * rate).round() as u64;
             let clear = s.payments.iter().all(|p| {
-                f.arrival < p.start - p.start_early - 0.5
+                f.arrival < p.start - p.start_early - 0.5 - 0.001
                     || f.spoken >= p.end + p.end_delay + slack
             });
             if clear {
