@@ -647,6 +647,8 @@ proptest! {
     // 400 schedules a run; PROPTEST_CASES asks for more (the CI log of a PCI change shows a long run)
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(400),
+        // a few schedules break the premise below and are skipped, not failed
+        max_global_rejects: 1 << 20,
         ..ProptestConfig::default()
     })]
 
@@ -655,6 +657,11 @@ proptest! {
     /// schedule's own uncertainty (its gaps, stalls and the probe) is all kept.
     #[test]
     fn no_card_audio_and_nothing_clear_lost(s in schedule()) {
+        // the rule's premise (DESIGN: the anchor is at most max_latency before the first
+        // arrival): a stream's first audio reaches the server within max_latency of being spoken;
+        // held up longer before anything arrives, nothing on the stream could show it
+        let first = frames(&s)[0];
+        prop_assume!(first.arrival - first.spoken <= 0.98);
         let out = run(&s);
         let rate = f64::from(RATE);
         for (span, truth) in &out.committed {
