@@ -255,8 +255,17 @@ fn a_flood_of_idle_and_slow_connections_never_stops_new_calls_or_readyz() {
                 _ => o.refused += 1,
             }
         }
-        let (_, _, metrics) = common::get(admin, "/metrics").await;
-        let open = metric(&metrics, "callvault_connections_open", &["listener=\"public\""]);
+        // the server lets each go as its own timeout or the peer's close reaches it: give the
+        // last of them a few seconds on a busy machine
+        let release = Instant::now() + Duration::from_secs(15);
+        let (open, metrics) = loop {
+            let (_, _, metrics) = common::get(admin, "/metrics").await;
+            let open = metric(&metrics, "callvault_connections_open", &["listener=\"public\""]);
+            if open == 0.0 || Instant::now() >= release {
+                break (open, metrics);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         assert_eq!(open, 0.0, "the server still holds flood connections: {outcomes:?}");
         let (status, _, _) = common::get(admin, "/readyz").await;
         assert_eq!(status, 200, "/readyz after the flood");
