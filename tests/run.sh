@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 echo "==> python peers of the telephony tests (pinned)"
 python3 -m pip install --quiet --disable-pip-version-check twilio==9.13.0 streamdouble==0.3.0
 
+echo "==> sox and multimon-ng (a DTMF decoder this project did not write) for tests/dtmf_live.rs"
+if ! command -v multimon-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq sox multimon-ng >/dev/null
+fi
+
 echo "==> postgresql for the postgres catalog tests (trust auth on 127.0.0.1:5432, database test)"
 if ! pg_isready -q -h 127.0.0.1; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start

@@ -192,6 +192,14 @@ async fn stream(st: ApiState, mut socket: WebSocket) {
                         stop = Some((CLOSE_NORMAL, "call ended".into()));
                     }
                 }
+                StreamOutput::Key => {
+                    if let Some(s) = &mut sink
+                        && s.key()
+                        && s.flush().await.is_err()
+                    {
+                        stop = Some((CLOSE_NORMAL, "call ended".into()));
+                    }
+                }
                 StreamOutput::Stopped => stop = Some((CLOSE_NORMAL, "stop".into())),
             }
             if stop.is_some() {

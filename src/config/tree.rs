@@ -437,6 +437,11 @@ impl PciConfig {
         crate::domain::lifecycle::Timing {
             lookback: convert(self.lookback),
             guard: convert(self.guard),
+            dtmf: crate::domain::DtmfPolicy {
+                mode: self.dtmf,
+                quiet: self.dtmf_quiet,
+                sensitivity_dbm0: self.dtmf_sensitivity,
+            },
         }
     }
 }

@@ -20,11 +20,16 @@
 //!   `lookback` late still keeps card audio out of storage. Under explicit consent nothing is committed
 //!   before consent; if consent does not come within `consent_wait`, the held audio is discarded.
 //! - A refusal destroys everything and stops capture for good.
+//! - Keys the caller presses (tones found in the audio, or signalled by the platform) are card data
+//!   too: their windows ([`super::dtmf::key_windows`], under the policy's `pci.dtmf`) are windows
+//!   like a pause's ([`Lifecycle::key_down`], [`Lifecycle::key_up`]). Until the call's policy is
+//!   known, `pci.dtmf` of the configuration applies ([`Timing::dtmf`]).
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::dtmf::{KeySource, KeyWindow, Keypress, key_windows};
 use super::timeline::{Bounds, Window};
-use super::{ConsentMode, EventKind, Policy};
+use super::{ConsentMode, DtmfPolicy, EventKind, Policy};
 
 /// Why a pause is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +153,9 @@ pub struct Timing {
     pub lookback: Duration,
     /// `pci.guard`.
     pub guard: Duration,
+    /// `pci.dtmf` (with its quiet time and sensitivity): how keys are handled until the call's
+    /// policy is known.
+    pub dtmf: DtmfPolicy,
 }
 
 impl Timing {
@@ -169,7 +177,13 @@ pub struct Lifecycle {
     ended: Option<DateTime<Utc>>,
     /// A `payment.ended` that came while no payment pause was on: (its time, its arrival).
     early_payment_end: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Every key pressed so far (values never known here).
+    keys: Vec<Keypress>,
 }
+
+/// A key pressed and not yet released, as [`Lifecycle::key_down`] returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyDown(usize);
 
 impl Lifecycle {
     /// A call about which nothing is known yet.
@@ -182,6 +196,7 @@ impl Lifecycle {
             pauses: Vec::new(),
             ended: None,
             early_payment_end: None,
+            keys: Vec::new(),
         }
     }
 
@@ -248,7 +263,67 @@ impl Lifecycle {
                 to: None,
             }),
         }
+        out.extend(self.key_windows().iter().map(|k| Window {
+            from: k.from,
+            to: k.to,
+        }));
         out
+    }
+
+    /// Whether capture is off now for a reason other than keys: a pause without its end, or a
+    /// refusal or lapse. (A key window is not: the audio must still reach the tone detector for it
+    /// to see the key end.)
+    pub fn capture_off(&self) -> bool {
+        self.pauses.iter().any(|p| p.to.is_none())
+            || matches!(self.consent, Consent::Lapsed { .. } | Consent::Refused)
+    }
+
+    /// The DTMF handling in force: the policy's, or `pci.dtmf` until the policy is known.
+    pub fn dtmf(&self) -> DtmfPolicy {
+        self.policy.as_ref().map_or(self.timing.dtmf, |p| p.dtmf)
+    }
+
+    /// The windows keys cost capture so far, in time order.
+    pub fn key_windows(&self) -> Vec<KeyWindow> {
+        let guard = self.timing.guard.to_std().unwrap_or_default();
+        key_windows(&self.dtmf(), guard, &self.keys)
+    }
+
+    /// A key went down at `from` (a tone's onset: the earliest time its first sample could have
+    /// been spoken): capture is off around it until [`Lifecycle::key_up`].
+    pub fn key_down(&mut self, from: DateTime<Utc>) -> KeyDown {
+        self.keys.push(Keypress {
+            from,
+            to: None,
+            source: KeySource::Tones,
+        });
+        KeyDown(self.keys.len() - 1)
+    }
+
+    /// The key went up: its last sample arrived at `to`. (Its arrival, not its media time: a
+    /// media clock re-anchored later cannot move the key's audio out of its window.)
+    pub fn key_up(&mut self, key: KeyDown, to: DateTime<Utc>) {
+        if let Some(k) = self.keys.get_mut(key.0) {
+            k.to = Some(to.max(k.from));
+        }
+    }
+
+    /// The platform signalled a key (AudioSocket DTMF, Twilio `dtmf`, RFC 4733) that arrived at
+    /// `arrival`: placed there, and widened as the policy says.
+    pub fn key_signalled(&mut self, arrival: DateTime<Utc>) {
+        self.keys.push(Keypress {
+            from: arrival,
+            to: Some(arrival),
+            source: KeySource::Signalled,
+        });
+    }
+
+    /// Whether a payment pause is on at `t` (keys found outside one are the sign of a pause the
+    /// agent or integration missed).
+    pub fn payment_paused_at(&self, t: DateTime<Utc>) -> bool {
+        self.pauses
+            .iter()
+            .any(|p| p.kind == PauseKind::Payment && p.covers(t))
     }
 
     /// Whether audio spoken and received at instant `t` may be kept.

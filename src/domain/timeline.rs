@@ -383,6 +383,13 @@ impl<T: Payload> Timeline<T> {
         self.stream = None;
     }
 
+    /// The earliest possible speaking time of the sample at stream `position` of the open stream,
+    /// which arrived at `arrival`, as the media clock places it now (never after its arrival).
+    pub fn earliest(&self, position: u64, arrival: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let s = self.stream.as_ref()?;
+        Some(at(s.anchor?, position, s.rate).min(arrival))
+    }
+
     /// Whether a stream is open.
     pub fn is_open(&self) -> bool {
         self.stream.is_some()

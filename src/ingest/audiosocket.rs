@@ -132,8 +132,8 @@ pub enum SocketOutput<'a> {
     Audio(&'a [u8]),
     /// The call ended (hangup).
     Hangup,
-    /// Nothing to do (DTMF, which is not recorded: digits may be card numbers).
-    Nothing,
+    /// A key the platform signalled (its value is not kept: digits may be card numbers).
+    Key,
     /// Asterisk reported an error; the stream ends.
     Error(Option<u8>),
 }
@@ -171,7 +171,7 @@ impl SocketSession {
             (_, None) => Err(IngestError::OutOfOrder {
                 what: "frame before uuid",
             }),
-            (Frame::Dtmf(_), Some(_)) => Ok(SocketOutput::Nothing),
+            (Frame::Dtmf(_), Some(_)) => Ok(SocketOutput::Key),
             (Frame::Audio { rate, bytes }, Some(_)) => match self.rate {
                 Some(r) if r == rate => Ok(SocketOutput::Audio(bytes)),
                 Some(_) => Err(IngestError::BadAudioFrame {

@@ -7,6 +7,7 @@
 //! it chunk by chunk into the spool.
 
 mod audio;
+mod keys;
 mod row;
 
 use std::time::Duration as StdDuration;
@@ -131,6 +132,11 @@ pub(super) struct Call {
     /// A late pause fell in sealed audio: the recording is under pci review (kept here too, so a
     /// review the catalog did not take is still applied at seal).
     reviewed: bool,
+    /// The keypad-tone detector of the stream, unless the policy keeps tones.
+    keys: Option<keys::Keys>,
+    /// Where the last key window the ledger took ends, and how many it took.
+    keys_noted_to: Option<DateTime<Utc>>,
+    key_windows_noted: usize,
 }
 
 impl Call {
@@ -249,6 +255,9 @@ impl Call {
             unwritten: Vec::new(),
             unwritten_audit: Vec::new(),
             reviewed: false,
+            keys: None,
+            keys_noted_to: None,
+            key_windows_noted: 0,
         })
     }
 
@@ -396,7 +405,7 @@ impl Call {
         if let Some(w) = &self.paused {
             w.send_if_modified(|v| std::mem::replace(v, payment) != payment);
         }
-        let off = self.refused || self.life.windows().iter().any(|w| w.to.is_none());
+        let off = self.refused || self.life.capture_off();
         if let Some(g) = &self.gate {
             g.send_if_modified(|v| std::mem::replace(v, off) != off);
         }
@@ -474,6 +483,7 @@ impl Call {
             });
         }
         self.timeline.open(format.sample_rate, clock, claimed);
+        self.start_keys().await;
         if let Some(tx) = &self.listeners {
             let _ = tx.send(ListenFrame::Format(format));
         }
@@ -491,8 +501,10 @@ impl Call {
 
     fn on_media_closed(&mut self) {
         if self.timeline.is_open() {
+            let now = self.deps.clock.now();
+            self.close_keys(now);
             self.timeline.close();
-            self.closed_at = Some(self.deps.clock.now());
+            self.closed_at = Some(now);
         }
     }
 
@@ -537,6 +549,7 @@ impl Call {
                 self.life.set_policy(policy, started);
             }
         }
+        self.note_keys(now, false).await;
         match self.life.horizon(now) {
             Horizon::Hold => Ok(()),
             // committed by arrival: what arrived a window ago can no longer be reached by a pause
@@ -606,9 +619,19 @@ impl Call {
         }
         if self.timeline.is_open() {
             // the stream outlived its call (or went silent): it is closed now
+            self.close_keys(ended);
             self.timeline.close();
         }
         self.flush_all().await;
+        self.note_keys(ended, true).await;
+        if self.key_windows_noted > 0 {
+            let unannounced = self.keys.as_ref().is_some_and(|k| k.unannounced);
+            self.audit(
+                "recording.dtmf",
+                serde_json::json!({ "windows": self.key_windows_noted, "outside_payment_pause": unannounced }),
+            )
+            .await;
+        }
         if self.life.policy().is_none() {
             self.life.set_policy(
                 self.deps.config.policy_for(None, None),

@@ -211,6 +211,15 @@ impl MediaSink {
         self.batch.bytes.len() >= SINK_BATCH
     }
 
+    /// Takes a key the platform signalled (AudioSocket DTMF, Twilio `dtmf`, RFC 4733), read now;
+    /// its value is not taken. Returns true: the batch should go now, so the call drops what the
+    /// key covers while it is still held.
+    pub fn key(&mut self) -> bool {
+        self.batch.keys.push(self.clock.now());
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        true
+    }
+
     /// Moves the counted position on to `position` (a gap the protocol reports, such as
     /// AudioHook's `discarded`: the audio after it is placed after the gap, not shifted back).
     pub fn advance_to(&mut self, position: u64) {
@@ -225,7 +234,7 @@ impl MediaSink {
     /// Hands the batch to the call; fails when the call is over.
     pub async fn flush(&mut self) -> Result<(), RecorderError> {
         self.since = None;
-        if self.batch.pieces.is_empty() && self.dropped == 0 {
+        if self.batch.pieces.is_empty() && self.batch.keys.is_empty() && self.dropped == 0 {
             return Ok(());
         }
         let mut batch = std::mem::take(&mut self.batch);
@@ -246,7 +255,7 @@ impl Drop for MediaSink {
         // the close must not be lost behind queued audio, and a drop cannot await; audio pushed
         // and not flushed still goes first
         tokio::spawn(async move {
-            if !rest.pieces.is_empty() || rest.dropped > 0 {
+            if !rest.pieces.is_empty() || !rest.keys.is_empty() || rest.dropped > 0 {
                 // the call may be over already: then there is nobody left to tell
                 let _ = tx.send(Input::Audio(rest)).await;
             }

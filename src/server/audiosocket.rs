@@ -169,7 +169,14 @@ async fn connection(
                         break 'conn End::Refused("call ended".into());
                     }
                 }
-                Ok(SocketOutput::Nothing) => {}
+                Ok(SocketOutput::Key) => {
+                    if let Some(s) = &mut sink
+                        && s.key()
+                        && s.flush().await.is_err()
+                    {
+                        break 'conn End::Refused("call ended".into());
+                    }
+                }
                 Ok(SocketOutput::Hangup) => break 'conn End::Hangup,
                 Ok(SocketOutput::Error(code)) => break 'conn End::Asterisk(code),
                 Err(e) => break 'conn End::Bad(e),

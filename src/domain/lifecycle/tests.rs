@@ -32,6 +32,7 @@ fn timing() -> Timing {
     Timing {
         lookback: Duration::seconds(3),
         guard: Duration::milliseconds(500),
+        dtmf: crate::domain::DtmfPolicy::default(),
     }
 }
 

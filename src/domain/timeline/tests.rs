@@ -569,6 +569,7 @@ fn run(s: &Schedule) -> Outcome {
     let timing = Timing {
         lookback: Duration::seconds(3),
         guard: ms(500),
+        dtmf: crate::domain::DtmfPolicy::default(),
     };
     let window = timing.window();
     let mut life = Lifecycle::new(timing);

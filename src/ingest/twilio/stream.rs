@@ -1,5 +1,5 @@
 //! Twilio Media Streams (`shared/protocols/twilio.md` section 1): `connected`, `start`, `media`,
-//! `stop` (and the bidirectional-only `dtmf` and `mark`, which are ignored).
+//! `stop`, and the bidirectional-only `dtmf` (a key, its digit not kept) and `mark` (ignored).
 //!
 //! With both tracks, inbound (the caller) and outbound (the agent) media arrive as separate messages
 //! on one socket. [`StreamSession`] places each payload by its track's `timestamp` (8 samples per
@@ -51,6 +51,8 @@ pub enum StreamOutput {
         /// The interleaved bytes.
         bytes: Vec<u8>,
     },
+    /// A `dtmf` message: a key the caller pressed (its digit is not kept: it may be card data).
+    Key,
     /// `stop` came: this was the last output (with the flushed audio before it).
     Stopped,
 }
@@ -159,7 +161,13 @@ impl StreamSession {
                 out.push(StreamOutput::Stopped);
                 Ok(out)
             }
-            ("dtmf" | "mark", State::Streaming) => Ok(Vec::new()),
+            // a key: the audio before it goes first, so the key is applied after what preceded it
+            ("dtmf", State::Streaming) => {
+                let mut out = self.drain(false);
+                out.push(StreamOutput::Key);
+                Ok(out)
+            }
+            ("mark", State::Streaming) => Ok(Vec::new()),
             ("media" | "stop" | "dtmf" | "mark", _) => Err(IngestError::OutOfOrder {
                 what: "message before start",
             }),

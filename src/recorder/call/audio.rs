@@ -35,6 +35,8 @@ pub(in crate::recorder) struct AudioBatch {
     pub dropped: u64,
     /// When the socket last read audio, kept or not: the stream is alive.
     pub seen: Option<DateTime<Utc>>,
+    /// Arrivals of keys the platform signalled (never their values).
+    pub keys: Vec<DateTime<Utc>>,
 }
 
 /// One piece of an [`AudioBatch`].
@@ -93,32 +95,49 @@ impl Call {
         if let Some(seen) = batch.seen {
             self.last_audio = Some(self.last_audio.map_or(seen, |l| l.max(seen)));
         }
-        let windows = self.life.windows();
+        for &arrival in &batch.keys {
+            self.signalled_key(arrival);
+        }
+        let mut windows = self.life.windows();
+        let mut keys_changed = !batch.keys.is_empty();
         let mut off = 0usize;
         for piece in &batch.pieces {
             let bytes = &batch.bytes[off..off + piece.len];
             off += piece.len;
             let samples = (piece.len / frame) as u64;
-            let held = Held {
-                bytes: bytes.to_vec(),
-                start: 0,
-                frame,
-            };
             self.last_audio = Some(piece.arrival);
             if self.timeline.held_samples() > HELD_MAX_SECS * u64::from(format.sample_rate) {
                 self.overrun += samples;
-                continue;
-            }
-            match self
-                .timeline
-                .push(piece.position, samples, piece.arrival, held, &windows)
-            {
-                Ok(p) => {
-                    self.dropped_on_arrival += p.dropped;
-                    self.backwards += p.backwards;
+            } else {
+                let held = Held {
+                    bytes: bytes.to_vec(),
+                    start: 0,
+                    frame,
+                };
+                match self
+                    .timeline
+                    .push(piece.position, samples, piece.arrival, held, &windows)
+                {
+                    Ok(p) => {
+                        self.dropped_on_arrival += p.dropped;
+                        self.backwards += p.backwards;
+                    }
+                    Err(timeline::Refused::Backwards { samples }) => self.backwards += samples,
+                    Err(timeline::Refused::NoStream) => return,
                 }
-                Err(timeline::Refused::Backwards { samples }) => self.backwards += samples,
-                Err(timeline::Refused::NoStream) => return,
+            }
+            // tones are looked for in everything that arrived, kept or not, so a key is seen
+            // whole; a key that went down or up drops what it covers while it is still held
+            if self.feed_keys(piece.position, samples, piece.arrival, bytes) {
+                keys_changed = true;
+                windows = self.life.windows();
+            }
+        }
+        if keys_changed {
+            let windows = self.life.windows();
+            let dropped = self.timeline.drop_overlapping(&windows);
+            if dropped > 0 {
+                debug!(call_id = %self.id, samples = dropped, "held audio dropped for keys");
             }
         }
         self.note_decisions().await;
