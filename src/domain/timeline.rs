@@ -24,6 +24,7 @@
 //! - A stream with timestamps never guesses: a gap shows as a jump in its timestamps.
 //! - A window that becomes known drops every held sample whose interval overlaps it
 //!   ([`Timeline::drop_overlapping`]); audio is committed once it arrived `lookback + guard` ago
+//!   and, while keypad tones are looked for, once the detector has heard past it
 //!   ([`Timeline::commit_until`]).
 //! - A segment never spans a window: [`Bounds::splits`] says when committed audio must start a new
 //!   segment, and [`Bounds::overlaps`] is the seal-time check and the test of committed audio
@@ -635,10 +636,18 @@ impl<T: Payload> Timeline<T> {
     }
 
     /// Takes, in order, the held audio that arrived before `limit` (audio arriving at a pause's
-    /// instant is inside it).
-    pub fn commit_until(&mut self, limit: DateTime<Utc>) -> Vec<(Span, T)> {
+    /// instant is inside it) and, while the stream is open, lies at least `tail` samples before
+    /// the newest audio: a keypad-tone detector must have heard past audio before it leaves memory,
+    /// however long the stream stalls after it.
+    pub fn commit_until(&mut self, limit: DateTime<Utc>, tail: u64) -> Vec<(Span, T)> {
+        let tail = if self.stream.is_some() { tail } else { 0 };
+        let place_end = self.place_end;
         let mut out = Vec::new();
-        while self.held.front().is_some_and(|h| h.span.arrival < limit) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| h.span.arrival < limit && h.span.end() + tail <= place_end)
+        {
             let h = self.held.pop_front().expect("front exists");
             self.held_samples -= h.span.samples;
             self.committed_seq = Some(h.seq);
@@ -655,6 +664,16 @@ impl<T: Payload> Timeline<T> {
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
+    }
+
+    /// Whether nothing is held but the last `tail` samples of an open stream, which
+    /// [`Timeline::commit_until`] keeps.
+    pub fn holds_only_tail(&self, tail: u64) -> bool {
+        self.stream.is_some()
+            && self
+                .held
+                .front()
+                .is_none_or(|h| h.span.end() + tail > self.place_end)
     }
 
     /// The arrival of the oldest held audio.

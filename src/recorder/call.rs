@@ -578,7 +578,12 @@ impl Call {
     }
 
     fn is_over(&self, now: DateTime<Utc>) -> bool {
-        if !self.timeline.is_empty() {
+        // held audio must be committed first; only the tail an open stream keeps for the tone
+        // detector is committed by the seal itself
+        let settled = self.timeline.is_empty()
+            || (!matches!(self.life.horizon(now), Horizon::Hold)
+                && self.timeline.holds_only_tail(self.key_tail()));
+        if !settled {
             return false;
         }
         let idle = Duration::from_std(self.deps.config.recorder.idle_seal)

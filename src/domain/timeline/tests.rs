@@ -310,7 +310,7 @@ fn commits_go_by_arrival() {
     for i in 0..100 {
         push(&mut tl, i * FRAME, t(0.02 + i as f64 * 0.02));
     }
-    let out = tl.commit_until(t(1.0));
+    let out = tl.commit_until(t(1.0), 0);
     assert_eq!(out.len(), 49, "what arrived before the limit, not at it");
     assert!(out.iter().all(|(s, _)| s.arrival < t(1.0)));
     assert_eq!(tl.oldest_arrival(), Some(t(1.0)));
@@ -623,7 +623,7 @@ fn run(s: &Schedule) -> Outcome {
                 }
             }
         }
-        for (span, truth) in tl.commit_until(t(now) - window) {
+        for (span, truth) in tl.commit_until(t(now) - window, 0) {
             // the recorder judges once more at commit
             let cut = span.overlapping_prefix(&life.windows());
             let mut truth = truth;
@@ -633,7 +633,7 @@ fn run(s: &Schedule) -> Outcome {
             }
         }
     }
-    for (span, truth) in tl.commit_until(DateTime::<Utc>::MAX_UTC) {
+    for (span, truth) in tl.commit_until(DateTime::<Utc>::MAX_UTC, 0) {
         let cut = span.overlapping_prefix(&life.windows());
         let mut truth = truth;
         truth.skip(cut);
@@ -699,6 +699,159 @@ proptest! {
                 let whole = kept.contains(&first)
                     || out.committed.iter().any(|(_, t)| t.first < first + FRAME && first + FRAME - 1 < t.first + t.n);
                 prop_assert!(whole, "clear audio lost: spoken {:.3}s arrived {:.3}s", f.spoken, f.arrival);
+            }
+        }
+    }
+}
+
+/// Runs a schedule whose "payments" are keypad tones instead (no events: nothing but the tones
+/// says where the card data is), through the timeline and the lifecycle's keys as the recorder
+/// feeds them: a detector reports a tone's onset once 25 ms of it were fed (its earliest speaking
+/// time, by the timeline, from the onset's stream position and its piece's arrival) and its end
+/// once 40 ms past it were fed (at the arrival of the piece holding its last sample). Returns what
+/// was committed and the tones that were keys.
+/// Committed spans with their truth, and the tones (true sample ranges) that were keys.
+type KeysOutcome = (Vec<(Span, Truth)>, Vec<(u64, u64)>);
+
+fn run_keys(s: &Schedule, mode: crate::domain::DtmfMode) -> KeysOutcome {
+    let sent = frames(s);
+    let rate = f64::from(RATE);
+    let timing = Timing {
+        lookback: Duration::seconds(3),
+        guard: ms(500),
+        dtmf: crate::domain::DtmfPolicy {
+            mode,
+            ..crate::domain::DtmfPolicy::default()
+        },
+    };
+    let window = timing.window();
+    let mut life = Lifecycle::new(timing);
+    let mut p = policy();
+    p.dtmf.mode = mode;
+    life.set_policy(p, t(0.0));
+    let mut tl: Timeline<Truth> = Timeline::new(rules());
+    tl.open(RATE, s.clock, s.claim_error.map(t));
+    // each tone's true samples, a keypress's length: 55 to 340 ms
+    let tones: Vec<(u64, u64)> = s
+        .payments
+        .iter()
+        .map(|p| {
+            let a = (p.start * rate).ceil() as u64;
+            (a, a + ((0.04 + p.end.fract() * 0.3) * rate) as u64)
+        })
+        .collect();
+    // per tone: onset (position, arrival), tone samples fed, key down, last tone frame's arrival
+    struct Key {
+        onset: Option<(u64, DateTime<Utc>)>,
+        fed: u64,
+        down: Option<crate::domain::lifecycle::KeyDown>,
+        last: Option<DateTime<Utc>>,
+        up: bool,
+    }
+    let mut keys: Vec<Key> = tones
+        .iter()
+        .map(|_| Key {
+            onset: None,
+            fed: 0,
+            down: None,
+            last: None,
+            up: false,
+        })
+        .collect();
+    let mut committed = Vec::new();
+    let commit = |tl: &mut Timeline<Truth>, life: &Lifecycle, limit, committed: &mut Vec<_>| {
+        for (span, truth) in tl.commit_until(limit, 400) {
+            let span: Span = span;
+            let cut = span.overlapping_prefix(&life.windows());
+            let mut truth: Truth = truth;
+            truth.skip(cut);
+            if cut < span.samples {
+                committed.push((span.skip(cut), truth));
+            }
+        }
+    };
+    for f in &sent {
+        let first = (f.spoken * rate).round() as u64;
+        let arrival = t(f.arrival);
+        tl.push(
+            f.position,
+            FRAME,
+            arrival,
+            Truth { first, n: FRAME },
+            &life.windows(),
+        )
+        .expect("pushed");
+        let mut changed = false;
+        for (k, &(a, b)) in keys.iter_mut().zip(&tones) {
+            let (lo, hi) = (first.max(a), (first + FRAME).min(b));
+            if lo < hi {
+                if k.onset.is_none() {
+                    k.onset = Some((f.position + (lo - first), arrival));
+                }
+                k.fed += hi - lo;
+                k.last = Some(arrival);
+            }
+            if let (None, Some((pos, at))) = (k.down, k.onset)
+                && k.fed >= 200.min(b - a)
+            {
+                let from = tl.earliest(pos, at).expect("a stream");
+                k.down = Some(life.key_down(from));
+                changed = true;
+            }
+            if let (false, Some(down), Some(last)) = (k.up, k.down, k.last)
+                && first >= b + 320
+            {
+                life.key_up(down, last);
+                k.up = true;
+                changed = true;
+            }
+        }
+        if changed {
+            tl.drop_overlapping(&life.windows());
+        }
+        commit(&mut tl, &life, arrival - window, &mut committed);
+    }
+    // the stream ends: a tone still sounding ends with it, and the tail is committed
+    for k in &mut keys {
+        if let (false, Some(down), Some(last)) = (k.up, k.down, k.last) {
+            life.key_up(down, last);
+        }
+    }
+    tl.close();
+    tl.drop_overlapping(&life.windows());
+    commit(&mut tl, &life, DateTime::<Utc>::MAX_UTC, &mut committed);
+    // a tone a gap cut to less than 25 ms is no key (no detector finds it, no decoder reads it)
+    let heard = tones
+        .into_iter()
+        .zip(&keys)
+        .filter(|(_, k)| k.down.is_some())
+        .map(|(t, _)| t)
+        .collect();
+    (committed, heard)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(400),
+        max_global_rejects: 1 << 20,
+        ..ProptestConfig::default()
+    })]
+
+    /// No sample of a keypad tone is ever committed, under `pause` or `mask`, whatever the timing
+    /// of the audio (gaps, stalls, bursts, jitter, a wrong anchor), with no event at all.
+    #[test]
+    fn no_keypad_tone_whatever_the_timing(s in schedule(), mask in any::<bool>()) {
+        let first = frames(&s)[0];
+        prop_assume!(first.arrival - first.spoken <= 0.98);
+        let mode = if mask { crate::domain::DtmfMode::Mask } else { crate::domain::DtmfMode::Pause };
+        let (committed, tones) = run_keys(&s, mode);
+        for (span, truth) in &committed {
+            for &(a, b) in &tones {
+                prop_assert!(
+                    truth.first + truth.n <= a || truth.first >= b,
+                    "tone samples {}..{} committed: {}..{} ({:?}); span {:?}",
+                    a, b, truth.first, truth.first + truth.n, mode, span
+                );
             }
         }
     }

@@ -254,7 +254,7 @@ impl Call {
 
     /// Commits the held audio that arrived at or before `limit`.
     pub(super) async fn commit_until(&mut self, limit: DateTime<Utc>) -> Result<(), RecorderError> {
-        let ready = self.timeline.commit_until(limit);
+        let ready = self.timeline.commit_until(limit, self.key_tail());
         if ready.is_empty() {
             return Ok(());
         }

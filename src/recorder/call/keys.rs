@@ -19,6 +19,11 @@ use crate::audio::dtmf::{DetectorConfig, DtmfDetector, ToneEvent};
 use crate::domain::DtmfMode;
 use crate::domain::lifecycle::KeyDown;
 
+/// How much of a stream's newest audio stays in memory, however old, while tones are looked for
+/// (ms): the detector confirms a tone 25 to 38 ms after its onset, so nothing leaves memory before
+/// the detector has heard far enough past it, even when the stream stalls right after.
+const TAIL_MS: u64 = 50;
+
 /// How much audio, in seconds, the map from detector samples to pieces keeps: a tone is reported
 /// within a few blocks of its onset and of its end.
 const TRAIL_SECS: u64 = 2;
@@ -240,6 +245,13 @@ impl Call {
             )
             .await;
         }
+    }
+
+    /// Samples at the end of the stream that must stay held (see [`TAIL_MS`]).
+    pub(super) fn key_tail(&self) -> u64 {
+        self.keys
+            .as_ref()
+            .map_or(0, |k| TAIL_MS * u64::from(k.rate) / 1000)
     }
 
     /// `pci.lookback + pci.guard`.
