@@ -81,9 +81,10 @@
 //!   command line, whose audit actor is the person logged in (login uid, or `SUDO_USER` under
 //!   sudo), never `$USER` (`init`, `keys rewrap / retire` against a running daemon, and `fsck` in
 //!   `cli/init.rs`, `cli/keys.rs` and `cli/fsck.rs`).
-//! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent, live listeners fed
-//!   committed audio only: [`recorder::ListenFeed`]), fed by each socket's [`recorder::MediaSink`]
-//!   (arrival stamped at the read, paused audio dropped there, the rest handed over in batches),
+//! - [`recorder`]: one task per live call (look-back buffer, PCI pause, consent, a keypad-tone
+//!   detector over every piece while it is held, live listeners fed committed audio only:
+//!   [`recorder::ListenFeed`]), fed by each socket's [`recorder::MediaSink`] (arrival stamped at
+//!   the read, paused audio dropped there, signalled keys, the rest handed over in batches),
 //!   taking back after a restart the calls left live ([`recorder::Recorder::adopt`]), over
 //!   [`recorder::persist`], which turns committed audio into synced spool chunks, uploaded segments
 //!   and catalog rows, holds a bounded backlog in memory (and ledgers what it drops) while the

@@ -43,6 +43,9 @@ const CHUNK_MS: u64 = 1_024;
 const BOUND_MS: u64 = CHUNK_MS + GUARD;
 /// How far a measured edge may be from the exact figure: the Goertzel window and a frame.
 const EDGE_MS: u64 = 40;
+/// `pci.max_latency`: a pause reaches this far past its resume's arrival (audio could have been
+/// held up on its way that long), so capture resumes this much after `payment.ended` arrives.
+const MARGIN_MS: u64 = 1_000;
 /// Goertzel power of the test tones (amplitude 0.5) is 0.125 and of the pause tone 0.005.
 const PRESENT: f32 = 0.03;
 const PAUSE_TONE_PRESENT: f32 = 0.002;
@@ -532,7 +535,7 @@ fn payment(from: u64, to: Option<u64>, late_ms: i64) -> WantPause {
 fn usual(pause_from: u64, late_ms: i64) -> Want {
     Want {
         before_end: pause_from,
-        after: Some(CARD_END..CALL_END),
+        after: Some(CARD_END + MARGIN_MS..CALL_END),
         pauses: vec![payment(pause_from, Some(CARD_END), late_ms)],
         status: "sealed",
         cut_back: None,
@@ -678,7 +681,7 @@ async fn payment_in_a_sealed_segment_goes_to_pci_review() {
         ],
         want: Want {
             before_end: agent_at - GUARD,
-            after: Some(pay_at + late..CALL_END),
+            after: Some(pay_at + late + MARGIN_MS..CALL_END),
             pauses: vec![
                 WantPause {
                     kind: "agent",

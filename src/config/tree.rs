@@ -442,6 +442,7 @@ impl PciConfig {
                 quiet: self.dtmf_quiet,
                 sensitivity_dbm0: self.dtmf_sensitivity,
             },
+            resume_margin: convert(self.max_latency),
         }
     }
 }

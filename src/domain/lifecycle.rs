@@ -12,7 +12,10 @@
 //!   that could have been spoken from that instant on is dropped on arrival and cut from the buffer
 //!   ([`Effect::DropFrom`]).
 //! - A resume takes effect at the arrival of its event, never earlier: what was dropped stays
-//!   dropped, and audio arriving after it that could have been spoken before it is dropped too.
+//!   dropped, and audio arriving after it that could have been spoken before it is dropped too. As
+//!   the media clock is anchored at an arrival, a frame could have been spoken up to
+//!   `pci.max_latency` before its media time says ([`Timing::resume_margin`]): a pause's window
+//!   reaches that far past its resume, so audio held up longer than the event cannot slip out.
 //! - The end of the call cuts nothing: audio that arrived before the stream closed is kept.
 //! - A payment pause without an end stays on until the call ends (fail closed), unless the policy's
 //!   `max_pause` resumes it, which the ledger says.
@@ -156,6 +159,9 @@ pub struct Timing {
     /// `pci.dtmf` (with its quiet time and sensitivity): how keys are handled until the call's
     /// policy is known.
     pub dtmf: DtmfPolicy,
+    /// `pci.max_latency`: the most audio may be delayed on its way here beyond an event, so audio
+    /// arriving this long after a resume could still have been spoken in the pause.
+    pub resume_margin: Duration,
 }
 
 impl Timing {
@@ -245,7 +251,10 @@ impl Lifecycle {
             .iter()
             .map(|p| Window {
                 from: p.from,
-                to: p.to,
+                // the media clock is anchored at an arrival, so a frame's earliest speaking time
+                // may be late by the audio's network delay: a pause reaches that far past its
+                // resume
+                to: p.to.map(|to| to + self.timing.resume_margin),
             })
             .collect();
         match self.consent {
@@ -343,12 +352,9 @@ impl Lifecycle {
         to: DateTime<Utc>,
     ) -> Vec<(DateTime<Utc>, DateTime<Utc>, bool)> {
         let mut cuts: Vec<DateTime<Utc>> = vec![from, to];
-        for p in &self.pauses {
-            cuts.push(p.from);
-            cuts.extend(p.to);
-        }
-        if let Consent::Given { from } = self.consent {
-            cuts.push(from);
+        for w in self.windows() {
+            cuts.push(w.from);
+            cuts.extend(w.to);
         }
         if let Consent::Lapsed { since } = self.consent {
             cuts.push(since);

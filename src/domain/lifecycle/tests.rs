@@ -33,6 +33,7 @@ fn timing() -> Timing {
         lookback: Duration::seconds(3),
         guard: Duration::milliseconds(500),
         dtmf: crate::domain::DtmfPolicy::default(),
+        resume_margin: Duration::seconds(1),
     }
 }
 
@@ -132,14 +133,15 @@ fn payment_end_resumes_at_its_arrival_never_earlier() {
     let mut l = call();
     l.apply(&EventKind::PaymentStarted, t(10.0), t(10.0))
         .expect("applies");
-    // sent at 20 s, arrived at 21 s: audio 20-21 s stays dropped
+    // sent at 20 s, arrived at 21 s: audio 20-21 s stays dropped, and so does audio that could
+    // have been spoken before 21 s and was held up on its way (the margin, 1 s)
     let fx = l
         .apply(&EventKind::PaymentEnded, t(20.0), t(21.0))
         .expect("applies");
     assert_eq!(ledger_kinds(&fx), ["resume"]);
     assert_eq!(
         kept(&l, 9.0, 25.0),
-        vec![(9.0, 9.5, true), (9.5, 21.0, false), (21.0, 25.0, true)]
+        vec![(9.0, 9.5, true), (9.5, 22.0, false), (22.0, 25.0, true)]
     );
     assert_eq!(l.pauses()[0].to, Some(t(21.0)));
 }
@@ -175,7 +177,7 @@ fn an_end_that_overtakes_its_start_closes_the_pause_at_the_start_arrival() {
     assert_eq!(ledger_kinds(&fx), ["pause", "resume"]);
     assert_eq!(
         kept(&l, 9.0, 22.0),
-        vec![(9.0, 9.5, true), (9.5, 20.3, false), (20.3, 22.0, true)]
+        vec![(9.0, 9.5, true), (9.5, 21.3, false), (21.3, 22.0, true)]
     );
 }
 
@@ -202,8 +204,8 @@ fn max_pause_resumes_by_itself_and_says_so() {
         panic!("a ledger note")
     };
     assert_eq!(n.details["cause"], "max_pause");
-    assert!(l.captures(t(70.0)));
-    assert!(!l.captures(t(69.0)));
+    assert!(l.captures(t(70.6)));
+    assert!(!l.captures(t(70.5)));
 }
 
 #[test]
@@ -222,7 +224,8 @@ fn agent_pauses_and_payment_pauses_overlap_safely() {
     assert!(!l.captures(t(9.0)), "the payment pause is still on");
     l.apply(&EventKind::PaymentEnded, t(10.0), t(10.0))
         .expect("applies");
-    assert!(l.captures(t(10.0)));
+    assert!(!l.captures(t(10.5)), "the resume margin");
+    assert!(l.captures(t(11.0)));
 }
 
 #[test]
