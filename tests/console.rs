@@ -243,3 +243,269 @@ async fn sessions_csrf_headers_and_roles() {
     assert!(has("hold.place", None) || entries.iter().any(|e| e.entry.action.starts_with("hold")), "the hold is audited");
     live.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// In a real browser
+
+/// Runs axe-core (from npm, tests/run.sh installs it) on the page and fails on any WCAG 2.2 A or
+/// AA violation.
+async fn axe(b: &webdriver::Browser, page: &str) {
+    let v = axe_violations(b).await;
+    assert_eq!(v, json!([]), "axe found WCAG 2.2 A/AA violations on {page}");
+}
+
+async fn axe_violations(b: &webdriver::Browser) -> Value {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/console/node_modules/axe-core/axe.min.js"
+    ))
+    .expect("axe-core is installed (tests/run.sh: npm ci in tests/console)");
+    b.js(&format!("{src}\n;window.axe = window.axe || axe; return true;"), json!([]))
+        .await;
+    let v = b
+        .js_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a','wcag2aa','wcag21a','wcag21aa','wcag22a','wcag22aa'] } })\
+               .then(r => done(r.violations.map(v => ({ id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' ')) }))))\
+               .catch(e => done([{ id: 'axe-error', impact: String(e), nodes: [] }]));",
+            json!([]),
+        )
+        .await;
+    v
+}
+
+/// Checks the page loaded nothing from another origin and fits a narrow window's width.
+async fn same_origin_only(b: &webdriver::Browser, page: &str) {
+    let v = b
+        .js(
+            "return performance.getEntriesByType('resource').map(e => e.name).filter(n => new URL(n).origin !== location.origin);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(v, json!([]), "{page} loaded from another origin");
+}
+
+async fn shot(b: &webdriver::Browser, name: &str) {
+    if std::env::var_os("CONSOLE_SCREENSHOTS").is_some() {
+        let png = b.screenshot().await;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/console-{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+    }
+}
+
+/// Submits the form that holds `field`.
+async fn submit(b: &webdriver::Browser, field: &str) {
+    b.js(
+        "const f = document.querySelector(arguments[0]).form; f.querySelector('button[type=submit]').click(); return true;",
+        json!([field]),
+    )
+    .await;
+}
+
+async fn wait_url(b: &webdriver::Browser, part: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let u = b.url().await;
+        if u.contains(part) && b.js("return document.readyState", json!([])).await == "complete" {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not at {part}: {u}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sign_in(b: &webdriver::Browser, base: &str, token: &str) {
+    b.goto(&format!("{base}/console/")).await;
+    wait_url(b, "/console/sign-in").await;
+    b.fill("#token", token).await;
+    submit(b, "#token").await;
+    wait_url(b, "/console/search").await;
+    assert!(b.text("header").await.contains("Signed in as"), "signed in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_supervisor_and_compliance() {
+    let Some((chromium, chromedriver)) = webdriver::binaries() else { return };
+    let live = Live::start("").await;
+    let paid = calls::record(&live, "CA-web-pay", "+441744676789", true).await;
+    let plain = calls::record(&live, "CA-web-plain", "01744 676789", false).await;
+    let other = calls::record(&live, "CA-web-other", "+441514960000", false).await;
+    let driver = webdriver::Driver::start(&chromedriver).await;
+    let downloads = tempfile::tempdir().expect("tempdir");
+    let b = driver.session(&chromium, downloads.path()).await;
+    let base = format!("http://{}", live.public);
+
+    // sign in with a token (the session cookie is Secure: Chromium keeps it on loopback)
+    b.goto(&format!("{base}/console/")).await;
+    wait_url(&b, "/console/sign-in").await;
+    axe(&b, "sign-in").await;
+    shot(&b, "sign-in").await;
+    // the check is live: an unlabelled field is caught
+    b.js("const i = document.createElement('input'); i.id = 'unlabelled'; document.querySelector('main').appendChild(i); return true;", json!([])).await;
+    let v = axe_violations(&b).await;
+    assert!(v.to_string().contains("label"), "axe catches an unlabelled field: {v}");
+    b.js("document.getElementById('unlabelled').remove(); return true;", json!([])).await;
+    sign_in(&b, &base, &live.supervisor).await;
+    assert!(!b.exists("a[href='/console/audit']").await, "a supervisor has no audit link");
+
+    // search a caller in three usual forms; each finds both of their calls and not the other
+    for form in ["01744 676789", "+44 1744 676789", "0044 (0)1744-676789"] {
+        b.goto(&format!("{base}/console/search")).await;
+        b.fill("#caller", form).await;
+        b.fill("#reason", "complaint C-42").await;
+        submit(&b, "#caller").await;
+        wait_url(&b, "reason=").await;
+        let found = b.js("return [...document.querySelectorAll('tr[data-recording]')].map(r => r.dataset.recording).sort()", json!([])).await;
+        let mut want = vec![paid.clone(), plain.clone()];
+        want.sort();
+        assert_eq!(found, json!(want), "search by {form}");
+    }
+    assert!(!b.text("table.results").await.contains(&other));
+    axe(&b, "search results").await;
+    same_origin_only(&b, "search").await;
+    shot(&b, "search").await;
+
+    // the recording page: the reason first, then the player and the waveform
+    b.goto(&format!("{base}/console/recordings/{paid}")).await;
+    assert!(!b.exists("#player").await, "no player before a reason");
+    axe(&b, "recording (before reason)").await;
+    b.fill("#play-reason", "complaint C-42").await;
+    submit(&b, "#play-reason").await;
+    wait_url(&b, "reason=complaint").await;
+    b.wait_for("return document.getElementById('wave-canvas').dataset.ready", "waveform drawn", Duration::from_secs(20)).await;
+    assert_eq!(b.js("return document.getElementById('wave-canvas').dataset.ready", json!([])).await, "true");
+    // the pause marker sits where the ledger says: its payment pause from the recording's start
+    let row = live.recording("CA-web-pay").await.expect("row");
+    let ledger = live.catalog.ledger(row.id).await.expect("ledger");
+    let pause = ledger.iter().find(|e| e.kind == "pause").expect("a pause in the ledger");
+    let from: Value = serde_json::from_str(&pause.details).expect("details");
+    let from = chrono::DateTime::parse_from_rfc3339(from["from"].as_str().expect("from")).expect("time");
+    let resume = ledger.iter().find(|e| e.kind == "resume").expect("a resume");
+    let at: Value = serde_json::from_str(&resume.details).expect("details");
+    let at = chrono::DateTime::parse_from_rfc3339(at["at"].as_str().expect("at")).expect("time");
+    let want_start = (from.with_timezone(&chrono::Utc) - row.started_at).num_milliseconds();
+    let want_len = (at - from).num_milliseconds();
+    let marks = b.js("return [...document.querySelectorAll('#wave-canvas rect.marker')].map(r => ({ cls: r.getAttribute('class'), start: +r.dataset.startMs, played: +r.dataset.playedMs, len: +r.dataset.lengthMs, x: +r.getAttribute('x'), w: +r.getAttribute('width') }))", json!([])).await;
+    let marks = marks.as_array().expect("markers");
+    assert_eq!(marks.len(), 1, "one marker: {marks:?}");
+    let m = &marks[0];
+    assert_eq!(m["cls"], "marker pause");
+    assert!((m["start"].as_i64().expect("start") - want_start).abs() <= 20, "marker at {m} vs ledger {want_start} ms");
+    assert!((m["len"].as_i64().expect("len") - want_len).abs() <= 20, "marker length {m} vs ledger {want_len} ms");
+    // and the audio under it is the quiet pause tone, while around it the call is loud
+    let dur = b.js("return +document.querySelector('#wave-canvas svg').dataset.durationMs", json!([])).await.as_f64().expect("duration");
+    let peaks = b.js("return [...document.querySelectorAll('#wave-canvas g[data-channel=\"0\"] rect')].map(r => +r.dataset.peak)", json!([])).await;
+    let peaks: Vec<f64> = peaks.as_array().expect("peaks").iter().map(|p| p.as_f64().expect("peak")).collect();
+    let bucket = |ms: f64| ((ms / dur) * peaks.len() as f64) as usize;
+    let (s, e) = (m["start"].as_f64().expect("s"), m["start"].as_f64().expect("s") + m["played"].as_f64().expect("p"));
+    let inside = &peaks[bucket(s) + 2..bucket(e) - 2];
+    assert!(inside.iter().all(|p| *p <= 0.15), "quiet under the marker: {inside:?}");
+    assert!(peaks[bucket(s / 2.0)] > 0.3 && peaks[bucket((e + dur) / 2.0)] > 0.3, "loud around it");
+    // the ledger's table lists the same event
+    assert!(b.text("#markers").await.contains("Card payment pause"));
+    axe(&b, "recording").await;
+    same_origin_only(&b, "recording").await;
+    shot(&b, "recording").await;
+    // play to the end (fast and muted): the <audio> element streams it through Range
+    b.js("const a = document.getElementById('player'); a.muted = true; a.playbackRate = 4; a.play(); return true;", json!([])).await;
+    b.wait_for("return document.getElementById('player').ended", "the audio reaches ended", Duration::from_secs(30)).await;
+    let plays = live.catalog.audit_after(0, 100_000).await.expect("audit");
+    assert!(plays.iter().any(|e| e.entry.action == "recording.play" && e.entry.reason.as_deref() == Some("complaint C-42") && e.entry.subject == paid));
+    assert!(plays.iter().any(|e| e.entry.action == "recording.waveform" && e.entry.subject == paid));
+
+    // place a hold on it
+    b.fill("#hold-reference", "C-42").await;
+    b.fill("#hold-reason", "complaint about the call").await;
+    submit(&b, "#hold-reference").await;
+    wait_url(&b, "notice=").await;
+    assert!(b.text("#holds").await.contains("C-42"));
+    assert!(b.text(".notice").await.contains("Hold C-42 placed"));
+    let held = live.catalog.holds_for_recording(row.id).await.expect("holds");
+    assert_eq!(held.len(), 1);
+
+    // subject access: an export for the caller, watched, downloaded, verified offline
+    b.goto(&format!("{base}/console/exports")).await;
+    axe(&b, "exports").await;
+    b.fill("#x-caller", "01744 676789").await;
+    b.fill("#x-sar", "SAR-2026-7").await;
+    b.fill("#x-reason", "subject access request").await;
+    submit(&b, "#x-caller").await;
+    wait_url(&b, "/console/exports/").await;
+    b.wait_for("return !document.getElementById('export-download-line').hidden", "export ready", Duration::from_secs(30)).await;
+    axe(&b, "export progress").await;
+    shot(&b, "export").await;
+    let zip = b
+        .js_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch(document.getElementById('export-download').href).then(r => r.arrayBuffer()).then(buf => {\
+               let s = ''; const u = new Uint8Array(buf); for (let i = 0; i < u.length; i++) s += String.fromCharCode(u[i]); done(btoa(s)); });",
+            json!([]),
+        )
+        .await;
+    use base64::Engine;
+    let zip = base64::engine::general_purpose::STANDARD.decode(zip.as_str().expect("b64")).expect("zip");
+    let path = downloads.path().join("bundle.zip");
+    std::fs::write(&path, &zip).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callvault")).arg("verify").arg(&path).output().expect("verify runs");
+    assert!(out.status.success(), "the bundle verifies: {}", String::from_utf8_lossy(&out.stdout));
+    let wavs = zip::ZipArchive::new(std::io::Cursor::new(&zip)).expect("zip").file_names().filter(|n| n.ends_with(".wav")).count();
+    assert_eq!(wavs, 2, "both of the caller's recordings");
+
+    // holds page, live page: accessible
+    b.goto(&format!("{base}/console/holds")).await;
+    assert!(!b.exists("button.release, form[action$='/release']").await, "a supervisor cannot release");
+    axe(&b, "holds").await;
+    b.goto(&format!("{base}/console/live")).await;
+    axe(&b, "live").await;
+    // a typed compliance URL: 403
+    b.goto(&format!("{base}/console/audit")).await;
+    assert_eq!(b.text("h1").await, "You do not have access");
+    b.goto(&format!("{base}/console/pci-review")).await;
+    assert_eq!(b.text("h1").await, "You do not have access");
+    axe(&b, "403").await;
+
+    // a narrow window: nothing wider than the screen
+    b.resize(360, 800).await;
+    for page in ["/console/search", &format!("/console/recordings/{paid}")] {
+        b.goto(&format!("{base}{page}")).await;
+        let fits = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1", json!([])).await;
+        assert_eq!(fits, json!(true), "{page} fits 360 px");
+    }
+    b.resize(1280, 1000).await;
+
+    // sign out, then as compliance: the controls are there and work
+    b.click("button.link").await;
+    wait_url(&b, "/console/sign-in").await;
+    b.goto(&format!("{base}/console/holds")).await;
+    wait_url(&b, "/console/sign-in").await;
+    sign_in(&b, &base, &live.compliance).await;
+    b.goto(&format!("{base}/console/recordings/{plain}")).await;
+    assert!(b.exists("#compliance").await);
+    axe(&b, "recording (compliance)").await;
+    shot(&b, "recording-compliance").await;
+    b.fill("#restrict-reason", "data subject asked").await;
+    submit(&b, "#restrict-reason").await;
+    wait_url(&b, "notice=").await;
+    assert!(b.text("#status").await.contains("restricted"));
+    b.goto(&format!("{base}/console/holds")).await;
+    b.fill("#release-C-42", "complaint closed").await;
+    submit(&b, "#release-C-42").await;
+    wait_url(&b, "notice=").await;
+    assert!(b.text(".notice").await.contains("Hold C-42 released"));
+    assert!(live.catalog.holds(true).await.expect("holds").is_empty());
+    axe(&b, "holds (compliance)").await;
+    b.goto(&format!("{base}/console/audit?action=recording.play")).await;
+    let actions = b.js("return [...document.querySelectorAll('#audit-entries tr[data-action]')].map(r => r.dataset.action)", json!([])).await;
+    assert!(actions.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(|x| x == "recording.play")), "{actions}");
+    b.click("#verify").await;
+    wait_url(&b, "notice=").await;
+    assert!(b.text("#verify-result").await.contains("The audit chain is intact"), "{}", b.text("#verify-result").await);
+    axe(&b, "audit").await;
+    shot(&b, "audit").await;
+    b.goto(&format!("{base}/console/pci-review")).await;
+    assert!(b.exists("#no-review").await);
+    axe(&b, "pci review").await;
+    b.close().await;
+    drop(driver);
+    live.stop().await;
+}

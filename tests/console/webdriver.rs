@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A chromedriver process, killed on drop.
 pub struct Driver {
@@ -164,7 +164,7 @@ impl Browser {
                 .expect("webdriver answers");
             if r.status().is_success() {
                 let v: Value = serde_json::from_slice(&r.bytes().await.expect("body")).expect("json");
-                return v["value"][ELEMENT].as_str().expect("element id").to_owned();
+                return v["value"][ELEMENT].as_str().unwrap_or_else(|| panic!("element id in {v}")).to_owned();
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
