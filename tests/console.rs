@@ -509,3 +509,53 @@ async fn in_a_browser_supervisor_and_compliance() {
     drop(driver);
     live.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_live_listen_shows_the_pause_and_hears_nothing_in_it() {
+    use common::audio::tone;
+    let Some((chromium, chromedriver)) = webdriver::binaries() else { return };
+    let live = Live::start("").await;
+    let driver = webdriver::Driver::start(&chromedriver).await;
+    let downloads = tempfile::tempdir().expect("tempdir");
+    let b = driver.session(&chromium, downloads.path()).await;
+    let base = format!("http://{}", live.public);
+    sign_in(&b, &base, &live.supervisor).await;
+
+    let call = "CA-web-live";
+    let mut ws = calls::begin(&live, call, "+441744676789").await;
+    live.stream(&mut ws, &tone(calls::FORMAT, 1000.0, 500)).await;
+    b.goto(&format!("{base}/console/live?call_id={call}&reason=quality%20check")).await;
+    b.click("#live-start").await;
+    b.wait_for("return document.getElementById('live').dataset.state === 'listening'", "listening", Duration::from_secs(10)).await;
+    // audio flows once the look-back window has passed
+    live.stream(&mut ws, &tone(calls::FORMAT, 1000.0, 4000)).await;
+    b.wait_for("return +document.getElementById('live').dataset.frames > 0", "audio heard", Duration::from_secs(10)).await;
+    axe(&b, "live (listening)").await;
+    // a card payment: the page says paused, and no audio comes while it lasts
+    let (s, body) = live.event(call, "payment.started", None, json!({})).await;
+    assert_eq!(s, 200, "{body}");
+    // the listener is a look-back window behind the call: the pause shows once the call gets there
+    live.stream(&mut ws, &tone(calls::FORMAT, 2000.0, 4000)).await;
+    b.wait_for("return document.getElementById('live').dataset.state === 'paused'", "paused shown", Duration::from_secs(10)).await;
+    assert!(b.text("#live-state").await.starts_with("Paused"), "{}", b.text("#live-state").await);
+    let at_pause = b.js("return +document.getElementById('live').dataset.frames", json!([])).await;
+    shot(&b, "live").await;
+    live.stream(&mut ws, &tone(calls::FORMAT, 2000.0, 4000)).await;
+    calls::settle(&mut ws).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.js("return +document.getElementById('live').dataset.frames", json!([])).await, at_pause, "no audio while paused");
+    assert_eq!(b.js("return document.getElementById('live').dataset.state", json!([])).await, "paused");
+    let (s, body) = live.event(call, "payment.ended", None, json!({})).await;
+    assert_eq!(s, 200, "{body}");
+    live.stream(&mut ws, &tone(calls::FORMAT, 1000.0, 4000)).await;
+    b.wait_for("return document.getElementById('live').dataset.state === 'listening'", "resumed shown", Duration::from_secs(10)).await;
+    b.wait_for(&format!("return +document.getElementById('live').dataset.frames > {at_pause}"), "audio again after the pause", Duration::from_secs(10)).await;
+    calls::end(&live, call, ws).await;
+    b.wait_for("return document.getElementById('live').dataset.state === 'closed'", "the end shown", Duration::from_secs(15)).await;
+    assert_eq!(b.text("#live-state").await, "The call has ended");
+    let audit = live.catalog.audit_after(0, 10_000).await.expect("audit");
+    assert!(audit.iter().any(|e| e.entry.action == "call.listen" && e.entry.reason.as_deref() == Some("quality check")));
+    b.close().await;
+    drop(driver);
+    live.stop().await;
+}

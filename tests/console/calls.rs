@@ -74,3 +74,8 @@ pub async fn record(live: &Live, call: &str, caller: &str, pay: bool) -> String 
     sync(&mut ws).await;
     end(live, call, ws).await
 }
+
+/// Waits until the server has read everything sent on `ws` so far.
+pub async fn settle(ws: &mut Socket) {
+    sync(ws).await;
+}
