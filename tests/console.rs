@@ -559,3 +559,134 @@ async fn in_a_browser_live_listen_shows_the_pause_and_hears_nothing_in_it() {
     drop(driver);
     live.stop().await;
 }
+
+/// The `oidc-provider` of tests/console (npm), run by node, until dropped.
+struct Provider(std::process::Child);
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_oidc_sign_in_against_a_real_provider() {
+    let Some((chromium, chromedriver)) = webdriver::binaries() else { return };
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console");
+    let installed = std::path::Path::new(dir).join("node_modules/oidc-provider").exists();
+    if !installed {
+        assert!(std::env::var("CI").is_err(), "oidc-provider is required (tests/run.sh installs it)");
+        eprintln!("skipping: run `npm ci` in tests/console");
+        return;
+    }
+    let (idp_port, port) = (free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{idp_port}");
+    let redirect = format!("http://127.0.0.1:{port}/console/oidc/callback");
+    let secret = "callvault-console-test-secret-7f3a";
+    let _provider = Provider(
+        std::process::Command::new("node")
+            .arg(format!("{dir}/oidc-provider.mjs"))
+            .args([&idp_port.to_string(), &redirect, secret])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs the provider"),
+    );
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let jwks = loop {
+        if let Ok(r) = http.get(format!("{issuer}/jwks")).send().await
+            && r.status().is_success()
+        {
+            break r.bytes().await.expect("jwks");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the provider did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let deployment = common::Deployment::new(&format!(
+        "[auth.oidc]\njwks = \"jwks.json\"\nissuer = \"{issuer}\"\naudience = \"callvault-api\"\nroles_claim = \"groups\"\n\
+         [auth.oidc.roles]\ncallvault-supervisors = \"supervisor\"\ncallvault-compliance = \"compliance\"\n\
+         [console.oidc]\nclient_id = \"callvault-console\"\nclient_secret = \"console-oidc-secret\"\nredirect_uri = \"{redirect}\"\n\
+         scopes = \"openid profile\"\nlabel = \"Sign in with the council account\"\n"
+    ));
+    std::fs::write(deployment.path("jwks.json"), &jwks).expect("jwks file");
+    std::fs::write(deployment.path("console-oidc-secret"), secret).expect("secret");
+    common::chmod_600(&deployment.path("console-oidc-secret"));
+    let text = std::fs::read_to_string(&deployment.config).expect("config");
+    std::fs::write(&deployment.config, text.replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)).expect("config");
+    let live = Live::start_in(deployment).await;
+    assert_eq!(live.public.port(), port);
+    let base = format!("http://127.0.0.1:{port}");
+
+    // a callback the console did not start is refused
+    let mut web = Web::new(&live);
+    let r = web.get("/console/oidc/callback?state=forged&code=x").await;
+    assert_eq!(r.status, 401);
+    assert!(web.cookie("__Host-callvault").is_none());
+
+    let driver = webdriver::Driver::start(&chromedriver).await;
+    let downloads = tempfile::tempdir().expect("tempdir");
+    // a compliance officer, by the groups claim through [auth.oidc]'s mapping
+    let b = driver.session(&chromium, downloads.path()).await;
+    b.goto(&format!("{base}/console/sign-in")).await;
+    assert_eq!(b.text("a.button").await, "Sign in with the council account");
+    axe(&b, "sign-in (with oidc)").await;
+    oidc_login(&b, &base, "dpo-sam").await;
+    wait_url(&b, "/console/search").await;
+    let who = b.text("header .who").await;
+    assert!(who.contains("oidc:dpo-sam") && who.contains("(compliance)"), "{who}");
+    assert!(b.exists("a[href='/console/audit']").await);
+    b.goto(&format!("{base}/console/audit?action=console.sign_in")).await;
+    assert!(b.text("#audit-entries").await.contains("oidc:dpo-sam"));
+    // signing out ends it
+    b.click("button.link").await;
+    wait_url(&b, "/console/sign-in").await;
+    b.goto(&format!("{base}/console/holds")).await;
+    wait_url(&b, "/console/sign-in").await;
+    b.close().await;
+
+    // a supervisor by their group; someone in neither group gets no session
+    let b = driver.session(&chromium, downloads.path()).await;
+    oidc_login(&b, &base, "sup-alex").await;
+    wait_url(&b, "/console/search").await;
+    assert!(b.text("header .who").await.contains("(supervisor)"));
+    assert!(!b.exists("a[href='/console/audit']").await);
+    b.close().await;
+    let b = driver.session(&chromium, downloads.path()).await;
+    oidc_login(&b, &base, "staff-kim").await;
+    assert!(b.text(".error-summary").await.contains("no console role"), "{}", b.text("main").await);
+    assert!(b.url().await.contains("/console/oidc/callback"));
+    b.goto(&format!("{base}/console/search")).await;
+    wait_url(&b, "/console/sign-in").await;
+    b.close().await;
+    drop(driver);
+    live.stop().await;
+}
+
+/// Signs in through the provider's development login as `who`, consenting the first time.
+async fn oidc_login(b: &webdriver::Browser, base: &str, who: &str) {
+    b.goto(&format!("{base}/console/search")).await;
+    wait_url(b, "/console/sign-in").await;
+    b.click("a.button").await;
+    wait_url(b, "/interaction/").await;
+    b.fill("input[name=login]", who).await;
+    b.fill("input[name=password]", "any").await;
+    b.click("button[type=submit]").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let u = b.url().await;
+        if u.starts_with(base) {
+            break;
+        }
+        if b.exists("input[value=consent]").await {
+            b.click("button[type=submit]").await;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stuck at {u}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

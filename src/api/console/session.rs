@@ -143,8 +143,18 @@ pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 
 /// A `Set-Cookie` value for a secure, host-only, HttpOnly, SameSite=Strict cookie.
 pub(super) fn set_cookie(name: &str, value: &str, max_age_secs: i64) -> String {
+    cookie_with(name, value, max_age_secs, "Strict")
+}
+
+/// As [`set_cookie`] with SameSite=Lax: the sign-in binding, which must come back on the
+/// identity provider's redirect (a top-level navigation from another site).
+pub(super) fn set_lax_cookie(name: &str, value: &str, max_age_secs: i64) -> String {
+    cookie_with(name, value, max_age_secs, "Lax")
+}
+
+fn cookie_with(name: &str, value: &str, max_age_secs: i64, same_site: &str) -> String {
     format!(
-        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}; Max-Age={}",
         max_age_secs.max(0)
     )
 }

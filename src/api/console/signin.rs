@@ -16,7 +16,7 @@ use tracing::warn;
 use super::pages::{self, Nav, error_summary};
 use super::session::{
     SESSION_COOKIE, SIGNIN_COOKIE, check_same_origin, cookie, random_token, same_secret,
-    set_cookie,
+    set_cookie, set_lax_cookie,
 };
 use super::{Console, ConsoleError, Signed};
 use crate::api::auth::{self, Caller, READERS, token_hash};
@@ -76,7 +76,7 @@ fn sign_in_page(
     let r = pages::respond(status, pages::page("Sign in", None, Nav::None, body));
     with_cookie(
         r,
-        set_cookie(SIGNIN_COOKIE, browser, SIGNIN_COOKIE_SECS),
+        set_lax_cookie(SIGNIN_COOKIE, browser, SIGNIN_COOKIE_SECS),
     )
 }
 
@@ -123,18 +123,49 @@ fn open_session(
     hash: Option<[u8; 32]>,
     until: Option<chrono::DateTime<chrono::Utc>>,
     next: &str,
+    landing: bool,
 ) -> Response {
     let now = st.api.clock.now();
     let lifetime = chrono::Duration::from_std(st.api.config.console.session_lifetime)
         .unwrap_or(chrono::Duration::hours(8));
     let expires = until.map_or(now + lifetime, |u| u.min(now + lifetime));
     let id = st.sessions.create(caller, hash, now, expires);
-    let r = Redirect::to(next).into_response();
+    // back from the identity provider, the browser is still on another site's navigation, so a
+    // SameSite=Strict cookie set now would not come with a redirect: a page of ours goes on instead
+    let r = if landing {
+        landing_page(next)
+    } else {
+        Redirect::to(next).into_response()
+    };
     let r = with_cookie(
         r,
         set_cookie(SESSION_COOKIE, &id, (expires - now).num_seconds()),
     );
-    with_cookie(r, set_cookie(SIGNIN_COOKIE, "", 0))
+    with_cookie(r, set_lax_cookie(SIGNIN_COOKIE, "", 0))
+}
+
+/// The page that follows an OIDC sign-in: goes on to `next` at once (a refresh from our own page is
+/// a same-site navigation), with a link for a browser that does not.
+fn landing_page(next: &str) -> Response {
+    let markup = html! {
+        (maud::DOCTYPE)
+        html lang="en-GB" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta http-equiv="refresh" content={ "0;url=" (next) };
+                title { "Signed in - callvault" }
+                link rel="stylesheet" href="/console/assets/console.css";
+            }
+            body {
+                main #main .width {
+                    h1 { "Signed in" }
+                    p { a href=(next) { "Continue to the console" } }
+                }
+            }
+        }
+    };
+    pages::respond(StatusCode::OK, markup)
 }
 
 /// `POST /console/sign-in` with a bearer token.
@@ -181,7 +212,7 @@ pub(super) async fn with_token(
         auth::Credential::Token { .. } => (Some(token_hash(token)), None),
         auth::Credential::Jwt { until } => (None, Some(*until)),
     };
-    Ok(open_session(&st, caller, hash, until, &next))
+    Ok(open_session(&st, caller, hash, until, &next, false))
 }
 
 #[derive(Deserialize)]
@@ -228,7 +259,7 @@ pub(super) async fn oidc_start(
     match oidc.start(&browser, next.clone()).await {
         Ok(start) => with_cookie(
             Redirect::to(&start.url).into_response(),
-            set_cookie(SIGNIN_COOKIE, &browser, SIGNIN_COOKIE_SECS),
+            set_lax_cookie(SIGNIN_COOKIE, &browser, SIGNIN_COOKIE_SECS),
         ),
         Err(e) => {
             warn!(error = %e, "oidc sign-in could not start");
@@ -285,7 +316,14 @@ pub(super) async fn oidc_callback(
                 ));
             }
             audit_sign_in(&st, &caller, "oidc").await?;
-            Ok(open_session(&st, caller, None, Some(until), &safe_next(Some(&next))))
+            Ok(open_session(
+                &st,
+                caller,
+                None,
+                Some(until),
+                &safe_next(Some(&next)),
+                true,
+            ))
         }
         Err(e) => {
             warn!(error = %e, "oidc sign-in failed");
