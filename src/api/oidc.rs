@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::config::OidcConfig;
 use crate::domain::Role;
 
+/// A token's claims, by name.
+pub type Claims = serde_json::Map<String, Value>;
+
 /// Which role wins when a user's claim values map to several.
 const PRECEDENCE: [Role; 4] = [
     Role::Compliance,
@@ -137,7 +140,7 @@ impl OidcVerifier {
         &self,
         token: &str,
         now: DateTime<Utc>,
-    ) -> Option<(String, Role, DateTime<Utc>, serde_json::Map<String, Value>)> {
+    ) -> Option<(String, Role, DateTime<Utc>, Claims)> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         let claims = self
             .keys

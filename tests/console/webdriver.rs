@@ -36,7 +36,7 @@ pub fn binaries() -> Option<(String, String)> {
     let find = |names: &[&str]| {
         names
             .iter()
-            .map(|n| std::path::PathBuf::from(n))
+            .map(std::path::PathBuf::from)
             .find(|p| p.exists())
             .map(|p| p.display().to_string())
     };
@@ -49,7 +49,9 @@ pub fn binaries() -> Option<(String, String)> {
                 std::env::var("CI").is_err(),
                 "chromium and chromium-driver are required (tests/run.sh installs them)"
             );
-            eprintln!("skipping: chromium or chromedriver not installed (apt-get install chromium chromium-driver)");
+            eprintln!(
+                "skipping: chromium or chromedriver not installed (apt-get install chromium chromium-driver)"
+            );
             None
         }
     }
@@ -77,7 +79,10 @@ impl Driver {
             {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver not ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver not ready"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         d
@@ -163,8 +168,12 @@ impl Browser {
                 .await
                 .expect("webdriver answers");
             if r.status().is_success() {
-                let v: Value = serde_json::from_slice(&r.bytes().await.expect("body")).expect("json");
-                return v["value"][ELEMENT].as_str().unwrap_or_else(|| panic!("element id in {v}")).to_owned();
+                let v: Value =
+                    serde_json::from_slice(&r.bytes().await.expect("body")).expect("json");
+                return v["value"][ELEMENT]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("element id in {v}"))
+                    .to_owned();
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -176,10 +185,13 @@ impl Browser {
     }
 
     pub async fn exists(&self, css: &str) -> bool {
-        self.js(&format!("return document.querySelector({}) !== null", json!(css)), json!([]))
-            .await
-            .as_bool()
-            .unwrap_or(false)
+        self.js(
+            &format!("return document.querySelector({}) !== null", json!(css)),
+            json!([]),
+        )
+        .await
+        .as_bool()
+        .unwrap_or(false)
     }
 
     pub async fn click(&self, css: &str) {
@@ -191,22 +203,29 @@ impl Browser {
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.cmd(&format!("/element/{e}/clear"), json!({})).await;
-        self.cmd(&format!("/element/{e}/value"), json!({ "text": text })).await;
+        self.cmd(&format!("/element/{e}/value"), json!({ "text": text }))
+            .await;
     }
 
     pub async fn text(&self, css: &str) -> String {
         let e = self.find(css).await;
-        self.get(&format!("/element/{e}/text")).await.as_str().unwrap_or("").to_owned()
+        self.get(&format!("/element/{e}/text"))
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     /// Runs `script` (a function body) with `args`; its return value.
     pub async fn js(&self, script: &str, args: Value) -> Value {
-        self.cmd("/execute/sync", json!({ "script": script, "args": args })).await
+        self.cmd("/execute/sync", json!({ "script": script, "args": args }))
+            .await
     }
 
     /// Runs `script` whose last argument is the callback to call with the result.
     pub async fn js_async(&self, script: &str, args: Value) -> Value {
-        self.cmd("/execute/async", json!({ "script": script, "args": args })).await
+        self.cmd("/execute/async", json!({ "script": script, "args": args }))
+            .await
     }
 
     /// Polls `script` until it returns a truthy value, or panics with `what` after `within`.
@@ -217,7 +236,10 @@ impl Browser {
             if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
                 return v;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{what}: not within {within:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -232,7 +254,8 @@ impl Browser {
     }
 
     pub async fn resize(&self, width: u32, height: u32) {
-        self.cmd("/window/rect", json!({ "width": width, "height": height })).await;
+        self.cmd("/window/rect", json!({ "width": width, "height": height }))
+            .await;
     }
 
     pub async fn close(self) {

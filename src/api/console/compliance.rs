@@ -29,12 +29,22 @@ pub(super) struct ReasonForm {
 }
 
 fn back(id: &str, notice: &str) -> Response {
-    let id: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-    Redirect::to(&format!("/console/recordings/{id}?notice={}", form_urlencoded_value(notice))).into_response()
+    let id: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    Redirect::to(&format!(
+        "/console/recordings/{id}?notice={}",
+        form_urlencoded_value(notice)
+    ))
+    .into_response()
 }
 
 /// A handler's outcome as a notice; a refusal the person can act on (409, 400) is a notice too.
-async fn outcome(done: Result<axum::Json<Value>, ApiError>, ok: &str) -> Result<String, ConsoleError> {
+async fn outcome(
+    done: Result<axum::Json<Value>, ApiError>,
+    ok: &str,
+) -> Result<String, ConsoleError> {
     match done {
         Ok(_) => Ok(ok.to_owned()),
         Err(e @ (ApiError::BadRequest { .. } | ApiError::Conflict { .. })) => {
@@ -61,7 +71,13 @@ pub(super) async fn erase(
     if let Some(r) = &f.reason {
         q.insert("reason".to_owned(), r.clone());
     }
-    let done = erasure::erase(State(st.api.clone()), signed.caller.clone(), Path(id.clone()), Query(q)).await;
+    let done = erasure::erase(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Path(id.clone()),
+        Query(q),
+    )
+    .await;
     Ok(back(&id, &outcome(done, "The recording was erased").await?))
 }
 
@@ -74,8 +90,17 @@ pub(super) async fn restrict(
     Form(f): Form<ReasonForm>,
 ) -> Result<Response, ConsoleError> {
     signed.check_csrf(&headers, f.csrf.as_deref())?;
-    let done = erasure::restrict(State(st.api.clone()), signed.caller.clone(), Path(id.clone()), reason_body(&f)).await;
-    Ok(back(&id, &outcome(done, "The recording is restricted").await?))
+    let done = erasure::restrict(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Path(id.clone()),
+        reason_body(&f),
+    )
+    .await;
+    Ok(back(
+        &id,
+        &outcome(done, "The recording is restricted").await?,
+    ))
 }
 
 /// `POST /console/recordings/{id}/unrestrict`.
@@ -87,8 +112,17 @@ pub(super) async fn unrestrict(
     Form(f): Form<ReasonForm>,
 ) -> Result<Response, ConsoleError> {
     signed.check_csrf(&headers, f.csrf.as_deref())?;
-    let done = erasure::unrestrict(State(st.api.clone()), signed.caller.clone(), Path(id.clone()), reason_body(&f)).await;
-    Ok(back(&id, &outcome(done, "The restriction was lifted").await?))
+    let done = erasure::unrestrict(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Path(id.clone()),
+        reason_body(&f),
+    )
+    .await;
+    Ok(back(
+        &id,
+        &outcome(done, "The restriction was lifted").await?,
+    ))
 }
 
 /// `POST /console/recordings/{id}/excise` with the segment number.
@@ -101,8 +135,17 @@ pub(super) async fn excise(
 ) -> Result<Response, ConsoleError> {
     signed.check_csrf(&headers, f.csrf.as_deref())?;
     let n = f.segment.clone().unwrap_or_default();
-    let done = erasure::excise(State(st.api.clone()), signed.caller.clone(), Path((id.clone(), n.clone())), reason_body(&f)).await;
-    Ok(back(&id, &outcome(done, &format!("Segment {n} was excised")).await?))
+    let done = erasure::excise(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Path((id.clone(), n.clone())),
+        reason_body(&f),
+    )
+    .await;
+    Ok(back(
+        &id,
+        &outcome(done, &format!("Segment {n} was excised")).await?,
+    ))
 }
 
 fn day(v: Option<&String>, end: bool) -> Option<String> {
@@ -132,11 +175,20 @@ pub(super) async fn audit(
         api_q.insert("to".to_owned(), t);
     }
     api_q.insert("limit".to_owned(), "50".to_owned());
-    let axum::Json(v) = audit_log::list(State(st.api.clone()), signed.caller.clone(), Query(api_q)).await?;
-    let entries = v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default();
+    let axum::Json(v) =
+        audit_log::list(State(st.api.clone()), signed.caller.clone(), Query(api_q)).await?;
+    let entries = v
+        .get("entries")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let next = v.get("next_after").and_then(Value::as_u64);
     let f = |k: &str| q.get(k).cloned().unwrap_or_default();
-    let s = |e: &Value, k: &str| match e.get(k) { Some(Value::String(s)) => s.clone(), Some(Value::Null) | None => String::new(), Some(x) => x.to_string() };
+    let s = |e: &Value, k: &str| match e.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(x) => x.to_string(),
+    };
     let next_url = next.map(|n| {
         let mut u = String::from("/console/audit?");
         for k in ["actor", "action", "subject", "from", "to"] {
@@ -174,7 +226,10 @@ pub(super) async fn audit(
         }
         @if let Some(u) = next_url { p { a href=(u) { "Next page" } } }
     };
-    Ok(pages::respond(StatusCode::OK, pages::page("Audit log", Some(&signed), Nav::Audit, body)))
+    Ok(pages::respond(
+        StatusCode::OK,
+        pages::page("Audit log", Some(&signed), Nav::Audit, body),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -193,14 +248,23 @@ pub(super) async fn verify(
     signed.check_csrf(&headers, f.csrf.as_deref())?;
     let axum::Json(cp) = audit_log::head(State(st.api.clone()), signed.caller.clone()).await?;
     let seq = cp.get("seq").and_then(Value::as_u64).unwrap_or(0);
-    let hash = cp.get("hash").and_then(Value::as_str).and_then(|h| hex::decode(h).ok()).and_then(|h| <[u8; 32]>::try_from(h).ok());
+    let hash = cp
+        .get("hash")
+        .and_then(Value::as_str)
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|h| <[u8; 32]>::try_from(h).ok());
     let mut verifier = ChainVerifier::new();
     if let Some(hash) = hash {
         verifier = verifier.against(crate::audit::ChainHead { seq, hash });
     }
     let mut after = 0;
     loop {
-        let page = st.api.catalog.audit_after(after, 1000).await.map_err(|e| ApiError::internal(&e))?;
+        let page = st
+            .api
+            .catalog
+            .audit_after(after, 1000)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in &page {
@@ -208,21 +272,33 @@ pub(super) async fn verify(
         }
     }
     let (ok, notice) = match verifier.finish() {
-        Ok((head, count)) => (true, format!(
-            "The audit chain is intact: {count} entries, reaching the checkpoint signed just now at entry {seq} (head hash {}).",
-            hex::encode(head.hash)
-        )),
+        Ok((head, count)) => (
+            true,
+            format!(
+                "The audit chain is intact: {count} entries, reaching the checkpoint signed just now at entry {seq} (head hash {}).",
+                hex::encode(head.hash)
+            ),
+        ),
         Err(b) => (false, format!("The audit chain is broken: {b}")),
     };
     st.api
         .catalog
         .append_audit(
-            NewAuditEntry::new(st.api.clock.now(), &signed.caller.actor, "audit.verify", "audit")
-                .details(&json!({ "ok": ok, "checkpoint_seq": seq, "via": "console" })),
+            NewAuditEntry::new(
+                st.api.clock.now(),
+                &signed.caller.actor,
+                "audit.verify",
+                "audit",
+            )
+            .details(&json!({ "ok": ok, "checkpoint_seq": seq, "via": "console" })),
         )
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(Redirect::to(&format!("/console/audit?notice={}", form_urlencoded_value(&notice))).into_response())
+    Ok(Redirect::to(&format!(
+        "/console/audit?notice={}",
+        form_urlencoded_value(&notice)
+    ))
+    .into_response())
 }
 
 /// `GET /console/pci-review`: recordings under PCI review (compliance, as excision is).
@@ -240,8 +316,13 @@ pub(super) async fn pci_review(
     st.api
         .catalog
         .append_audit(
-            NewAuditEntry::new(st.api.clock.now(), &signed.caller.actor, "recording.search", "recordings")
-                .details(&json!({ "status": "pci_review", "found": rows.len(), "via": "console" })),
+            NewAuditEntry::new(
+                st.api.clock.now(),
+                &signed.caller.actor,
+                "recording.search",
+                "recordings",
+            )
+            .details(&json!({ "status": "pci_review", "found": rows.len(), "via": "console" })),
         )
         .await
         .map_err(|e| ApiError::internal(&e))?;
@@ -257,5 +338,8 @@ pub(super) async fn pci_review(
         p { "Recordings where a card payment's pause reached a segment already sealed. Open one to excise the segment that may hold card details." }
         @if list.is_empty() { p #no-review { "Nothing to review." } } @else { (results_table(&list)) }
     };
-    Ok(pages::respond(StatusCode::OK, pages::page("PCI review", Some(&signed), Nav::PciReview, body)))
+    Ok(pages::respond(
+        StatusCode::OK,
+        pages::page("PCI review", Some(&signed), Nav::PciReview, body),
+    ))
 }

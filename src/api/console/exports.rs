@@ -43,7 +43,11 @@ pub(super) async fn page(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ConsoleError> {
     let axum::Json(v) = exports::sars(State(st.api.clone()), signed.caller.clone()).await?;
-    let sars = v.get("sars").and_then(Value::as_array).cloned().unwrap_or_default();
+    let sars = v
+        .get("sars")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let s = |h: &Value, k: &str| h.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let body = html! {
         @if let Some(n) = q.get("notice") { div.error-summary role="alert" { h2 { "There is a problem" } p { (n) } } }
@@ -68,7 +72,10 @@ pub(super) async fn page(
             }
         }
     };
-    Ok(pages::respond(StatusCode::OK, pages::page("Subject access", Some(&signed), Nav::Exports, body)))
+    Ok(pages::respond(
+        StatusCode::OK,
+        pages::page("Subject access", Some(&signed), Nav::Exports, body),
+    ))
 }
 
 /// `POST /console/exports`: `POST /v1/exports`, then to the progress page.
@@ -89,16 +96,34 @@ pub(super) async fn start(
     if let Some(to) = day(&f.to, true) {
         body["to"] = json!(to);
     }
-    match exports::start(State(st.api.clone()), signed.caller.clone(), Bytes::from(body.to_string())).await {
+    match exports::start(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Bytes::from(body.to_string()),
+    )
+    .await
+    {
         Ok(r) => {
-            let bytes = axum::body::to_bytes(r.into_body(), 64 * 1024).await.map_err(|e| ApiError::internal(&e))?;
+            let bytes = axum::body::to_bytes(r.into_body(), 64 * 1024)
+                .await
+                .map_err(|e| ApiError::internal(&e))?;
             let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(&e))?;
-            let id: String = v.get("id").and_then(Value::as_str).unwrap_or("").chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+            let id: String = v
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+                .collect();
             Ok(Redirect::to(&format!("/console/exports/{id}")).into_response())
         }
         Err(e @ ApiError::BadRequest { .. }) => {
             let msg = api_message(e).await;
-            Ok(Redirect::to(&format!("/console/exports?notice={}", form_urlencoded_value(&msg))).into_response())
+            Ok(Redirect::to(&format!(
+                "/console/exports?notice={}",
+                form_urlencoded_value(&msg)
+            ))
+            .into_response())
         }
         Err(e) => Err(e.into()),
     }
@@ -119,8 +144,17 @@ pub(super) async fn progress(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let axum::Json(v) = exports::status(State(st.api.clone()), signed.caller.clone(), Path(id.clone())).await?;
-    let s = |k: &str| match v.get(k) { Some(Value::String(s)) => s.clone(), Some(x) => x.to_string(), None => String::new() };
+    let axum::Json(v) = exports::status(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Path(id.clone()),
+    )
+    .await?;
+    let s = |k: &str| match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(x) => x.to_string(),
+        None => String::new(),
+    };
     let ready = matches!(s("status").as_str(), "ready" | "delivered");
     let body = html! {
         dl.summary {
@@ -137,7 +171,10 @@ pub(super) async fn progress(
         p { "The bundle holds one WAV file per recording, a manifest with every file's SHA-256, a readable index and an Ed25519 signature; " code { "callvault verify BUNDLE.zip" } " checks it offline." }
         p { a href={ "/console/exports/" (id) } { "Refresh" } " · " a href="/console/exports" { "Back to subject access" } }
     };
-    Ok(pages::respond(StatusCode::OK, pages::page("Export", Some(&signed), Nav::Exports, body)))
+    Ok(pages::respond(
+        StatusCode::OK,
+        pages::page("Export", Some(&signed), Nav::Exports, body),
+    ))
 }
 
 /// `GET /console/exports/{id}/bundle`: the API's bundle download.

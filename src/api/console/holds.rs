@@ -28,7 +28,10 @@ pub(super) struct HoldForm {
 }
 
 fn text(v: &Option<String>) -> Option<String> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// `POST /console/recordings/{id}/hold`: `POST /v1/holds` with this recording.
@@ -41,18 +44,33 @@ pub(super) async fn place_on_recording(
 ) -> Result<Response, ConsoleError> {
     signed.check_csrf(&headers, f.csrf.as_deref())?;
     let body = json!({ "reference": text(&f.reference).unwrap_or_default(), "reason": text(&f.reason), "recording_ids": [id] });
-    let notice = match holds::place(State(st.api.clone()), signed.caller.clone(), Bytes::from(body.to_string())).await {
+    let notice = match holds::place(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Bytes::from(body.to_string()),
+    )
+    .await
+    {
         Ok((_, axum::Json(v))) => format!(
             "Hold {} placed",
-            v.pointer("/hold/reference").and_then(Value::as_str).unwrap_or("")
+            v.pointer("/hold/reference")
+                .and_then(Value::as_str)
+                .unwrap_or("")
         ),
         Err(e @ (ApiError::BadRequest { .. } | ApiError::Conflict { .. })) => {
             format!("The hold was not placed: {}", api_message(e).await)
         }
         Err(e) => return Err(e.into()),
     };
-    let id: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-    Ok(Redirect::to(&format!("/console/recordings/{id}?notice={}", form_urlencoded_value(&notice))).into_response())
+    let id: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    Ok(Redirect::to(&format!(
+        "/console/recordings/{id}?notice={}",
+        form_urlencoded_value(&notice)
+    ))
+    .into_response())
 }
 
 /// `POST /console/holds`: a hold on a caller's recordings in a date range.
@@ -64,7 +82,8 @@ pub(super) async fn place_on_caller(
 ) -> Result<Response, ConsoleError> {
     signed.check_csrf(&headers, f.csrf.as_deref())?;
     let day = |v: &Option<String>, end: bool| {
-        text(v).and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+        text(v)
+            .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
             .and_then(|d| if end { d.succ_opt() } else { Some(d) })
             .map(|d| format!("{d}T00:00:00Z"))
     };
@@ -72,18 +91,32 @@ pub(super) async fn place_on_caller(
         "reference": text(&f.reference).unwrap_or_default(), "reason": text(&f.reason),
         "caller": text(&f.caller), "from": day(&f.from, false), "to": day(&f.to, true),
     });
-    let notice = match holds::place(State(st.api.clone()), signed.caller.clone(), Bytes::from(body.to_string())).await {
+    let notice = match holds::place(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Bytes::from(body.to_string()),
+    )
+    .await
+    {
         Ok((_, axum::Json(v))) => format!(
             "Hold {} placed on {} recording(s)",
-            v.pointer("/hold/reference").and_then(Value::as_str).unwrap_or(""),
-            v.get("linked").and_then(Value::as_array).map_or(0, Vec::len)
+            v.pointer("/hold/reference")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            v.get("linked")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
         ),
         Err(e @ (ApiError::BadRequest { .. } | ApiError::Conflict { .. })) => {
             format!("The hold was not placed: {}", api_message(e).await)
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Redirect::to(&format!("/console/holds?notice={}", form_urlencoded_value(&notice))).into_response())
+    Ok(Redirect::to(&format!(
+        "/console/holds?notice={}",
+        form_urlencoded_value(&notice)
+    ))
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -102,14 +135,25 @@ pub(super) async fn release(
 ) -> Result<Response, ConsoleError> {
     signed.check_csrf(&headers, f.csrf.as_deref())?;
     let body = json!({ "reason": text(&f.reason) });
-    let notice = match holds::release(State(st.api.clone()), signed.caller.clone(), Path(reference.clone()), Bytes::from(body.to_string())).await {
+    let notice = match holds::release(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Path(reference.clone()),
+        Bytes::from(body.to_string()),
+    )
+    .await
+    {
         Ok(_) => format!("Hold {reference} released"),
         Err(e @ (ApiError::BadRequest { .. } | ApiError::Conflict { .. })) => {
             format!("The hold was not released: {}", api_message(e).await)
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Redirect::to(&format!("/console/holds?notice={}", form_urlencoded_value(&notice))).into_response())
+    Ok(Redirect::to(&format!(
+        "/console/holds?notice={}",
+        form_urlencoded_value(&notice)
+    ))
+    .into_response())
 }
 
 /// `GET /console/holds[?all=true]`: the holds, as `GET /v1/holds` lists them.
@@ -122,8 +166,13 @@ pub(super) async fn page(
     if let Some(all) = q.get("all") {
         api_q.insert("all".to_owned(), all.clone());
     }
-    let axum::Json(v) = holds::list(State(st.api.clone()), signed.caller.clone(), Query(api_q)).await?;
-    let list = v.get("holds").and_then(Value::as_array).cloned().unwrap_or_default();
+    let axum::Json(v) =
+        holds::list(State(st.api.clone()), signed.caller.clone(), Query(api_q)).await?;
+    let list = v
+        .get("holds")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let s = |h: &Value, k: &str| h.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let compliance = signed.caller.role == Role::Compliance;
     let body = html! {
@@ -170,5 +219,8 @@ pub(super) async fn page(
             button type="submit" { "Place hold" }
         }
     };
-    Ok(pages::respond(StatusCode::OK, pages::page("Holds", Some(&signed), Nav::Holds, body)))
+    Ok(pages::respond(
+        StatusCode::OK,
+        pages::page("Holds", Some(&signed), Nav::Holds, body),
+    ))
 }

@@ -18,8 +18,14 @@ pub(super) async fn page(
     signed: Signed,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ConsoleError> {
-    let call = q.get("call_id").map(|c| c.trim().to_owned()).unwrap_or_default();
-    let reason = q.get("reason").map(|c| c.trim().to_owned()).unwrap_or_default();
+    let call = q
+        .get("call_id")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
+    let reason = q
+        .get("reason")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
     let ready = !call.is_empty() && !reason.is_empty();
     let body = html! {
         form method="get" action="/console/live" #live-form {
@@ -36,7 +42,10 @@ pub(super) async fn page(
             }
         }
     };
-    Ok(pages::respond(StatusCode::OK, pages::page("Live calls", Some(&signed), Nav::Live, body)))
+    Ok(pages::respond(
+        StatusCode::OK,
+        pages::page("Live calls", Some(&signed), Nav::Live, body),
+    ))
 }
 
 /// Whether a WebSocket's `Origin` is this host (another site's page may not open it with the
@@ -64,7 +73,14 @@ pub(super) async fn listen(
     if !same_origin(&headers) {
         return Err(ConsoleError::Csrf);
     }
-    Ok(listen::listen(State(st.api.clone()), signed.caller.clone(), Path(call_id), Query(q), ws).await?)
+    Ok(listen::listen(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Path(call_id),
+        Query(q),
+        ws,
+    )
+    .await?)
 }
 
 #[cfg(test)]
@@ -81,9 +97,18 @@ mod tests {
             }
             m
         };
-        assert!(same_origin(&h("127.0.0.1:8080", Some("http://127.0.0.1:8080"))));
-        assert!(!same_origin(&h("127.0.0.1:8080", Some("http://evil.example"))));
-        assert!(!same_origin(&h("127.0.0.1:8080", Some("http://127.0.0.1:8080.evil.example"))));
+        assert!(same_origin(&h(
+            "127.0.0.1:8080",
+            Some("http://127.0.0.1:8080")
+        )));
+        assert!(!same_origin(&h(
+            "127.0.0.1:8080",
+            Some("http://evil.example")
+        )));
+        assert!(!same_origin(&h(
+            "127.0.0.1:8080",
+            Some("http://127.0.0.1:8080.evil.example")
+        )));
         assert!(!same_origin(&h("127.0.0.1:8080", None)));
     }
 }

@@ -132,7 +132,10 @@ pub(super) fn markers(
                         .iter()
                         .find(|r| {
                             r.kind == "resume"
-                                && r.details.get("kind").and_then(Value::as_str).unwrap_or("payment")
+                                && r.details
+                                    .get("kind")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("payment")
                                     == kind
                         })
                         .and_then(|r| time(&r.details, "at").or(Some(r.at)))
@@ -143,7 +146,13 @@ pub(super) fn markers(
                 });
                 push("pause", label.to_owned(), media, length, e.seq);
             }
-            "gap" => push("gap", "Gap in the stream".to_owned(), media, given_len.unwrap_or(0), e.seq),
+            "gap" => push(
+                "gap",
+                "Gap in the stream".to_owned(),
+                media,
+                given_len.unwrap_or(0),
+                e.seq,
+            ),
             "audio_lost" | "spool_fault" | "crash_recovery" | "interrupted" => push(
                 "lost",
                 "Audio lost".to_owned(),
@@ -153,9 +162,21 @@ pub(super) fn markers(
                     .unwrap_or(0),
                 e.seq,
             ),
-            "cut_back" => push("cut-back", "Cut back after a late pause".to_owned(), media, 0, e.seq),
+            "cut_back" => push(
+                "cut-back",
+                "Cut back after a late pause".to_owned(),
+                media,
+                0,
+                e.seq,
+            ),
             k if k.starts_with("consent.refused") || k.starts_with("refus") => {
-                push("refusal", "Caller refused recording".to_owned(), media, 0, e.seq);
+                push(
+                    "refusal",
+                    "Caller refused recording".to_owned(),
+                    media,
+                    0,
+                    e.seq,
+                );
             }
             _ => {}
         }
@@ -177,46 +198,95 @@ mod tests {
     use serde_json::json;
 
     fn t(ms: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_790_000_000, 0).expect("time") + chrono::Duration::milliseconds(ms)
+        DateTime::from_timestamp(1_790_000_000, 0).expect("time")
+            + chrono::Duration::milliseconds(ms)
     }
 
     fn seg(a: u64, b: u64) -> Seg {
-        Seg { start_ms: a, end_ms: b, stored: true }
+        Seg {
+            start_ms: a,
+            end_ms: b,
+            stored: true,
+        }
     }
 
     fn entry(seq: u64, kind: &str, details: Value) -> Entry {
-        Entry { seq, at: t(0), kind: kind.into(), details }
+        Entry {
+            seq,
+            at: t(0),
+            kind: kind.into(),
+            details,
+        }
     }
 
     #[test]
     fn a_payment_pause_sits_where_its_segments_leave_a_hole() {
         let segs = [seg(0, 2000), seg(4500, 6500)];
         let ledger = [
-            entry(1, "pause", json!({ "kind": "payment", "from": t(1900).to_rfc3339() })),
-            entry(2, "resume", json!({ "kind": "payment", "at": t(4500).to_rfc3339() })),
+            entry(
+                1,
+                "pause",
+                json!({ "kind": "payment", "from": t(1900).to_rfc3339() }),
+            ),
+            entry(
+                2,
+                "resume",
+                json!({ "kind": "payment", "at": t(4500).to_rfc3339() }),
+            ),
         ];
         let m = markers(t(0), &segs, false, &ledger);
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].start_ms, m[0].length_ms, m[0].played_ms), (1900, 2600, 2600));
+        assert_eq!(
+            (m[0].start_ms, m[0].length_ms, m[0].played_ms),
+            (1900, 2600, 2600)
+        );
         assert_eq!(m[0].label, "Card payment pause");
         // skipped pauses play as nothing: the marker is an instant at the join
         let m = markers(t(0), &segs, true, &ledger);
-        assert_eq!((m[0].start_ms, m[0].length_ms, m[0].played_ms), (1900, 2600, 100));
+        assert_eq!(
+            (m[0].start_ms, m[0].length_ms, m[0].played_ms),
+            (1900, 2600, 100)
+        );
     }
 
     #[test]
     fn an_unended_pause_lasts_to_the_end_and_other_events_are_marked() {
-        let segs = [seg(0, 1000), Seg { start_ms: 1000, end_ms: 3000, stored: false }, seg(3000, 4000)];
+        let segs = [
+            seg(0, 1000),
+            Seg {
+                start_ms: 1000,
+                end_ms: 3000,
+                stored: false,
+            },
+            seg(3000, 4000),
+        ];
         let ledger = [
             entry(1, "gap", json!({ "at_ms": 500, "length_ms": 200 })),
-            entry(2, "pause", json!({ "kind": "agent", "from": t(3500).to_rfc3339() })),
-            Entry { seq: 3, at: t(3800), kind: "consent.refused".into(), details: json!({}) },
+            entry(
+                2,
+                "pause",
+                json!({ "kind": "agent", "from": t(3500).to_rfc3339() }),
+            ),
+            Entry {
+                seq: 3,
+                at: t(3800),
+                kind: "consent.refused".into(),
+                details: json!({}),
+            },
         ];
         let m = markers(t(0), &segs, false, &ledger);
-        let classes: Vec<_> = m.iter().map(|m| (m.class, m.start_ms, m.length_ms)).collect();
+        let classes: Vec<_> = m
+            .iter()
+            .map(|m| (m.class, m.start_ms, m.length_ms))
+            .collect();
         assert_eq!(
             classes,
-            vec![("gap", 500, 200), ("excised", 1000, 2000), ("pause", 3500, 500), ("refusal", 3800, 0)]
+            vec![
+                ("gap", 500, 200),
+                ("excised", 1000, 2000),
+                ("pause", 3500, 500),
+                ("refusal", 3800, 0)
+            ]
         );
         // with pauses skipped, the excised segment plays as nothing and what follows moves up
         assert_eq!(played_at(&segs, true, 3500), 1500);

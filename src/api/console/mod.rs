@@ -33,8 +33,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use super::{ApiError, ApiState};
-use session::Signed;
 use session::SessionStore;
+use session::Signed;
 
 /// The Content-Security-Policy of every console response.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -170,15 +170,24 @@ pub(super) fn router(api: ApiState) -> Router {
         .route("/console/recordings/{id}", get(recording::page))
         .route("/console/recordings/{id}/audio", get(recording::audio))
         .route("/console/recordings/{id}/peaks", get(recording::peaks))
-        .route("/console/recordings/{id}/hold", post(holds::place_on_recording))
+        .route(
+            "/console/recordings/{id}/hold",
+            post(holds::place_on_recording),
+        )
         .route("/console/recordings/{id}/erase", post(compliance::erase))
-        .route("/console/recordings/{id}/restrict", post(compliance::restrict))
+        .route(
+            "/console/recordings/{id}/restrict",
+            post(compliance::restrict),
+        )
         .route(
             "/console/recordings/{id}/unrestrict",
             post(compliance::unrestrict),
         )
         .route("/console/recordings/{id}/excise", post(compliance::excise))
-        .route("/console/holds", get(holds::page).post(holds::place_on_caller))
+        .route(
+            "/console/holds",
+            get(holds::page).post(holds::place_on_caller),
+        )
         .route("/console/holds/{reference}/release", post(holds::release))
         .route("/console/exports", get(exports::page).post(exports::start))
         .route("/console/exports/{id}", get(exports::progress))

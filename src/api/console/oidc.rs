@@ -118,8 +118,7 @@ impl OidcClient {
             .bytes()
             .await
             .map_err(|e| OidcSignInError::Provider(format!("{url}: {e}")))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| OidcSignInError::Provider(format!("{url}: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| OidcSignInError::Provider(format!("{url}: {e}")))
     }
 
     async fn discovery(&self) -> Result<Discovery, OidcSignInError> {

@@ -114,10 +114,7 @@ pub(super) fn api_error_page(e: ApiError) -> Response {
             "You do not have access",
             "Your role may not see this page or do this.".to_owned(),
         ),
-        StatusCode::NOT_FOUND => (
-            "Not found",
-            "There is nothing at this address.".to_owned(),
-        ),
+        StatusCode::NOT_FOUND => ("Not found", "There is nothing at this address.".to_owned()),
         StatusCode::UNAUTHORIZED => ("Signed out", "Sign in again.".to_owned()),
         s if s.is_server_error() => (
             "Sorry, something went wrong",

@@ -137,16 +137,29 @@ pub(super) async fn page(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ConsoleError> {
-    let Json(detail) =
-        recordings::get_one(State(st.api.clone()), signed.caller.clone(), Path(id.clone())).await?;
+    let Json(detail) = recordings::get_one(
+        State(st.api.clone()),
+        signed.caller.clone(),
+        Path(id.clone()),
+    )
+    .await?;
     let detail = serde_json::to_value(&detail).map_err(|e| ApiError::internal(&e))?;
     let id = s(&detail, "id");
     let reason = q.get("reason").map(|r| r.trim()).filter(|r| !r.is_empty());
     let marks = markers_of(&st, &detail);
     let empty = Vec::new();
-    let holds = detail.get("holds").and_then(Value::as_array).unwrap_or(&empty);
-    let ledger = detail.get("ledger").and_then(Value::as_array).unwrap_or(&empty);
-    let segments = detail.get("segments").and_then(Value::as_array).unwrap_or(&empty);
+    let holds = detail
+        .get("holds")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let ledger = detail
+        .get("ledger")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let segments = detail
+        .get("segments")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let checkpoint = st
         .api
         .catalog
@@ -170,7 +183,7 @@ pub(super) async fn page(
             dt { "Status" } dd #status { (status) @if detail.get("restricted").and_then(Value::as_bool) == Some(true) { " (restricted)" } }
             dt { "Started" } dd { (when(&s(&detail, "started_at"))) }
             dt { "Ended" } dd { (when(&s(&detail, "ended_at"))) }
-            dt { "Length" } dd { (seconds(detail.get("duration_ms").and_then(Value::as_u64).unwrap_or(0))) }
+            dt { "Audio kept" } dd { (seconds(detail.get("duration_ms").and_then(Value::as_u64).unwrap_or(0))) }
             dt { "Line" } dd { (s(&detail, "line")) }
             dt { "Queue" } dd { (s(&detail, "queue")) }
             dt { "Agent" } dd { (s(&detail, "agent")) }
@@ -300,7 +313,9 @@ pub(super) async fn audio(
     if download
         && let Ok(v) = axum::http::HeaderValue::from_str(&format!(
             "attachment; filename=\"recording-{}.wav\"",
-            id.chars().filter(char::is_ascii_alphanumeric).collect::<String>()
+            id.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect::<String>()
         ))
     {
         r.headers_mut()
@@ -344,9 +359,14 @@ pub(super) async fn peaks(
     st.api
         .catalog
         .append_audit(
-            NewAuditEntry::new(st.api.clock.now(), &caller.actor, "recording.waveform", rid.to_string())
-                .reason(reason)
-                .details(&json!({ "buckets": buckets })),
+            NewAuditEntry::new(
+                st.api.clock.now(),
+                &caller.actor,
+                "recording.waveform",
+                rid.to_string(),
+            )
+            .reason(reason)
+            .details(&json!({ "buckets": buckets })),
         )
         .await
         .map_err(|e| ApiError::internal(&e))?;
@@ -360,8 +380,18 @@ pub(super) async fn peaks(
     let peaks = builder.finish();
     let duration_ms = frames * 1000 / u64::from(spec.sample_rate.max(1));
     // the markers from the same rows the recording page reads (this access is audited above)
-    let segments = st.api.catalog.segments(rid).await.map_err(|e| ApiError::internal(&e))?;
-    let ledger = st.api.catalog.ledger(rid).await.map_err(|e| ApiError::internal(&e))?;
+    let segments = st
+        .api
+        .catalog
+        .segments(rid)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let ledger = st
+        .api
+        .catalog
+        .ledger(rid)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     let detail = json!({
         "started_at": row.started_at.to_rfc3339(),
         "policy": row.policy,

@@ -194,8 +194,14 @@ mod tests {
 
     #[test]
     fn form_dates_become_the_days_bounds() {
-        assert_eq!(day("2026-11-22", false).as_deref(), Some("2026-11-22T00:00:00Z"));
-        assert_eq!(day("2026-11-30", true).as_deref(), Some("2026-12-01T00:00:00Z"));
+        assert_eq!(
+            day("2026-11-22", false).as_deref(),
+            Some("2026-11-22T00:00:00Z")
+        );
+        assert_eq!(
+            day("2026-11-30", true).as_deref(),
+            Some("2026-12-01T00:00:00Z")
+        );
         assert_eq!(day("22/11/2026", false), None);
     }
 }

@@ -285,11 +285,16 @@ mod tests {
     #[test]
     fn cookies_are_read_from_any_cookie_header() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, "a=1; __Host-callvault=xyz".parse().expect("header"));
+        h.append(
+            header::COOKIE,
+            "a=1; __Host-callvault=xyz".parse().expect("header"),
+        );
         h.append(header::COOKIE, "b=2".parse().expect("header"));
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "c"), None);
-        assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("ab", "abc"));
+        assert!(
+            same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("ab", "abc")
+        );
     }
 }

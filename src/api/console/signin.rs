@@ -108,8 +108,13 @@ async fn audit_sign_in(st: &Console, caller: &Caller, how: &str) -> Result<(), C
     st.api
         .catalog
         .append_audit(
-            NewAuditEntry::new(st.api.clock.now(), &caller.actor, "console.sign_in", "console")
-                .details(&json!({ "method": how, "role": caller.role.as_str() })),
+            NewAuditEntry::new(
+                st.api.clock.now(),
+                &caller.actor,
+                "console.sign_in",
+                "console",
+            )
+            .details(&json!({ "method": how, "role": caller.role.as_str() })),
         )
         .await
         .map_err(|e| ConsoleError::Api(crate::api::ApiError::internal(&e)))?;
@@ -328,10 +333,18 @@ pub(super) async fn oidc_callback(
         Err(e) => {
             warn!(error = %e, "oidc sign-in failed");
             let msg = match e {
-                super::oidc::OidcSignInError::State => "The sign-in took too long or was started elsewhere: try again",
-                super::oidc::OidcSignInError::Provider(_) => "The identity provider could not be reached: try again shortly",
-                super::oidc::OidcSignInError::Refused(_) => "The identity provider did not sign you in",
-                super::oidc::OidcSignInError::Token => "Your account could not be signed in: its answer was not valid or gives no console role",
+                super::oidc::OidcSignInError::State => {
+                    "The sign-in took too long or was started elsewhere: try again"
+                }
+                super::oidc::OidcSignInError::Provider(_) => {
+                    "The identity provider could not be reached: try again shortly"
+                }
+                super::oidc::OidcSignInError::Refused(_) => {
+                    "The identity provider did not sign you in"
+                }
+                super::oidc::OidcSignInError::Token => {
+                    "Your account could not be signed in: its answer was not valid or gives no console role"
+                }
             };
             Ok(fail(msg))
         }
@@ -344,7 +357,10 @@ mod tests {
 
     #[test]
     fn next_is_only_ever_a_console_page_here() {
-        assert_eq!(safe_next(Some("/console/search?x=1")), "/console/search?x=1");
+        assert_eq!(
+            safe_next(Some("/console/search?x=1")),
+            "/console/search?x=1"
+        );
         for bad in [
             "https://evil.example/",
             "//evil.example/console/",
