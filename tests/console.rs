@@ -244,6 +244,66 @@ async fn sessions_csrf_headers_and_roles() {
         "no whole number for a supervisor"
     );
 
+    // a queue narrows the search; bad input gets the form back with what is wrong, and loses nothing
+    let r = web
+        .get("/console/search?caller=01744676789&queue=housing&reason=complaint")
+        .await;
+    assert!(r.body.contains("0 recordings on this page"), "{}", r.body);
+    let r = web
+        .get("/console/search?caller=01744676789&queue=council-tax&reason=complaint")
+        .await;
+    assert!(r.body.contains(&format!("data-recording=\"{id}\"")));
+    let r = web
+        .get("/console/search?caller=not-a-number&line=%2B441744000111&reason=complaint")
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("There is a problem") && r.body.contains("caller:"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("value=\"not-a-number\"") && r.body.contains("value=\"+441744000111\""),
+        "the form keeps what was typed"
+    );
+    let r = web
+        .get("/console/search?caller=01744676789&from=2026-13-40&reason=complaint")
+        .await;
+    assert!(r.body.contains("The from date must be a real date"));
+    let r = web.get("/console/search?caller=01744676789&reason=").await;
+    assert!(r.body.contains("Enter the reason for this search"));
+    assert!(
+        !r.body.contains("id=\"results-heading\""),
+        "no search without a reason"
+    );
+    for path in [
+        "/console/recordings/not-an-id",
+        "/console/recordings/0190f1a4-0000-7000-8000-000000000000",
+        "/console/exports/nope",
+    ] {
+        let r = web.get(path).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.header("content-security-policy"), Some(CSP));
+    }
+    let r = web.get(&format!("/console/recordings/{id}/peaks")).await;
+    assert_eq!(r.status, 400, "the waveform needs a reason: {}", r.body);
+    let r = web.get(&format!("/console/recordings/{id}/audio")).await;
+    assert_eq!(r.status, 400, "playing needs a reason");
+    let r = web
+        .send(
+            "GET",
+            &format!("/console/recordings/{id}/audio?reason=check"),
+            &[],
+            &[("Range", "bytes=100-199")],
+        )
+        .await;
+    assert_eq!(r.status, 206, "ranges are served");
+    assert_eq!(
+        r.header("content-range")
+            .map(|v| v.starts_with("bytes 100-199/")),
+        Some(true)
+    );
+
     // a state change without the CSRF token, with another, or sent by another site: refused
     let hold = |csrf: &str| {
         vec![
@@ -312,6 +372,57 @@ async fn sessions_csrf_headers_and_roles() {
         live.catalog.holds(true).await.expect("holds").len(),
         1,
         "still held"
+    );
+
+    // restricted by compliance (through the console), the recording is no longer heard or drawn
+    // for a supervisor: the API's rule
+    let mut dpo = Web::new(&live);
+    assert_eq!(dpo.sign_in(&live.compliance).await.status, 303);
+    let dpo_csrf = dpo.csrf("/console/search").await;
+    let r = dpo
+        .send(
+            "POST",
+            &format!("/console/recordings/{id}/restrict"),
+            &[("csrf", &dpo_csrf), ("reason", "")],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.contains("Not%20done")),
+        "a reason is required: {:?}",
+        r.header("location")
+    );
+    let r = dpo
+        .send(
+            "POST",
+            &format!("/console/recordings/{id}/restrict"),
+            &[("csrf", &dpo_csrf), ("reason", "data subject asked")],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        live.catalog
+            .recording(id.parse().expect("id"))
+            .await
+            .expect("row")
+            .expect("row")
+            .restricted
+    );
+    for path in [
+        format!("/console/recordings/{id}/peaks?reason=x"),
+        format!("/console/recordings/{id}/audio?reason=x"),
+    ] {
+        let r = web.get(&path).await;
+        assert_eq!(r.status, 409, "{path}: {}", r.body);
+    }
+    assert_eq!(
+        dpo.get(&format!("/console/recordings/{id}/peaks?reason=x"))
+            .await
+            .status,
+        200
     );
 
     // signing out ends the session: the same cookie is refused afterwards

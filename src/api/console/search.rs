@@ -1,4 +1,4 @@
-//! The search page: a caller's recordings by number (any usual form), date range and line, paged,
+//! The search page: a caller's recordings by number (any usual form), date range, line and queue, paged,
 //! each search audited with its reason by the API's own search handler.
 
 use std::collections::HashMap;
@@ -67,11 +67,12 @@ pub(super) async fn page(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ConsoleError> {
     let searched = q.contains_key("reason");
-    let (caller, from, to, line, reason) = (
+    let (caller, from, to, line, queue, reason) = (
         field(&q, "caller"),
         field(&q, "from"),
         field(&q, "to"),
         field(&q, "line"),
+        field(&q, "queue"),
         field(&q, "reason"),
     );
     let mut errors = Vec::new();
@@ -98,6 +99,9 @@ pub(super) async fn page(
             }
             if !line.is_empty() {
                 api_q.insert("line".to_owned(), line.clone());
+            }
+            if !queue.is_empty() {
+                api_q.insert("queue".to_owned(), queue.clone());
             }
             if let Some(c) = q.get("cursor") {
                 api_q.insert("cursor".to_owned(), c.clone());
@@ -135,6 +139,7 @@ pub(super) async fn page(
             ("from", &from),
             ("to", &to),
             ("line", &line),
+            ("queue", &queue),
             ("reason", &reason),
         ] {
             url.push_str(&format!("{k}={}&", super::form_urlencoded_value(v)));
@@ -160,9 +165,15 @@ pub(super) async fn page(
                     input #to type="date" name="to" value=(to);
                 }
             }
-            div.field {
-                label for="line" { "Line dialled (optional)" }
-                input #line type="text" name="line" value=(line) autocomplete="off";
+            div.field-row {
+                div.field {
+                    label for="line" { "Line dialled (optional)" }
+                    input #line type="text" name="line" value=(line) autocomplete="off";
+                }
+                div.field {
+                    label for="queue" { "Queue (optional)" }
+                    input #queue type="text" name="queue" value=(queue) autocomplete="off";
+                }
             }
             div.field {
                 label for="reason" { "Reason for this search" }
