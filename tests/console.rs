@@ -893,6 +893,13 @@ async fn in_a_browser_live_listen_shows_the_pause_and_hears_nothing_in_it() {
     let mut ws = calls::begin(&live, call, "+441744676789").await;
     live.stream(&mut ws, &tone(calls::FORMAT, 1000.0, 500))
         .await;
+    b.goto(&format!("{base}/console/live")).await;
+    let listed = b.text("#live-calls").await;
+    let masked = callvault::domain::mask_e164("+441744676789");
+    assert!(
+        listed.contains(call) && listed.contains(&masked),
+        "{listed}"
+    );
     b.goto(&format!(
         "{base}/console/live?call_id={call}&reason=quality%20check"
     ))

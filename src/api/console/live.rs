@@ -9,15 +9,60 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use maud::html;
 
+use serde_json::json;
+
 use super::pages::{self, Nav};
 use super::{Console, ConsoleError, Signed, form_urlencoded_value};
-use crate::api::listen;
+use crate::api::auth::READERS;
+use crate::api::{ApiError, listen};
+use crate::audit::NewAuditEntry;
+use crate::catalog::RecordingStatus;
 
-/// `GET /console/live[?call_id=&reason=]`.
+/// Most calls in progress the page lists.
+const MAX_LIVE: usize = 200;
+
+/// `GET /console/live[?call_id=&reason=]`: the calls in progress (a search, audited as one), and
+/// the listener once a call and a reason are given.
 pub(super) async fn page(
+    State(st): State<Console>,
     signed: Signed,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ConsoleError> {
+    signed.caller.require(READERS)?;
+    let rows = st
+        .api
+        .catalog
+        .recordings_by_status(RecordingStatus::Live, MAX_LIVE)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    st.api
+        .catalog
+        .append_audit(
+            NewAuditEntry::new(
+                st.api.clock.now(),
+                &signed.caller.actor,
+                "recording.search",
+                "recordings",
+            )
+            .details(&json!({ "status": "live", "found": rows.len(), "via": "console" })),
+        )
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let live: Vec<(String, String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.call_id.to_string(),
+                pages::when(&r.started_at.to_rfc3339()),
+                crate::api::search::shown_caller(&st.api, signed.caller.role, r)
+                    .unwrap_or_default(),
+                r.queue
+                    .clone()
+                    .or_else(|| r.line.clone())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
     let call = q
         .get("call_id")
         .map(|c| c.trim().to_owned())
@@ -28,6 +73,16 @@ pub(super) async fn page(
         .unwrap_or_default();
     let ready = !call.is_empty() && !reason.is_empty();
     let body = html! {
+        h2 { "Calls in progress" }
+        @if live.is_empty() { p #no-live { "No call is being recorded now." } }
+        @else {
+            table #live-calls {
+                caption.visually-hidden { "Calls being recorded now" }
+                thead { tr { th scope="col" { "Call" } th scope="col" { "Started" } th scope="col" { "Caller" } th scope="col" { "Queue or line" } } }
+                tbody { @for (c, at, who, q) in &live { tr data-call=(c) { td { (c) } td { (at) } td { (who) } td { (q) } } } }
+            }
+        }
+        h2 { "Listen to a call" }
         form method="get" action="/console/live" #live-form {
             div.field { label for="l-call" { "Call id" } p.hint #l-call-hint { "As the telephony platform names the call." } input #l-call type="text" name="call_id" value=(call) required aria-describedby="l-call-hint"; }
             div.field { label for="l-reason" { "Reason for listening" } input #l-reason type="text" name="reason" value=(reason) required; }

@@ -123,8 +123,9 @@ pub(super) fn api_error_page(e: ApiError) -> Response {
         _ => ("This could not be done", String::new()),
     };
     // the problem's own detail is written for people (it never holds internal error text)
-    let detail = futures::executor::block_on(axum::body::to_bytes(response.into_body(), 8192))
-        .ok()
+    // the problem body is in memory already: it is read without waiting
+    let detail = futures::FutureExt::now_or_never(axum::body::to_bytes(response.into_body(), 8192))
+        .and_then(Result::ok)
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
     let text = detail.unwrap_or(text);
