@@ -73,7 +73,11 @@
 //!   credential's revocation or expiry), caller search, exports and SARs, live listen, the audit log
 //!   and its signed head, the Twilio and AudioHook
 //!   sockets and callbacks (the platforms' keys in [`api::Platforms`]), and [`api::ApiError`], the
-//!   one place where errors become status codes and `application/problem+json`.
+//!   one place where errors become status codes and `application/problem+json`. The web console
+//!   under `/console/` (`api/console/`, issue 15) is server-rendered HTML over those same handlers:
+//!   each page builds the API's [`api::auth::Caller`] from an in-memory browser session (a token,
+//!   or OIDC code flow with PKCE) and calls the API's handler, so it can never show or do more than
+//!   the API allows; its waveform comes from [`audio::peaks`].
 //! - [`export`]: subject-access bundles: [`export::plan`] picks the recordings,
 //!   [`export::write_bundle`] streams the signed ZIP ([`export::BundleSigner`], Ed25519), and
 //!   [`export::verify_bundle`] checks one offline (`callvault export`, `callvault verify`).

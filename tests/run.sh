@@ -24,6 +24,15 @@ pg_isready -h 127.0.0.1
 echo "==> S3-compatible test server (moto, pinned) for tests/s3.rs"
 bash tests/s3/start.sh
 
+echo "==> the web console's browser tests: chromium and its driver (Debian), oidc-provider and axe-core (npm, pinned)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+fi
+if ! command -v node >/dev/null; then
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+fi
+(cd tests/console && npm ci --no-audit --no-fund --silent)
+
 echo "==> cargo test"
 mkdir -p target
 cargo test --no-fail-fast "$@" 2>&1 | tee target/test.log

@@ -98,33 +98,45 @@ impl FromRequestParts<ApiState> for Caller {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthenticated)?
             .trim();
-        if !token.starts_with(TOKEN_PREFIX) {
-            // not a callvault token: an OIDC JWT, when configured (issue 5)
-            let oidc = state.oidc.as_ref().ok_or(ApiError::InvalidToken)?;
-            let (actor, role, until) = oidc
-                .verify_until(token, state.clock.now())
-                .ok_or(ApiError::InvalidToken)?;
-            return Ok(Caller {
-                actor,
-                role,
-                credential: Credential::Jwt { until },
-            });
-        }
-        let row = state
-            .catalog
-            .token_by_hash(&token_hash(token))
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-            .filter(|t| t.is_active())
-            .ok_or(ApiError::InvalidToken)?;
-        let role = row
-            .role
-            .parse::<Role>()
-            .map_err(|e| ApiError::internal(&e))?;
-        Ok(Caller {
-            actor: format!("token:{}", row.name),
-            role,
-            credential: Credential::Token { id: row.id },
-        })
+        authenticate(state, token).await
     }
+}
+
+/// The caller a bearer token (a callvault token or an OIDC JWT) authenticates, as every route's
+/// extractor decides it; the console signs in with the same rule.
+pub async fn authenticate(state: &ApiState, token: &str) -> Result<Caller, ApiError> {
+    if !token.starts_with(TOKEN_PREFIX) {
+        // not a callvault token: an OIDC JWT, when configured (issue 5)
+        let oidc = state.oidc.as_ref().ok_or(ApiError::InvalidToken)?;
+        let (actor, role, until) = oidc
+            .verify_until(token, state.clock.now())
+            .ok_or(ApiError::InvalidToken)?;
+        return Ok(Caller {
+            actor,
+            role,
+            credential: Credential::Jwt { until },
+        });
+    }
+    token_caller(state, &token_hash(token)).await
+}
+
+/// The caller of the active token whose hash is `hash`: a console session keeps the hash, not the
+/// token, and asks again on every request, so a revoked token ends the session at once.
+pub async fn token_caller(state: &ApiState, hash: &[u8; 32]) -> Result<Caller, ApiError> {
+    let row = state
+        .catalog
+        .token_by_hash(hash)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .filter(|t| t.is_active())
+        .ok_or(ApiError::InvalidToken)?;
+    let role = row
+        .role
+        .parse::<Role>()
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Caller {
+        actor: format!("token:{}", row.name),
+        role,
+        credential: Credential::Token { id: row.id },
+    })
 }

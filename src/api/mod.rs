@@ -8,6 +8,8 @@ mod admin;
 mod audiohook;
 mod audit_log;
 pub mod auth;
+// the supervisor web console (issue 15)
+mod console;
 mod events;
 mod exports;
 mod listen;
@@ -156,5 +158,7 @@ pub fn public_router(state: ApiState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         // every rejection, even one made before a handler runs, is problem+json
         .layer(axum::middleware::map_response(problem::problem_rejections))
-        .with_state(state)
+        .with_state(state.clone())
+        // the web console (issue 15): HTML pages with their own headers and error pages
+        .merge(console::router(state))
 }

@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::config::OidcConfig;
 use crate::domain::Role;
 
+/// A token's claims, by name.
+pub type Claims = serde_json::Map<String, Value>;
+
 /// Which role wins when a user's claim values map to several.
 const PRECEDENCE: [Role; 4] = [
     Role::Compliance,
@@ -127,6 +130,17 @@ impl OidcVerifier {
         token: &str,
         now: DateTime<Utc>,
     ) -> Option<(String, Role, DateTime<Utc>)> {
+        self.verify_claims(token, now)
+            .map(|(actor, role, until, _)| (actor, role, until))
+    }
+
+    /// As [`verify_until`](Self::verify_until), with the token's claims, for a caller that checks
+    /// more of them (the console's sign-in checks the `nonce` it sent).
+    pub fn verify_claims(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(String, Role, DateTime<Utc>, Claims)> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         let claims = self
             .keys
@@ -167,6 +181,6 @@ impl OidcVerifier {
         let role = PRECEDENCE.into_iter().find(|r| mapped.contains(r))?;
         let actor = claims.get(&self.actor_claim).and_then(Value::as_str)?;
         let until = DateTime::from_timestamp(exp.saturating_add(self.leeway), 0)?;
-        Some((format!("oidc:{actor}"), role, until))
+        Some((format!("oidc:{actor}"), role, until, claims.clone()))
     }
 }

@@ -96,7 +96,7 @@ pub(super) struct Detail {
     ledger: Vec<Ledger>,
 }
 
-fn parse_id(id: &str) -> Result<RecordingId, ApiError> {
+pub(super) fn parse_id(id: &str) -> Result<RecordingId, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound)
 }
 
@@ -299,7 +299,8 @@ pub(super) async fn audio(
     Ok(response)
 }
 
-fn check_playable(row: &RecordingRow, caller: &Caller) -> Result<(), ApiError> {
+/// Whether `caller` may hear `row` now (status and restriction); the console's waveform asks too.
+pub(super) fn check_playable(row: &RecordingRow, caller: &Caller) -> Result<(), ApiError> {
     let compliance_only = |what: &str| {
         if caller.role == Role::Compliance {
             Ok(())
@@ -338,7 +339,7 @@ fn check_playable(row: &RecordingRow, caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// Lays out the recording for playback ([`crate::audio::playback::layout`]).
-async fn timeline(
+pub(super) async fn timeline(
     st: &ApiState,
     row: &RecordingRow,
     output: OutputFormat,

@@ -1,4 +1,4 @@
-//! `GET /v1/recordings?caller=&from=&to=&line=&agent=&cursor=&limit=`: caller search, paged.
+//! `GET /v1/recordings?caller=&from=&to=&line=&agent=&queue=&cursor=&limit=`: caller search, paged.
 //!
 //! The caller number is normalised to E.164 (a number that is not one is a 400) and looked up by its
 //! keyed tag; the plain number is shown only to the compliance role, masked to supervisors. With
@@ -113,6 +113,7 @@ pub(super) async fn list(
         to: parse_time("to", q.get("to"))?,
         line: q.get("line").cloned(),
         agent: q.get("agent").cloned(),
+        queue: q.get("queue").cloned(),
         after: q.get("cursor").map(|c| parse_cursor(c)).transpose()?,
         limit,
     };
@@ -129,7 +130,7 @@ pub(super) async fn list(
     let mut entry = NewAuditEntry::new(st.clock.now(), &caller.actor, "recording.search", subject)
         .details(&json!({
             "from": query.from.map(|t| t.to_rfc3339()), "to": query.to.map(|t| t.to_rfc3339()),
-            "line": query.line, "agent": query.agent, "found": rows.len(),
+            "line": query.line, "agent": query.agent, "queue": query.queue, "found": rows.len(),
             "reference": q.get("reference"),
         }));
     entry.reason = q.get("reason").cloned();

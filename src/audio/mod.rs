@@ -1,6 +1,6 @@
 //! Audio: codecs (G.711 mu-law and A-law, [`g711`]), keypad-tone detection ([`dtmf`]), playback
 //! rendering of a recording as one streamed WAV file ([`render`], with its [`wav`] header and the
-//! [`tone`] of rendered pauses), and, as later work lands, `symphonia` probing of uploaded files.
+//! [`tone`] of rendered pauses), waveform [`peaks`] for the console, and, as later work lands, `symphonia` probing of uploaded files.
 //!
 //! Architecture invariant: this module works on plaintext in memory only; it never writes audio to
 //! disk and never reads key material (a [`VaultSegmentSource`] carries a segment's data key only
@@ -9,6 +9,7 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod peaks;
 pub mod playback;
 pub mod render;
 pub mod tone;

@@ -1004,6 +1004,7 @@ pub(crate) async fn search_filters_and_pages(c: Arc<dyn Catalog>) {
         r.started_at = t(i * 60);
         r.caller_tag = Some(if i % 2 == 0 { [1; 32] } else { [2; 32] });
         r.agent = Some(if i < 4 { "agent-a" } else { "agent-b" }.into());
+        r.queue = (i % 3 == 0).then(|| "council-tax".to_owned());
         c.insert_recording(&r).await.expect("insert");
         ids.push(r.id);
     }
@@ -1057,6 +1058,29 @@ pub(crate) async fn search_filters_and_pages(c: Arc<dyn Catalog>) {
         .await
         .expect("search");
     assert_eq!(by_line.len(), 7);
+    // a queue narrows it too (issue 15): recordings 0, 3, 6, of which caller 1 has 0 and 6
+    let by_queue = c
+        .search_recordings(&RecordingQuery {
+            caller_tag: Some([1; 32]),
+            queue: Some("council-tax".into()),
+            limit: 10,
+            ..RecordingQuery::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(
+        by_queue.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![ids[0], ids[6]]
+    );
+    let other_queue = c
+        .search_recordings(&RecordingQuery {
+            queue: Some("housing".into()),
+            limit: 10,
+            ..RecordingQuery::default()
+        })
+        .await
+        .expect("search");
+    assert!(other_queue.is_empty());
 }
 
 pub(crate) async fn sars_record_once_and_list_open_by_due(c: Arc<dyn Catalog>) {

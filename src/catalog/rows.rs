@@ -257,6 +257,8 @@ pub struct RecordingQuery {
     pub line: Option<String>,
     /// The agent.
     pub agent: Option<String>,
+    /// The queue (issue 15).
+    pub queue: Option<String>,
     /// Only recordings after this position: the last row's `(started_at, id)`.
     pub after: Option<(DateTime<Utc>, RecordingId)>,
     /// At most this many rows.

@@ -54,6 +54,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_supervisor.sql"),
     include_str!("migrations/sqlite/0004_checkpoints.sql"),
     include_str!("migrations/sqlite/0005_destruction.sql"),
+    // the web console (issue 15): the lead renumbers on merge
+    include_str!("migrations/sqlite/0006_queue_search.sql"),
 ];
 
 /// How long a statement waits for another process (the CLI, say) to release the write lock.

@@ -168,6 +168,13 @@ impl Config {
                 format!("{role:?} is not a role: supervisor, compliance, ops or telephony"),
             ));
         }
+        // the console's OIDC sign-in maps roles as [auth.oidc] does (issue 15)
+        if self.console.oidc.is_some() && self.auth.oidc.is_none() {
+            return Err(invalid(
+                "console.oidc",
+                "needs [auth.oidc] (issuer, jwks, roles claim and mapping)",
+            ));
+        }
         if !(1024..=64 * 1024).contains(&self.public.max_body_bytes) {
             return Err(invalid(
                 "public.max_body_bytes",

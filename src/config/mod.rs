@@ -24,4 +24,4 @@ pub use tree::{
     LogFormat, PciConfig, PolicyConfig, PublicConfig, RecorderConfig, RetentionConfig,
     SecretsConfig, StorageConfig, TlsConfig,
 };
-pub use tree::{AuditConfig, AuthConfig, OidcConfig};
+pub use tree::{AuditConfig, AuthConfig, ConsoleConfig, ConsoleOidcConfig, OidcConfig};

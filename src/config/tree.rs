@@ -64,6 +64,8 @@ pub struct Config {
     pub audiohook: AudioHookConfig,
     /// Asterisk AudioSocket listener (off by default).
     pub audiosocket: AudioSocketConfig,
+    /// The supervisor web console under `/console/` (issue 15).
+    pub console: ConsoleConfig,
     /// The directory of the config file, against which relative paths were resolved.
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -95,6 +97,7 @@ impl Default for Config {
             twilio: TwilioConfig::default(),
             audiohook: AudioHookConfig::default(),
             audiosocket: AudioSocketConfig::default(),
+            console: ConsoleConfig::default(),
             config_dir: PathBuf::from("."),
         }
     }
@@ -159,6 +162,12 @@ impl Config {
         if self.audiohook.enabled {
             v.extend([&self.audiohook.api_key, &self.audiohook.client_secret]);
         }
+        v.extend(
+            self.console
+                .oidc
+                .as_ref()
+                .and_then(|o| o.client_secret.as_ref()),
+        );
         v
     }
 
@@ -204,6 +213,13 @@ impl Config {
             v.push(("audiohook.api_key", &mut self.audiohook.api_key));
             v.push(("audiohook.client_secret", &mut self.audiohook.client_secret));
         }
+        v.extend(
+            self.console
+                .oidc
+                .as_mut()
+                .and_then(|o| o.client_secret.as_mut())
+                .map(|s| ("console.oidc.client_secret", s)),
+        );
         v
     }
 }
@@ -686,6 +702,62 @@ fn default_roles_claim() -> String {
 
 fn default_actor_claim() -> String {
     "sub".to_owned()
+}
+
+/// The web console (issue 15): browser sessions, and OIDC sign-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Whether `/console/` is served at all.
+    pub enabled: bool,
+    /// How long a signed-in session lasts at most (an OIDC session ends earlier when its ID token
+    /// expires).
+    #[serde(deserialize_with = "duration")]
+    pub session_lifetime: Duration,
+    /// Most signed-in sessions held at once; signing in past it ends the oldest.
+    pub max_sessions: usize,
+    /// Sign-in through the council's identity provider; unset, people sign in with a token.
+    pub oidc: Option<ConsoleOidcConfig>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_lifetime: Duration::from_secs(8 * 3600),
+            max_sessions: 10_000,
+            oidc: None,
+        }
+    }
+}
+
+/// OIDC authorization code flow with PKCE. The issuer, the role claim and its mapping are
+/// `[auth.oidc]`'s, so a person gets the same role in the console as with a JWT on the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOidcConfig {
+    /// The client id registered with the identity provider (the ID token's audience).
+    pub client_id: String,
+    /// The client secret file (`client_secret_basic`); unset for a public client (PKCE only).
+    pub client_secret: Option<SecretFile>,
+    /// The console's callback as registered, e.g. `https://callvault.example/console/oidc/callback`.
+    pub redirect_uri: String,
+    /// The discovery document; default `{issuer}/.well-known/openid-configuration`.
+    pub discovery: Option<String>,
+    /// The scopes asked for.
+    #[serde(default = "default_scopes")]
+    pub scopes: String,
+    /// What the sign-in button says, e.g. "Sign in with the council account".
+    #[serde(default = "default_oidc_label")]
+    pub label: String,
+}
+
+fn default_scopes() -> String {
+    "openid profile".to_owned()
+}
+
+fn default_oidc_label() -> String {
+    "Sign in with your organisation account".to_owned()
 }
 
 /// Log line format.

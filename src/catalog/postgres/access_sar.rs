@@ -63,6 +63,9 @@ pub(super) async fn search_recordings(
     if let Some(agent) = &q.agent {
         f.add(agent.clone(), |p| format!("agent = {p}"));
     }
+    if let Some(queue) = &q.queue {
+        f.add(queue.clone(), |p| format!("queue = {p}"));
+    }
     if let Some(from) = &q.from {
         f.add(ts(from), |p| format!("started_at >= {p}"));
     }

@@ -34,6 +34,10 @@ pub(super) fn search_recordings(
         values.push(Value::Text(agent.clone()));
         wheres.push(format!("agent = ?{}", values.len()));
     }
+    if let Some(queue) = &q.queue {
+        values.push(Value::Text(queue.clone()));
+        wheres.push(format!("queue = ?{}", values.len()));
+    }
     if let Some(from) = &q.from {
         values.push(Value::Text(ts(from)));
         wheres.push(format!("started_at >= ?{}", values.len()));
