@@ -147,6 +147,21 @@ async fn a_stream_that_stops_for_8_s_before_the_payment_stores_no_card_audio() {
             && e["details"]["length_ms"].as_i64().unwrap_or(0) >= 7_500),
         "{call}: the ledger names the 8 s gap: {ledger:#?}"
     );
+    // the gap plays as silence (nothing was spoken), the payment as the policy's pause tone
+    let beep = f64::from(callvault::audio::tone::TONE_HZ);
+    let beeps = tone_spans(&d.samples[0], d.rate, beep, 100, 0.002);
+    assert!(
+        beeps.iter().all(|r| r.end <= 4_100 || r.start >= 11_400),
+        "{call}: the pause tone sounds in the gap: {beeps:?}; {ledger:#?}"
+    );
+    let in_pause: u64 = beeps
+        .iter()
+        .map(|r| r.end.min(17_000).saturating_sub(r.start.max(12_000)))
+        .sum();
+    assert!(
+        in_pause >= 4_500,
+        "{call}: the payment pause sounds its tone: {beeps:?}"
+    );
     live.stop().await;
 }
 

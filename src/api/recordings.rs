@@ -1,6 +1,6 @@
 //! Recordings: find a call's recording, read its metadata, segments and ledger, and play it.
 
-use crate::audio::playback::{LayoutError, layout};
+use crate::audio::playback::{LayoutError, layout, stream_gaps};
 use std::collections::HashMap;
 
 use axum::Json;
@@ -353,7 +353,13 @@ pub(super) async fn timeline(
         .segments(row.id)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    layout(row, &segments, render, &st.keyring, &st.store, output)
+    let ledger = st
+        .catalog
+        .ledger(row.id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let quiet = stream_gaps(&ledger);
+    layout(row, &segments, &quiet, render, &st.keyring, &st.store, output)
         .await
         .map_err(|e| match e {
             LayoutError::NotUploaded => ApiError::Unavailable {

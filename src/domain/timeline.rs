@@ -409,7 +409,30 @@ impl<T: Payload> Timeline<T> {
         position: u64,
         samples: u64,
         arrival: DateTime<Utc>,
-        mut payload: T,
+        payload: T,
+        windows: &[Window],
+    ) -> Result<Pushed, Refused> {
+        self.place(position, samples, arrival, Some(payload), windows)
+    }
+
+    /// Takes note of `samples` samples at `position` that arrived at `arrival` and were dropped
+    /// before they reached the timeline (a socket drops audio on arrival while capture is off):
+    /// they tell the clocks where the stream is (a lag, a gap) as audio would, and nothing is held.
+    pub fn observe(
+        &mut self,
+        position: u64,
+        samples: u64,
+        arrival: DateTime<Utc>,
+    ) -> Result<Pushed, Refused> {
+        self.place(position, samples, arrival, None, &[])
+    }
+
+    fn place(
+        &mut self,
+        position: u64,
+        samples: u64,
+        arrival: DateTime<Utc>,
+        mut payload: Option<T>,
         windows: &[Window],
     ) -> Result<Pushed, Refused> {
         let max_latency = self.rules.max_latency;
@@ -422,7 +445,9 @@ impl<T: Payload> Timeline<T> {
         let (position, samples) = if position < s.next && s.anchor.is_some() {
             let back = (s.next - position).min(samples);
             out.backwards = back;
-            payload.skip(back);
+            if let Some(p) = payload.as_mut() {
+                p.skip(back);
+            }
             (position + back, samples - back)
         } else {
             (position, samples)
@@ -594,6 +619,10 @@ impl<T: Payload> Timeline<T> {
             rate,
         };
         self.place_end = self.place_end.max(span.end());
+        let Some(mut payload) = payload else {
+            out.dropped = samples;
+            return Ok(out);
+        };
         let cut = span.overlapping_prefix(windows);
         out.dropped = cut;
         if cut < samples {

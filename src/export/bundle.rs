@@ -1,6 +1,6 @@
 //! Planning and writing a bundle.
 
-use crate::audio::playback::{LayoutError, layout};
+use crate::audio::playback::{LayoutError, layout, stream_gaps};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -411,6 +411,7 @@ async fn timeline(src: &Sources, p: &PlannedRecording) -> Result<Timeline, Expor
     layout(
         &p.row,
         &p.segments,
+        &stream_gaps(&p.ledger),
         p.render,
         &src.keyring,
         &src.store,

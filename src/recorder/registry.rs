@@ -194,17 +194,31 @@ impl MediaSink {
         if len == 0 {
             return false;
         }
+        let arrival = self.clock.now();
         if self.gate.as_ref().is_some_and(|g| *g.borrow()) {
-            // nothing may be captured now: dropped on arrival, never buffered
+            // nothing may be captured now: dropped on arrival, never buffered; only where and when
+            // it came goes on, for the call's clocks
             self.dropped += samples;
+            match self.batch.pieces.last_mut() {
+                Some(last) if last.gated > 0 && last.position + last.gated == position => {
+                    last.gated += samples;
+                    last.arrival = arrival;
+                }
+                _ => self.batch.pieces.push(Piece {
+                    position,
+                    len: 0,
+                    gated: samples,
+                    arrival,
+                }),
+            }
             self.since.get_or_insert_with(tokio::time::Instant::now);
             return false;
         }
-        let arrival = self.clock.now();
         self.batch.bytes.extend_from_slice(&bytes[..len]);
         self.batch.pieces.push(Piece {
             position,
             len,
+            gated: 0,
             arrival,
         });
         self.since.get_or_insert_with(tokio::time::Instant::now);

@@ -46,6 +46,9 @@ pub(in crate::recorder) struct Piece {
     pub position: u64,
     /// Its length in bytes (whole sample frames).
     pub len: usize,
+    /// Samples the socket dropped on arrival (capture was off) in place of bytes (`len` is 0):
+    /// they still tell the timeline where the stream is.
+    pub gated: u64,
     /// When it was read.
     pub arrival: DateTime<Utc>,
 }
@@ -106,6 +109,16 @@ impl Call {
             off += piece.len;
             let samples = (piece.len / frame) as u64;
             self.last_audio = Some(piece.arrival);
+            if piece.gated > 0 {
+                // counted in `batch.dropped` already
+                if let Err(timeline::Refused::NoStream) =
+                    self.timeline
+                        .observe(piece.position, piece.gated, piece.arrival)
+                {
+                    return;
+                }
+                continue;
+            }
             if self.timeline.held_samples() > HELD_MAX_SECS * u64::from(format.sample_rate) {
                 self.overrun += samples;
             } else {
