@@ -307,12 +307,18 @@ async fn sealed(live: &Live, call: &str) -> (Decoded, Vec<Value>) {
     live.advance_ms(6_000);
     let (id, ledger) = ledger_of(live, call).await;
     let (status, wav) = live.play(&id, &live.supervisor).await;
-    assert_eq!(status, 200, "{call} plays");
+    assert_eq!(
+        status,
+        200,
+        "{call} plays: {}; {ledger:#?}",
+        String::from_utf8_lossy(&wav)
+    );
     (decode_wav(&wav), ledger)
 }
 
-/// A supervisor listening live to `call`: everything heard, as PCMU bytes of the stream's format.
-fn listen(live: &Live, call: &str) -> tokio::task::JoinHandle<Vec<u8>> {
+/// A supervisor listening live to `call`: everything heard, as PCMU bytes of the stream's format,
+/// and the kinds of the pause markers.
+fn listen(live: &Live, call: &str) -> tokio::task::JoinHandle<(Vec<u8>, Vec<String>)> {
     let url = format!("ws://{}/v1/calls/{call}/listen?reason=quality", live.public);
     let mut req = url.into_client_request().expect("request");
     req.headers_mut().insert(
@@ -330,15 +336,22 @@ fn listen(live: &Live, call: &str) -> tokio::task::JoinHandle<Vec<u8>> {
             .await
             .expect("listen opens");
         let mut audio = Vec::new();
+        let mut paused = Vec::new();
         while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await
         {
             match msg {
                 Message::Binary(b) => audio.extend_from_slice(&b),
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                    if v["type"] == "paused" {
+                        paused.push(v["kind"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
                 Message::Close(_) => break,
                 _ => {}
             }
         }
-        audio
+        (audio, paused)
     })
 }
 
@@ -356,7 +369,11 @@ async fn native_call(live: &Live, call: &str, script: &Script) -> (Decoded, Vec<
         .expect("stop");
     common::live::close_of(&mut ws).await;
     let out = sealed(live, call).await;
-    let heard = heard.await.expect("listener");
+    let (heard, paused) = heard.await.expect("listener");
+    assert!(
+        paused.iter().any(|k| k == "dtmf"),
+        "the listener is told capture paused for keys: {paused:?}"
+    );
     assert!(
         heard.len() > RATE * 2 * 10,
         "the listener heard the call ({} bytes)",

@@ -411,18 +411,30 @@ impl Call {
         if self.listen_paused.is_some() {
             return;
         }
-        let Some(pause) = self.life.pauses().iter().rev().find(|p| p.to.is_none()) else {
+        // an open pause, else a key window still open (a key sounding, or its quiet time)
+        let now = self.deps.clock.now();
+        let open = self
+            .life
+            .pauses()
+            .iter()
+            .rev()
+            .find(|p| p.to.is_none())
+            .map(|p| (p.kind.as_str(), p.from))
+            .or_else(|| {
+                self.life
+                    .key_windows()
+                    .iter()
+                    .rev()
+                    .find(|w| w.from <= now && w.to.is_none_or(|to| to > now))
+                    .map(|w| ("dtmf", w.from))
+            });
+        let Some((kind, from)) = open else {
             return;
         };
-        let before_pause = self
-            .timeline
-            .oldest_arrival()
-            .is_some_and(|a| a < pause.from);
+        let before_pause = self.timeline.oldest_arrival().is_some_and(|a| a < from);
         if !before_pause {
-            self.listen_paused = Some(pause.kind.as_str());
-            let _ = tx.send(ListenFrame::Paused {
-                kind: pause.kind.as_str(),
-            });
+            self.listen_paused = Some(kind);
+            let _ = tx.send(ListenFrame::Paused { kind });
         }
     }
 }
