@@ -49,14 +49,6 @@ impl Logs {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 async fn connect(port: u16, from: &str) -> TcpStream {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -102,7 +94,7 @@ async fn closed_by_server(s: &mut TcpStream) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_stream_and_a_bad_frame_ends_only_its_call() {
     let logs = Logs::install();
-    let port = free_port();
+    let port = common::free_port();
     let live = Live::start(&format!("[audiosocket]\nlisten = \"127.0.0.1:{port}\"\n")).await;
     let good = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
     let bad = "6ba7b811-9dad-11d1-80b4-00c04fd430c8";
@@ -190,7 +182,7 @@ async fn calls_stream_and_a_bad_frame_ends_only_its_call() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peer_outside_allow_is_refused() {
     let logs = Logs::install();
-    let port = free_port();
+    let port = common::free_port();
     let live = Live::start(&format!(
         "[audiosocket]\nlisten = \"127.0.0.1:{port}\"\nallow = [\"127.0.0.2/32\"]\n"
     ))

@@ -1012,14 +1012,6 @@ impl Drop for Provider {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_browser_oidc_sign_in_against_a_real_provider() {
     let Some((chromium, chromedriver)) = webdriver::binaries() else {
@@ -1037,7 +1029,7 @@ async fn in_a_browser_oidc_sign_in_against_a_real_provider() {
         eprintln!("skipping: run `npm ci` in tests/console");
         return;
     }
-    let (idp_port, port) = (free_port(), free_port());
+    let (idp_port, port) = (common::free_port(), common::free_port());
     let issuer = format!("http://127.0.0.1:{idp_port}");
     let redirect = format!("http://127.0.0.1:{port}/console/oidc/callback");
     let secret = "callvault-console-test-secret-7f3a";

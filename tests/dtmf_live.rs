@@ -586,14 +586,6 @@ async fn a_signalled_twilio_key_pauses_capture() {
     live.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// Streams L16 mono over AudioSocket in real time (20 ms frames), sending a DTMF frame where
 /// `signal_at` (ms) says, then hangs up.
 async fn audiosocket_call(live: &Live, port: u16, id: &str, audio: &[u8], signal_at: &[u64]) {
@@ -658,7 +650,7 @@ async fn audiosocket_sealed(live: &Live, id: &str) -> (Decoded, Vec<Value>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_and_signalled_keys_over_audiosocket_are_not_stored() {
-    let port = free_port();
+    let port = common::free_port();
     let live = Live::start(&format!("[audiosocket]\nlisten = \"127.0.0.1:{port}\"\n")).await;
     let s = script(6);
     let tones = "6ba7b810-9dad-11d1-80b4-00c04fd43d01";

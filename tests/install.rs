@@ -73,13 +73,6 @@ impl Root {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// `Key=value` lines of the unit, in order.
 fn unit_values(unit: &str, key: &str) -> Vec<String> {
     unit.lines()
@@ -93,8 +86,8 @@ fn the_readme_install_sequence_ends_with_check_config_ok_and_serve_ready() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = Root {
         root: tmp.path().to_owned(),
-        public_port: free_port(),
-        admin_port: free_port(),
+        public_port: common::free_port(),
+        admin_port: common::free_port(),
     };
     for dir in ["usr/local/bin", "etc/systemd/system"] {
         std::fs::create_dir_all(tmp.path().join(dir)).expect("mkdir");

@@ -35,13 +35,6 @@ fn ok(o: Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
@@ -138,7 +131,7 @@ impl Env {
 
 #[test]
 fn rotate_sighup_rewrap_and_retire_keep_every_recording_playable() {
-    let (public_port, admin_port) = (free_port(), free_port());
+    let (public_port, admin_port) = (common::free_port(), common::free_port());
     let d = Deployment::new("");
     ok(callvault(&d, &["init"]));
     let telephony = ok(callvault(

@@ -32,13 +32,6 @@ fn callvault(d: &Deployment, args: &[&str]) -> Output {
         .expect("run callvault")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// The test process holds every flood connection: make sure its own file limit allows them.
 fn raise_own_file_limit(need: u64) {
     let soft = |kind: &str| -> u64 {
@@ -115,7 +108,7 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 #[test]
 fn a_flood_of_idle_and_slow_connections_never_stops_new_calls_or_readyz() {
     raise_own_file_limit(8192);
-    let (public_port, admin_port) = (free_port(), free_port());
+    let (public_port, admin_port) = (common::free_port(), common::free_port());
     let d = Deployment::new(
         "[limits]\nheader_read_timeout = \"4s\"\nidle_timeout = \"6s\"\n\
          max_connections = 700\nmax_connections_per_peer = 200\n",

@@ -22,14 +22,6 @@ impl Drop for Driver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// The chromium and chromedriver binaries; panics (the test fails) when missing under CI, as
 /// tests/run.sh installs them.
 pub fn binaries() -> Option<(String, String)> {
@@ -60,7 +52,7 @@ pub fn binaries() -> Option<(String, String)> {
 impl Driver {
     /// Starts chromedriver on a free port and waits until it is ready.
     pub async fn start(driver: &str) -> Driver {
-        let port = free_port();
+        let port = super::common::free_port();
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

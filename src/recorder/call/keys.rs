@@ -147,17 +147,19 @@ impl Call {
         changed
     }
 
-    /// The earliest speaking time of detector sample `det`, by the timeline; if its piece is gone
-    /// from the map, the earliest of anything held (dropping more, never less).
+    /// The earliest speaking time of detector sample `det`, by the timeline, from the piece that
+    /// holds it (or, were it gone from the map, the nearest piece, counting samples from it).
     fn key_time(&self, det: u64) -> Option<DateTime<Utc>> {
-        self.keys
-            .as_ref()?
-            .trail_at(det)
-            .and_then(|f| {
-                self.timeline
-                    .earliest(f.position + (det - f.det), f.arrival)
-            })
-            .or_else(|| self.timeline.held().map(|s| s.earliest).min())
+        let k = self.keys.as_ref()?;
+        let f = k.trail_at(det).or_else(|| {
+            if k.trail.front().is_some_and(|f| det < f.det) {
+                k.trail.front()
+            } else {
+                k.trail.back()
+            }
+        })?;
+        let position = (f.position as i64 + det as i64 - f.det as i64).max(0) as u64;
+        self.timeline.earliest(position, f.arrival)
     }
 
     fn on_tone(&mut self, event: ToneEvent, arrival: DateTime<Utc>) {
