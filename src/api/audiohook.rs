@@ -24,9 +24,9 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::events::{apply, note_call, recorder_error};
-use crate::catalog::CallSource;
 use super::socket::{Pacer, Wake, close};
 use super::{ApiError, ApiState};
+use crate::catalog::CallSource;
 use crate::domain::timeline::MediaClock;
 use crate::domain::{CallEvent, CallId, EventKind, MediaFormat};
 use crate::ingest::audiohook::{HookOutput, HookSession, SignedRequest};

@@ -96,7 +96,10 @@ pub(super) async fn report(
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
             .ok_or_else(|| {
-                ApiError::bad_request("bad_field", format!("limit: a number from 1 to {MAX_LIMIT}"))
+                ApiError::bad_request(
+                    "bad_field",
+                    format!("limit: a number from 1 to {MAX_LIMIT}"),
+                )
             })
     })?;
     let page = report::page(st.catalog.as_ref(), from, to, filter, after, limit)

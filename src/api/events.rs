@@ -7,11 +7,11 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
+use crate::catalog::{CallNote, CallSource};
+use crate::domain::EventKind;
 use crate::ingest::IngestError;
 use crate::ingest::native::parse_event;
 use crate::ingest::webhook::WebhookHeaders;
-use crate::catalog::{CallNote, CallSource};
-use crate::domain::EventKind;
 use crate::recorder::{EventOutcome, RecorderError};
 
 /// Verifies, parses, de-duplicates and applies one event.

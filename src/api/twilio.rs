@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use super::events::{apply, ingest_error, note_call, recorder_error};
-use crate::catalog::CallSource;
 use super::socket::{Pacer, Wake, close};
 use super::{ApiError, ApiState};
+use crate::catalog::CallSource;
 use crate::domain::CallId;
 use crate::domain::timeline::MediaClock;
 use crate::ingest::twilio::stream::{StreamOutput, StreamSession};

@@ -47,7 +47,8 @@ mod sqlite;
 pub(crate) mod conformance;
 
 pub use calls::{
-    CallAssessment, CallFilter, CallNote, CallQuery, CallRow, CallSettlement, CallSource, CallTotals,
+    CallAssessment, CallFilter, CallNote, CallQuery, CallRow, CallSettlement, CallSource,
+    CallTotals,
 };
 pub use changes::{CallDetailsUpdate, StatusChange};
 pub use notes::{PCI_REVIEW, PciReviewNote};

@@ -108,9 +108,14 @@ pub(super) async fn run(
             let input = std::fs::File::open(&file)
                 .with_context(|| format!("cannot open {}", file.display()))?;
             let now = clock.now();
-            let report = import(catalog.as_ref(), std::io::BufReader::new(input), &columns, now)
-                .await
-                .with_context(|| format!("cannot import {}", file.display()))?;
+            let report = import(
+                catalog.as_ref(),
+                std::io::BufReader::new(input),
+                &columns,
+                now,
+            )
+            .await
+            .with_context(|| format!("cannot import {}", file.display()))?;
             catalog
                 .append_audit(
                     NewAuditEntry::new(now, &actor, "calls.import", file.display().to_string())

@@ -99,8 +99,10 @@ pub async fn import(
         .from_reader(input);
     let header = reader.headers()?.clone();
     let find = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let id_col = find(&columns.call_id).ok_or_else(|| ImportError::MissingColumn(columns.call_id.clone()))?;
-    let start_col = find(&columns.start).ok_or_else(|| ImportError::MissingColumn(columns.start.clone()))?;
+    let id_col = find(&columns.call_id)
+        .ok_or_else(|| ImportError::MissingColumn(columns.call_id.clone()))?;
+    let start_col =
+        find(&columns.start).ok_or_else(|| ImportError::MissingColumn(columns.start.clone()))?;
     let (end_col, line_col) = (find(&columns.end), find(&columns.line));
     let mut report = ImportReport::default();
     for record in reader.records() {
@@ -172,8 +174,14 @@ mod tests {
             .await
             .expect("read")
             .expect("noted");
-        assert_eq!(c1.started_at, Some(parse_time("2026-11-22T10:00:00Z").expect("t")));
-        assert_eq!(c1.ended_at, Some(parse_time("2026-11-22T10:05:00Z").expect("t")));
+        assert_eq!(
+            c1.started_at,
+            Some(parse_time("2026-11-22T10:00:00Z").expect("t"))
+        );
+        assert_eq!(
+            c1.ended_at,
+            Some(parse_time("2026-11-22T10:05:00Z").expect("t"))
+        );
         assert_eq!(c1.line.as_deref(), Some("+441744000001"));
         assert_eq!(c1.sources, CallSource::Import.bit());
         let c5 = catalog
@@ -199,9 +207,14 @@ mod tests {
     async fn a_file_without_the_required_columns_is_refused_whole() {
         let catalog = SqliteCatalog::open_in_memory().expect("catalog");
         let now = parse_time("2026-11-23T00:00:00Z").expect("time");
-        let err = import(&catalog, "id,start\nx,2026-11-22T10:00:00Z\n".as_bytes(), &Columns::default(), now)
-            .await
-            .expect_err("no call_id column");
+        let err = import(
+            &catalog,
+            "id,start\nx,2026-11-22T10:00:00Z\n".as_bytes(),
+            &Columns::default(),
+            now,
+        )
+        .await
+        .expect_err("no call_id column");
         assert!(matches!(err, ImportError::MissingColumn(c) if c == "call_id"));
         // renamed columns
         let columns = Columns {
@@ -209,9 +222,14 @@ mod tests {
             start: "begin".into(),
             ..Columns::default()
         };
-        let report = import(&catalog, "id,begin\nx,2026-11-22T10:00:00Z\n".as_bytes(), &columns, now)
-            .await
-            .expect("import");
+        let report = import(
+            &catalog,
+            "id,begin\nx,2026-11-22T10:00:00Z\n".as_bytes(),
+            &columns,
+            now,
+        )
+        .await
+        .expect("import");
         assert_eq!(report.noted, 1);
     }
 }

@@ -25,8 +25,7 @@ use crate::catalog::{
 };
 use crate::config::Config;
 use crate::domain::completeness::{
-    CallFacts, CompletenessState, Loss, RecordingFacts, Rules, SegmentSpan, Verdict, Window,
-    assess,
+    CallFacts, CompletenessState, Loss, RecordingFacts, Rules, SegmentSpan, Verdict, Window, assess,
 };
 use crate::domain::{Clock, ConsentMode};
 
@@ -296,9 +295,10 @@ fn from_ledger(ledger: &[LedgerEntry], origin: DateTime<Utc>) -> RecordingFacts 
                 open.push((kind, f.pauses.len() - 1));
             }
             "pause.extended" => {
-                if let (Some(from), Some(&(_, i))) =
-                    (time(&d, "from"), open.iter().rev().find(|(k, _)| *k == kind))
-                {
+                if let (Some(from), Some(&(_, i))) = (
+                    time(&d, "from"),
+                    open.iter().rev().find(|(k, _)| *k == kind),
+                ) {
                     f.pauses[i].from = f.pauses[i].from.min(from);
                 }
             }
@@ -324,8 +324,7 @@ fn from_ledger(ledger: &[LedgerEntry], origin: DateTime<Utc>) -> RecordingFacts 
             }
             "audio_lost" => {
                 let cause = d.get("cause").and_then(Value::as_str).unwrap_or("unknown");
-                f.losses
-                    .push(loss(cause, ms(&d, "length_ms").unwrap_or(0)));
+                f.losses.push(loss(cause, ms(&d, "length_ms").unwrap_or(0)));
             }
             "crash_recovery" => f.losses.push(loss("crash", 0)),
             "spool_fault" => f.losses.push(loss("spool_fault", 0)),

@@ -105,16 +105,27 @@ async fn calls_are_assessed_until_they_settle_then_settled_once_with_evidence() 
     clock.set(t(90));
     let report = r.pass().await.expect("pass");
     assert_eq!((report.checked, report.settled), (2, 0));
-    let row = catalog.call(&id("c-events")).await.expect("read").expect("row");
+    let row = catalog
+        .call(&id("c-events"))
+        .await
+        .expect("read")
+        .expect("row");
     let a = row.assessment.expect("assessed");
-    assert_eq!((a.state, a.reason.as_str()), (CompletenessState::NotRecorded, "no_media"));
+    assert_eq!(
+        (a.state, a.reason.as_str()),
+        (CompletenessState::NotRecorded, "no_media")
+    );
     assert_eq!(row.settled_at, None);
 
     // after it: settled, the recording's ledger and the audit chain say so
     clock.set(t(121));
     let report = r.pass().await.expect("pass");
     assert_eq!((report.checked, report.settled, report.missing), (2, 2, 1));
-    let row = catalog.call(&id("c-rec")).await.expect("read").expect("row");
+    let row = catalog
+        .call(&id("c-rec"))
+        .await
+        .expect("read")
+        .expect("row");
     assert_eq!(row.settled_at, Some(t(121)));
     assert_eq!(
         row.assessment.map(|a| a.state),
@@ -122,7 +133,10 @@ async fn calls_are_assessed_until_they_settle_then_settled_once_with_evidence() 
     );
     let entries = catalog.ledger(rec).await.expect("ledger");
     let last = entries.last().expect("an entry");
-    assert_eq!((last.kind.as_str(), last.actor.as_str()), (LEDGER_KIND, ACTOR));
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        (LEDGER_KIND, ACTOR)
+    );
     let details: serde_json::Value = serde_json::from_str(&last.details).expect("json");
     assert_eq!(details["state"], "recorded");
     let audit = catalog.audit_after(0, 10).await.expect("audit");

@@ -122,9 +122,8 @@ async fn gauges(r: &Reconciler) -> Result<(), crate::catalog::CatalogError> {
 
 /// One log line with the totals of the UTC day before `today`.
 async fn summary(r: &Reconciler, today: NaiveDate) -> Result<(), crate::catalog::CatalogError> {
-    let day_start = |d: NaiveDate| -> Option<DateTime<Utc>> {
-        Some(d.and_hms_opt(0, 0, 0)?.and_utc())
-    };
+    let day_start =
+        |d: NaiveDate| -> Option<DateTime<Utc>> { Some(d.and_hms_opt(0, 0, 0)?.and_utc()) };
     let (Some(yesterday), Some(to)) = (today.pred_opt(), day_start(today)) else {
         return Ok(());
     };

@@ -382,8 +382,8 @@ fn judge(facts: &CallFacts, rules: &Rules, settled: bool) -> (CompletenessState,
             (S::NotRecorded, Reason::NoMedia)
         };
     }
-    let waiting = u32::try_from(rec.segments.iter().filter(|s| !s.uploaded).count())
-        .unwrap_or(u32::MAX);
+    let waiting =
+        u32::try_from(rec.segments.iter().filter(|s| !s.uploaded).count()).unwrap_or(u32::MAX);
     if waiting > 0 {
         return if settled {
             (S::Failed, Reason::UploadFailed { segments: waiting })

@@ -41,7 +41,10 @@ pub(crate) async fn calls_are_noted_and_merged_never_overwritten(c: Arc<dyn Cata
     let row = c.call(&call("n-1")).await.expect("read").expect("row");
     assert_eq!(row.sources, CallSource::Twilio.bit());
     assert_eq!((row.first_seen, row.at), (t(10), t(10)));
-    assert_eq!((row.started_at, row.ended_at, row.duration_ms), (None, None, None));
+    assert_eq!(
+        (row.started_at, row.ended_at, row.duration_ms),
+        (None, None, None)
+    );
     assert_eq!(row.recording_id, None);
     assert_eq!((row.assessment.clone(), row.settled_at), (None, None));
     // then its start, line, end and length: each written once, the first word kept
@@ -61,7 +64,11 @@ pub(crate) async fn calls_are_noted_and_merged_never_overwritten(c: Arc<dyn Cata
         [CallSource::Native, CallSource::Twilio]
     );
     assert_eq!(row.first_seen, t(10), "first seen is kept");
-    assert_eq!((row.started_at, row.at), (Some(t(5)), t(5)), "the first start wins");
+    assert_eq!(
+        (row.started_at, row.at),
+        (Some(t(5)), t(5)),
+        "the first start wins"
+    );
     assert_eq!((row.ended_at, row.duration_ms), (Some(t(75)), Some(70_000)));
     assert_eq!(row.line.as_deref(), Some("+441234567890"));
     assert!(c.call(&call("n-2")).await.expect("read").is_none());

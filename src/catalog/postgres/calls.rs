@@ -5,7 +5,9 @@ use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
 use super::connect::Locks;
-use super::convert::{collect, execute, first, get, int, opt_ts, parse, scalar, sql_limit, ts, uint};
+use super::convert::{
+    collect, execute, first, get, int, opt_ts, parse, scalar, sql_limit, ts, uint,
+};
 use super::trails::{insert_audit, insert_ledger};
 use crate::catalog::{
     CallAssessment, CallFilter, CallNote, CallQuery, CallRow, CallSettlement, CallTotals,
@@ -55,10 +57,7 @@ fn read_call(r: &Row) -> Result<CallRow, CatalogError> {
 }
 
 pub(super) async fn note_call(c: &Object, n: &CallNote) -> Result<(), CatalogError> {
-    let duration = n
-        .duration_ms
-        .map(|d| int(d, "call duration"))
-        .transpose()?;
+    let duration = n.duration_ms.map(|d| int(d, "call duration")).transpose()?;
     let bit = i32::try_from(n.source.bit()).unwrap_or(i32::MAX);
     let (seen, started, ended) = (ts(&n.seen_at), opt_ts(&n.started_at), opt_ts(&n.ended_at));
     let at = started.unwrap_or(seen);

@@ -60,10 +60,7 @@ fn read_call(r: &Row<'_>) -> Result<CallRow, CatalogError> {
 }
 
 pub(super) fn note_call(c: &Connection, n: &CallNote) -> Result<(), CatalogError> {
-    let duration = n
-        .duration_ms
-        .map(|d| int(d, "call duration"))
-        .transpose()?;
+    let duration = n.duration_ms.map(|d| int(d, "call duration")).transpose()?;
     let at = ts(&n.started_at.unwrap_or(n.seen_at));
     c.prepare_cached(
         "INSERT INTO calls (call_id, sources, first_seen, at, started_at, ended_at, duration_ms, line)
