@@ -747,3 +747,262 @@ async fn an_upload_that_fails_is_partial_until_the_store_returns_and_failed_if_i
     gate.reopen().await;
     live.stop().await;
 }
+
+// --- 6. SIGKILL with calls streaming, and a restart: every call accounted for
+
+mod crash {
+    use std::net::SocketAddr;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use callvault::ingest::webhook::WebhookSecret;
+    use chrono::Utc;
+    use futures::SinkExt;
+    use serde_json::{Value, json};
+    use tokio::net::TcpStream;
+    use tokio::time::{Instant, MissedTickBehavior};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_util::sync::CancellationToken;
+
+    use super::common::audio::tone;
+    use super::common::{Deployment, exchange, wait_for_200};
+    use super::{FORMAT, cli, totals};
+
+    const CALLS: usize = 4;
+    const FRAME_BYTES: usize = 320;
+
+    /// A running `callvault serve`, killed and reaped when dropped.
+    struct Serve {
+        child: Child,
+        public: SocketAddr,
+        admin: SocketAddr,
+    }
+
+    fn free_port() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        l.local_addr().expect("a bound listener has an address")
+    }
+
+    impl Serve {
+        async fn start(d: &Deployment, log: &str) -> Serve {
+            let (public, admin) = (free_port(), free_port());
+            let log = std::fs::File::create(d.path(log)).expect("create the daemon's log");
+            let child = Command::new(env!("CARGO_BIN_EXE_callvault"))
+                .arg("--config")
+                .arg(&d.config)
+                .args(["--set", &format!("public.listen={public}")])
+                .args(["--set", &format!("admin.listen={admin}")])
+                .arg("serve")
+                .env_remove("CREDENTIALS_DIRECTORY")
+                .env_remove("NOTIFY_SOCKET")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start callvault serve");
+            let serve = Serve {
+                child,
+                public,
+                admin,
+            };
+            wait_for_200(admin, "/readyz", Duration::from_secs(30)).await;
+            serve
+        }
+
+        fn kill_9(&mut self) {
+            let status = Command::new("kill")
+                .args(["-KILL", &self.child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -KILL failed");
+            self.child.wait().expect("reap the killed daemon");
+        }
+    }
+
+    impl Drop for Serve {
+        fn drop(&mut self) {
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+
+    fn create_token(d: &Deployment, role: &str) -> String {
+        let o = cli(d, &["tokens", "create", "--role", role, "--name", role]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    }
+
+    async fn event(public: SocketAddr, webhook: &WebhookSecret, call: &str, kind: &str) {
+        let body = json!({
+            "id": format!("evt-{call}-{kind}"), "type": kind, "call_id": call,
+            "at": Utc::now().to_rfc3339(),
+        })
+        .to_string();
+        let id = format!("msg-{call}-{kind}");
+        let ts = Utc::now().timestamp();
+        let sig = webhook.sign(&id, ts, body.as_bytes());
+        let stream = TcpStream::connect(public).await.expect("connect");
+        let ts = ts.to_string();
+        let (status, _, _) = exchange(
+            stream,
+            "POST",
+            "/v1/events",
+            &[
+                ("Content-Type", "application/json"),
+                ("webhook-id", &id),
+                ("webhook-timestamp", &ts),
+                ("webhook-signature", &sig),
+            ],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "{kind} of {call}");
+    }
+
+    async fn stream_until(public: SocketAddr, token: &str, call: &str, stop: CancellationToken) {
+        let mut req = format!("ws://{public}/v1/calls/{call}/media")
+            .into_client_request()
+            .expect("a media request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+        let tcp = TcpStream::connect(public).await.expect("connect");
+        let (mut ws, _) = tokio_tungstenite::client_async(req, tcp)
+            .await
+            .expect("the media socket opens");
+        let start = json!({ "type": "start", "codec": "PCMU", "sample_rate": 8000, "channels": 2 });
+        ws.send(Message::Text(start.to_string().into()))
+            .await
+            .expect("start frame");
+        let audio = tone(FORMAT, 700.0, 60_000);
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        for frame in audio.chunks_exact(FRAME_BYTES) {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if ws
+                .send(Message::Binary(frame.to_vec().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    async fn report(public: SocketAddr, token: &str) -> Value {
+        let stream = TcpStream::connect(public).await.expect("connect");
+        let auth = format!("Bearer {token}");
+        let (status, _, body) = exchange(
+            stream,
+            "GET",
+            "/v1/completeness?state=partial",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .await;
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn after_a_sigkill_mid_call_every_call_is_recorded_or_partial_with_the_seconds_lost() {
+        let d = Deployment::new(
+            "[recorder]\nidle_seal = \"4s\"\n\
+             [completeness]\nsettle = \"2s\"\ninterval = \"300ms\"\n",
+        );
+        let mut serve = Serve::start(&d, "serve-1.log").await;
+        let telephony = create_token(&d, "telephony");
+        let supervisor = create_token(&d, "supervisor");
+        let config = d.load(&[]);
+        let webhook =
+            WebhookSecret::from_secret(&config.secrets.webhook.read().expect("webhook secret"))
+                .expect("whsec");
+        let public = serve.public;
+        let stop = CancellationToken::new();
+        let mut streams = Vec::new();
+        for i in 0..CALLS {
+            let call = format!("kill-{i}");
+            event(public, &webhook, &call, "call.started").await;
+            let (telephony, stop) = (telephony.clone(), stop.clone());
+            streams.push(tokio::spawn(async move {
+                stream_until(public, &telephony, &call, stop).await;
+            }));
+        }
+        // six seconds of audio each (more than the look-back window), then the daemon dies
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        serve.kill_9();
+        stop.cancel();
+        for s in streams {
+            s.await.expect("a stream task does not panic");
+        }
+        // the calls go on while the daemon is down; the platform ends them after the restart
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let serve = Serve::start(&d, "serve-2.log").await;
+        for i in 0..CALLS {
+            event(serve.public, &webhook, &format!("kill-{i}"), "call.ended").await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let r = loop {
+            let r = report(serve.public, &supervisor).await;
+            let [.., pending, calls] = totals(&r);
+            if calls == CALLS as u64 && pending == 0 {
+                break r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the calls did not settle within a minute: {r}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let [recorded, partial, not_recorded, withheld, failed, _, calls] = totals(&r);
+        assert_eq!(calls, CALLS as u64, "no call is missing from the report");
+        assert_eq!(
+            (recorded + partial, not_recorded, withheld, failed),
+            (CALLS as u64, 0, 0, 0),
+            "{r}"
+        );
+        // each partial call names the seconds lost and the crash: the daemon was down 2 s and
+        // restarting, and the look-back window (3.5 s) was not yet committed when it died
+        for c in r["calls"].as_array().expect("calls") {
+            assert_eq!(c["reason"], "audio_lost", "{c}");
+            let missing = c["missing_ms"].as_u64().expect("missing_ms");
+            assert!((5_000..30_000).contains(&missing), "{c}");
+            assert!(
+                c["detail"]
+                    .as_str()
+                    .expect("detail")
+                    .ends_with("of audio lost: crash"),
+                "{c}"
+            );
+        }
+        assert_eq!(r["calls"].as_array().map(Vec::len), Some(partial as usize));
+        // the gauges agree with the report
+        let (_, _, metrics) = super::common::get(serve.admin, "/metrics").await;
+        let gauge = |state: &str| -> u64 {
+            let prefix = format!("callvault_calls{{state=\"{state}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {prefix} in /metrics")) as u64
+        };
+        assert_eq!(
+            (gauge("recorded"), gauge("partial")),
+            (recorded, partial),
+            "{metrics}"
+        );
+        let out = cli(&d, &["audit", "verify"]);
+        assert!(
+            out.status.success(),
+            "audit verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
