@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -39,6 +40,9 @@ pub const ACTOR: &str = "system:completeness";
 pub const LEDGER_KIND: &str = "completeness";
 /// The audit action of a settled state.
 pub const AUDIT_ACTION: &str = "call.completeness";
+
+/// Calls judged at once in a pass.
+const CONCURRENT_CHECKS: usize = 16;
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -96,9 +100,20 @@ impl Reconciler {
             let page = self.catalog.unsettled_calls(after.as_ref(), batch).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.call_id.clone());
-            for call in &page {
+            // several at once, so the catalog's group commit settles them in shared transactions
+            let full = page.len() == batch;
+            let mut checks = futures::stream::iter(page)
+                .map(|call| {
+                    let this = self.clone();
+                    async move {
+                        let result = this.check(&call).await;
+                        (call, result)
+                    }
+                })
+                .buffer_unordered(CONCURRENT_CHECKS);
+            while let Some((call, result)) = checks.next().await {
                 report.checked += 1;
-                match self.check(call).await {
+                match result {
                     Ok(Some(v)) => {
                         report.settled += 1;
                         if matches!(
@@ -115,7 +130,7 @@ impl Reconciler {
                     }
                 }
             }
-            if page.len() < batch {
+            if !full {
                 break;
             }
         }
@@ -125,7 +140,7 @@ impl Reconciler {
     /// Judges one call now; returns its verdict if it settled now.
     async fn check(&self, call: &CallRow) -> Result<Option<Verdict>, CatalogError> {
         let now = self.clock.now();
-        let facts = self.facts(call).await?;
+        let (facts, recording) = self.gather(call).await?;
         let verdict = assess(&facts, &rules(&self.config), now);
         let assessment = CallAssessment {
             state: verdict.state,
@@ -149,7 +164,6 @@ impl Reconciler {
             }
             return Ok(None);
         }
-        let recording = facts.recording.as_ref().and(call.recording_id);
         let details = json!({
             "state": verdict.state.as_str(), "reason": verdict.reason.code(),
             "missing_ms": verdict.reason.missing_ms(), "detail": assessment.detail,
@@ -194,11 +208,20 @@ impl Reconciler {
 
     /// What the catalog knows of a call, for the rule.
     pub async fn facts(&self, call: &CallRow) -> Result<CallFacts, CatalogError> {
-        let recording = match call.recording_id {
+        Ok(self.gather(call).await?.0)
+    }
+
+    /// The call's facts, and the id of its recording if it has one.
+    async fn gather(
+        &self,
+        call: &CallRow,
+    ) -> Result<(CallFacts, Option<crate::domain::RecordingId>), CatalogError> {
+        let row = match call.recording_id {
             Some(id) => self.catalog.recording(id).await?,
             None => self.catalog.recording_by_call(&call.call_id).await?,
         };
-        let recording = match recording {
+        let id = row.as_ref().map(|r| r.id);
+        let recording = match row {
             None => None,
             Some(row) => {
                 let segments = self.catalog.segments(row.id).await?;
@@ -222,13 +245,14 @@ impl Reconciler {
                 Some(facts)
             }
         };
-        Ok(CallFacts {
+        let facts = CallFacts {
             first_seen: call.first_seen,
             started_at: call.started_at,
             ended_at: call.ended_at,
             duration_ms: call.duration_ms,
             recording,
-        })
+        };
+        Ok((facts, id))
     }
 }
 

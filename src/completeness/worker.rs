@@ -1,7 +1,7 @@
 //! The reconciler's task: a pass at start, then one every `completeness.interval` and one per
 //! [`ReconcileHandle::reconcile_now`]; after each, the gauges `callvault_calls{state}` and
-//! `callvault_calls_pending` from the catalog, and once a day (UTC) a summary line of the day
-//! before in the log.
+//! `callvault_calls_pending` (calls that started in the last 24 hours) from the catalog, and once a
+//! day (UTC) a summary line of the day before in the log.
 
 use std::time::Duration;
 
@@ -13,6 +13,9 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{PassReport, Reconciler};
 use crate::domain::completeness::CompletenessState;
+
+/// The calls the gauges count: those that started this recently.
+const GAUGE_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 
 /// Requests waiting for the task; more are refused as busy (a pass is coming anyway).
 const QUEUE: usize = 4;
@@ -110,9 +113,15 @@ async fn run(
     }
 }
 
-/// Sets `callvault_calls{state}` (settled calls, all time) and `callvault_calls_pending`.
+/// Sets `callvault_calls{state}` and `callvault_calls_pending`: the calls that started in the last
+/// [`GAUGE_WINDOW`], by state (a range of the catalog's time index, so a pass stays cheap however
+/// many calls the catalog holds).
 async fn gauges(r: &Reconciler) -> Result<(), crate::catalog::CatalogError> {
-    let totals = r.catalog.call_totals(None, None).await?;
+    let now = r.clock.now();
+    let totals = r
+        .catalog
+        .call_totals(Some(now - GAUGE_WINDOW), None)
+        .await?;
     for state in CompletenessState::ALL {
         metrics::gauge!("callvault_calls", "state" => state.as_str()).set(totals.of(state) as f64);
     }
