@@ -1006,3 +1006,42 @@ mod crash {
         );
     }
 }
+
+// --- 7. a call the recorder could not take is still accounted for
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_refused_for_want_of_capacity_is_still_on_the_roster_and_not_recorded() {
+    let live = Live::start(&format!("{SETTLE}[recorder]\nmax_calls = 1\n")).await;
+    applied(&live, "first", "call.started", json!({})).await;
+    let mut ws = live.media("first").await;
+    live.stream(&mut ws, &tone(FORMAT, 1000.0, 2_000)).await;
+    sync(&mut ws).await;
+    // the one live call slot is taken: the second call is refused, and retried by nobody
+    let (status, body) = live.event("second", "call.started", None, json!({})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("too_many_calls")),
+        "{body}"
+    );
+    live.stream(&mut ws, &tone(FORMAT, 1000.0, 5_000)).await;
+    sync(&mut ws).await;
+    let (status, _) = live.event("second", "call.ended", None, json!({})).await;
+    assert_eq!(status, 503);
+    assert!(live.recording("second").await.is_none(), "no recording");
+    live.stream(&mut ws, &tone(FORMAT, 1000.0, 1_000)).await;
+    sync(&mut ws).await;
+    drop(ws);
+    applied(&live, "first", "call.ended", json!({})).await;
+    live.advance_ms(PAST_WINDOW_MS);
+    live.wait_sealed("first").await;
+    settle(&live).await;
+    let (state, reason, _, settled) = verdict(&live, "second").await;
+    assert_eq!(
+        (state.as_str(), reason.as_str(), settled),
+        ("not_recorded", "no_media", true)
+    );
+    let (_, r) = report(&live, "", &live.supervisor).await;
+    assert_eq!(totals(&r)[6], 2, "both calls are counted: {r}");
+    assert_eq!(listed(&r), ["second"]);
+    live.stop().await;
+}
