@@ -16,6 +16,7 @@ use tracing::info;
 
 mod actor;
 mod audit;
+mod completeness;
 mod sars;
 
 use crate::api::auth::mint_token;
@@ -100,6 +101,8 @@ enum Command {
     Retention(RetentionCommand),
     /// Check the catalog against the object store and the spool; exit 1 on a problem.
     Fsck(fsck::FsckArgs),
+    /// Every call accounted for: the completeness report, or `import` a call-detail CSV.
+    Completeness(completeness::CompletenessArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +267,9 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
             unreachable!("client commands are handled before the config is loaded")
         }
         Command::Retention(r) => retention(r, config, clock).await?,
+        Command::Completeness(args) => {
+            return completeness::run(args, config, clock, actor()).await;
+        }
         Command::Fsck(args) => {
             let catalog = server::open_catalog(&config).await?;
             let store = crate::vault::open_store(&server::store_kind(&config)?)?;

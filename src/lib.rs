@@ -106,6 +106,12 @@
 //!   and on demand (`/retention` on the admin listener); [`retention::holds`] places and releases
 //!   complaint holds for the API and `complaint.*` events alike; [`retention::plan`] plans and
 //!   applies policy changes.
+//! - [`completeness`]: every call accounted for: the roster of calls the platform reported
+//!   ([`catalog::CallRow`], noted by the event and protocol adapters, call-detail imports
+//!   ([`completeness::import`]) and, for every recording, the catalog itself), the
+//!   [`completeness::Reconciler`] that judges each call by [`domain::completeness::assess`] until
+//!   it settles and then writes its final state once with a ledger and an audit entry, its
+//!   [`completeness::worker`] (metrics, daily summary), and the [`completeness::report`].
 //!
 //! # Architecture invariants
 //!
@@ -146,6 +152,7 @@ pub mod audio;
 pub mod audit;
 pub mod catalog;
 pub mod cli;
+pub mod completeness;
 pub mod config;
 pub mod domain;
 pub mod export;

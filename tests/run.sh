@@ -21,7 +21,7 @@ if ! pg_isready -q -h 127.0.0.1; then
 fi
 pg_isready -h 127.0.0.1
 
-echo "==> S3-compatible test server (moto, pinned) for tests/s3.rs"
+echo "==> S3-compatible test server (moto, pinned) for tests/s3.rs and tests/completeness.rs"
 bash tests/s3/start.sh
 
 echo "==> the web console's browser tests: chromium and its driver (Debian), oidc-provider and axe-core (npm, pinned)"

@@ -23,9 +23,10 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::events::{apply, recorder_error};
+use super::events::{apply, note_call, recorder_error};
 use super::socket::{Pacer, Wake, close};
 use super::{ApiError, ApiState};
+use crate::catalog::CallSource;
 use crate::domain::timeline::MediaClock;
 use crate::domain::{CallEvent, CallId, EventKind, MediaFormat};
 use crate::ingest::audiohook::{HookOutput, HookSession, SignedRequest};
@@ -286,7 +287,13 @@ async fn on_output(
                 return Ok(());
             }
             info!(call_id = %call_id, "audiohook session opened");
-            if let Err(e) = apply(st, started, st.clock.now()).await {
+            let now = st.clock.now();
+            if let Err(e) = note_call(st, &started, CallSource::AudioHook, None, now).await {
+                // the recording, once its media opens, notes the call too
+                tracing::error!(call_id = %call_id, code = e.code(), "audiohook session not noted in the call roster");
+                metrics::counter!("callvault_call_notes_failed_total").increment(1);
+            }
+            if let Err(e) = apply(st, started, now).await {
                 warn!(call_id = %call_id, error = %e, "call.started from audiohook refused");
             }
             if let Some(format) = format {

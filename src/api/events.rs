@@ -7,6 +7,8 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
+use crate::catalog::{CallNote, CallSource};
+use crate::domain::EventKind;
 use crate::ingest::IngestError;
 use crate::ingest::native::parse_event;
 use crate::ingest::webhook::WebhookHeaders;
@@ -40,6 +42,7 @@ pub(super) async fn post_event(
         .verify(signed, &bytes, arrival)
         .map_err(|e| ingest_error(&e))?;
     let event = parse_event(&bytes).map_err(|e| ingest_error(&e))?;
+    note_call(&st, &event, CallSource::Native, None, arrival).await?;
     apply(&st, event, arrival)
         .await
         .map(|status| Json(json!({ "status": status })))
@@ -79,6 +82,33 @@ pub(super) async fn apply(
             Err(api)
         }
     }
+}
+
+/// Notes the call a `call.started` or `call.ended` is about in the call roster (issue 16), before
+/// the event is applied: a call the recorder cannot take (too many calls, shutting down) is still
+/// accounted for. `duration_ms` is the platform's own count of the call's length, where it gives
+/// one. A catalog that refuses the note fails the delivery (500), so the platform retries it.
+pub(super) async fn note_call(
+    st: &ApiState,
+    event: &crate::domain::CallEvent,
+    source: CallSource,
+    duration_ms: Option<u64>,
+    arrival: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
+    let mut note = CallNote::seen(event.call_id.clone(), source, arrival);
+    match &event.kind {
+        EventKind::CallStarted { line, .. } => {
+            note.started_at = Some(event.at);
+            note.line.clone_from(line);
+        }
+        EventKind::CallEnded => note.ended_at = Some(event.at),
+        _ => return Ok(()),
+    }
+    note.duration_ms = duration_ms;
+    st.catalog
+        .note_call(&note)
+        .await
+        .map_err(|e| ApiError::internal(&e))
 }
 
 /// How an ingest error answers.

@@ -8,6 +8,7 @@ mod admin;
 mod audiohook;
 mod audit_log;
 pub mod auth;
+mod completeness;
 // the supervisor web console (issue 15)
 mod console;
 mod events;
@@ -36,6 +37,7 @@ use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 pub use admin::{Readiness, admin_router};
+pub use completeness::completeness_routes;
 pub use exports::ExportJobs;
 pub use keyring_admin::{KeyringAdmin, keyring_routes};
 pub use platforms::Platforms;
@@ -143,6 +145,8 @@ pub fn public_router(state: ApiState) -> Router {
         .route("/v1/audit", get(audit_log::list))
         .route("/v1/audit/head", get(audit_log::head))
         .route("/v1/calls/{call_id}/listen", get(listen::listen))
+        // every call accounted for (issue 16)
+        .route("/v1/completeness", get(completeness::report))
         // retention (issue 4): holds, erasure, restriction, excision
         .route("/v1/holds", post(holds::place).get(holds::list))
         .route("/v1/holds/{reference}/release", post(holds::release))

@@ -11,9 +11,10 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use super::events::{apply, ingest_error, recorder_error};
+use super::events::{apply, ingest_error, note_call, recorder_error};
 use super::socket::{Pacer, Wake, close};
 use super::{ApiError, ApiState};
+use crate::catalog::CallSource;
 use crate::domain::CallId;
 use crate::domain::timeline::MediaClock;
 use crate::ingest::twilio::stream::{StreamOutput, StreamSession};
@@ -86,6 +87,13 @@ pub(super) async fn events(
     };
     match status_event(&params, arrival).map_err(|e| ingest_error(&e))? {
         Some(event) => {
+            // Twilio's own count of the call's length, in whole seconds, on its final callback
+            let duration_ms = params
+                .iter()
+                .find(|(n, _)| n == "CallDuration")
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .map(|s| s.saturating_mul(1000));
+            note_call(&st, &event, CallSource::Twilio, duration_ms, arrival).await?;
             let status = apply(&st, event, arrival).await?;
             Ok(Json(json!({ "status": status })))
         }

@@ -64,6 +64,11 @@ macro_rules! catalog_conformance {
             retention_is_written_only_while_expected,
             refusals_and_excisions_use_the_journal,
             held_refusals_are_due_once_released,
+            // every call accounted for (issue 16)
+            calls_are_noted_and_merged_never_overwritten,
+            every_recording_is_a_call,
+            a_call_settles_once_with_its_ledger_and_audit_entries,
+            totals_and_listings_by_period_and_state,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -84,6 +89,8 @@ pub(crate) use audit_sars::{
 };
 mod narrow;
 pub(crate) use narrow::*;
+mod calls;
+pub(crate) use calls::*;
 
 // --- fixtures
 

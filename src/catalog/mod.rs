@@ -4,7 +4,8 @@
 //! recordings ([`RecordingRow`]) and their segments ([`SegmentRow`]) with the wrapped data keys
 //! ([`WrappedKeyRow`]), each recording's ledger ([`LedgerEntry`]), complaint holds ([`HoldRow`]), the
 //! audit chain ([`AuditEntry`]) and its signed [`Checkpoint`]s, the webhook replay guard, bearer
-//! tokens ([`TokenRow`]) and subject access requests ([`SarRow`]). Two
+//! tokens ([`TokenRow`]), subject access requests ([`SarRow`]), and the roster of every call the
+//! platform reported with its completeness state ([`CallRow`]). Two
 //! backends share the trait and run the same conformance suite (`catalog/conformance.rs`):
 //! [`SqliteCatalog`], the embedded default for one node, and [`PostgresCatalog`], one database that
 //! several nodes share. Each keeps its own migrations (`migrations/sqlite/`, `migrations/postgres/`),
@@ -34,6 +35,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
+mod calls;
 mod changes;
 mod notes;
 mod postgres;
@@ -44,6 +46,10 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use calls::{
+    CallAssessment, CallFilter, CallNote, CallQuery, CallRow, CallSettlement, CallSource,
+    CallTotals,
+};
 pub use changes::{CallDetailsUpdate, StatusChange};
 pub use notes::{PCI_REVIEW, PciReviewNote};
 pub use postgres::{
@@ -430,4 +436,46 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// Takes the sweep lock without waiting: `None` while another holder (another node sharing
     /// this catalog) has it. A sweep runs only while it holds the lock, so one node sweeps at a time.
     async fn try_lock_sweep(&self) -> Result<Option<SweepLock>, CatalogError>;
+
+    // --- every call accounted for (issue 16)
+
+    /// Notes a call the platform reported: creates its row, or merges `note` into it (adds the
+    /// source; a start, end, length or line is written only where none is known yet). Never
+    /// touches its state. Storing a recording notes its call too, in the same transaction.
+    async fn note_call(&self, note: &CallNote) -> Result<(), CatalogError>;
+
+    /// The call with this id.
+    async fn call(&self, call_id: &CallId) -> Result<Option<CallRow>, CatalogError>;
+
+    /// Up to `limit` calls not settled yet, after `after` in call id order (from the start when
+    /// `None`).
+    async fn unsettled_calls(
+        &self,
+        after: Option<&CallId>,
+        limit: usize,
+    ) -> Result<Vec<CallRow>, CatalogError>;
+
+    /// Stores a call's latest assessment, only if it is not settled: false (nothing written) if it
+    /// is; [`CatalogError::NotFound`] if absent.
+    async fn assess_call(
+        &self,
+        call_id: &CallId,
+        assessment: &CallAssessment,
+    ) -> Result<bool, CatalogError>;
+
+    /// Settles a call, once: in one transaction, writes its final state (only if not settled
+    /// yet), appends `settlement.ledger` to its recording's ledger and `settlement.audit` to the
+    /// audit chain. False (nothing written) if it was settled already; [`CatalogError::NotFound`]
+    /// if the call (or the ledger's recording) is absent.
+    async fn settle_call(&self, settlement: &CallSettlement) -> Result<bool, CatalogError>;
+
+    /// How many calls that started in `[from, to)` (open bounds when `None`) are in each state.
+    async fn call_totals(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<CallTotals, CatalogError>;
+
+    /// Calls matching `query`, in `(at, call_id)` order, at most `query.limit`.
+    async fn calls(&self, query: &CallQuery) -> Result<Vec<CallRow>, CatalogError>;
 }

@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Object, Pool};
 
 use super::{AuditQuery, CallDetailsUpdate, RecordingQuery, SarRow, StatusChange};
+use super::{CallAssessment, CallNote, CallQuery, CallRow, CallSettlement, CallTotals};
 use super::{
     Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
@@ -40,6 +41,7 @@ use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
 mod access;
 mod access_sar;
+mod calls;
 mod changes;
 mod checkpoints;
 mod connect;
@@ -394,6 +396,46 @@ impl Catalog for PostgresCatalog {
 
     async fn try_lock_sweep(&self) -> Result<Option<SweepLock>, CatalogError> {
         retention::try_lock_sweep(&self.pool, self.locks).await
+    }
+
+    async fn note_call(&self, note: &CallNote) -> Result<(), CatalogError> {
+        calls::note_call(&self.client().await?, note).await
+    }
+
+    async fn call(&self, call_id: &CallId) -> Result<Option<CallRow>, CatalogError> {
+        calls::call(&self.client().await?, call_id).await
+    }
+
+    async fn unsettled_calls(
+        &self,
+        after: Option<&CallId>,
+        limit: usize,
+    ) -> Result<Vec<CallRow>, CatalogError> {
+        calls::unsettled_calls(&self.client().await?, after, limit).await
+    }
+
+    async fn assess_call(
+        &self,
+        call_id: &CallId,
+        assessment: &CallAssessment,
+    ) -> Result<bool, CatalogError> {
+        calls::assess_call(&self.client().await?, call_id, assessment).await
+    }
+
+    async fn settle_call(&self, settlement: &CallSettlement) -> Result<bool, CatalogError> {
+        calls::settle_call(&mut self.client().await?, self.locks, settlement).await
+    }
+
+    async fn call_totals(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<CallTotals, CatalogError> {
+        calls::call_totals(&self.client().await?, from, to).await
+    }
+
+    async fn calls(&self, query: &CallQuery) -> Result<Vec<CallRow>, CatalogError> {
+        calls::calls(&self.client().await?, query).await
     }
 }
 

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{AuditQuery, RecordingQuery, SarRow};
+use super::{CallAssessment, CallNote, CallQuery, CallRow, CallSettlement, CallTotals};
 use super::{CallDetailsUpdate, StatusChange};
 use super::{
     Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
@@ -34,6 +35,7 @@ use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
 mod access;
 mod access_sar;
+mod calls;
 mod changes;
 mod checkpoints;
 mod commit;
@@ -54,8 +56,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_supervisor.sql"),
     include_str!("migrations/sqlite/0004_checkpoints.sql"),
     include_str!("migrations/sqlite/0005_destruction.sql"),
-    // the web console (issue 15): the lead renumbers on merge
     include_str!("migrations/sqlite/0006_queue_search.sql"),
+    include_str!("migrations/sqlite/0007_completeness.sql"),
 ];
 
 /// How long a statement waits for another process (the CLI, say) to release the write lock.
@@ -524,6 +526,53 @@ impl Catalog for SqliteCatalog {
     async fn try_lock_sweep(&self) -> Result<Option<SweepLock>, CatalogError> {
         // a SQLite catalog belongs to one node, and that node's worker sweeps one sweep at a time
         Ok(Some(SweepLock::new(())))
+    }
+
+    async fn note_call(&self, note: &CallNote) -> Result<(), CatalogError> {
+        let note = note.clone();
+        self.run(move |c| calls::note_call(c, &note)).await
+    }
+
+    async fn call(&self, call_id: &CallId) -> Result<Option<CallRow>, CatalogError> {
+        let id = call_id.clone();
+        self.run(move |c| calls::call(c, &id)).await
+    }
+
+    async fn unsettled_calls(
+        &self,
+        after: Option<&CallId>,
+        limit: usize,
+    ) -> Result<Vec<CallRow>, CatalogError> {
+        let after = after.cloned();
+        self.run(move |c| calls::unsettled_calls(c, after.as_ref(), limit))
+            .await
+    }
+
+    async fn assess_call(
+        &self,
+        call_id: &CallId,
+        assessment: &CallAssessment,
+    ) -> Result<bool, CatalogError> {
+        let (id, a) = (call_id.clone(), assessment.clone());
+        self.run(move |c| calls::assess_call(c, &id, &a)).await
+    }
+
+    async fn settle_call(&self, settlement: &CallSettlement) -> Result<bool, CatalogError> {
+        let s = settlement.clone();
+        self.run(move |c| calls::settle_call(c, &s)).await
+    }
+
+    async fn call_totals(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<CallTotals, CatalogError> {
+        self.run(move |c| calls::call_totals(c, from, to)).await
+    }
+
+    async fn calls(&self, query: &CallQuery) -> Result<Vec<CallRow>, CatalogError> {
+        let q = query.clone();
+        self.run(move |c| calls::calls(c, &q)).await
     }
 }
 

@@ -264,6 +264,28 @@ impl Config {
         if self.retention.batch_size == 0 {
             return Err(invalid("retention.batch_size", "must be at least 1"));
         }
+        // a state settles after a late refusal could still change it
+        within(
+            "completeness.settle",
+            self.completeness.settle,
+            Duration::from_secs(1),
+            Duration::from_secs(30 * 86_400),
+        )?;
+        within(
+            "completeness.interval",
+            self.completeness.interval,
+            Duration::from_millis(100),
+            Duration::from_secs(86_400),
+        )?;
+        within(
+            "completeness.tolerance",
+            self.completeness.tolerance,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        )?;
+        if self.completeness.batch_size == 0 {
+            return Err(invalid("completeness.batch_size", "must be at least 1"));
+        }
         // a checkpoint bounds how many of the newest audit entries could go unnoticed if cut off
         within(
             "audit.checkpoint_interval",

@@ -44,6 +44,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Signed checkpoints of the audit chain (issue 12).
     pub audit: AuditConfig,
+    /// Every call accounted for: the completeness reconciler (issue 16).
+    pub completeness: CompletenessConfig,
     /// Limits on every listener's connections.
     pub limits: LimitsConfig,
     /// The policy of lines and queues that no mapping names.
@@ -87,6 +89,7 @@ impl Default for Config {
             recorder: RecorderConfig::default(),
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
+            completeness: CompletenessConfig::default(),
             limits: LimitsConfig::default(),
             default_policy: "standard".to_owned(),
             policies: BTreeMap::from([("standard".to_owned(), PolicyConfig::default())]),
@@ -559,6 +562,36 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             checkpoint_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The completeness reconciler: how long a call's state may change, and what counts as missing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompletenessConfig {
+    /// How long after a call ended (and its recording was sealed) its state may still change: late
+    /// media, uploads that retry, a refusal up to `consent.late_refusal` after the call. Then the
+    /// state is final and written to the ledger and the audit chain.
+    #[serde(deserialize_with = "duration")]
+    pub settle: Duration,
+    /// How often the reconciler re-checks the calls not settled yet.
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Audio missing up to this much (stream set-up, clock skew) still counts as recorded.
+    #[serde(deserialize_with = "duration")]
+    pub tolerance: Duration,
+    /// Calls read per catalog page.
+    pub batch_size: usize,
+}
+
+impl Default for CompletenessConfig {
+    fn default() -> Self {
+        Self {
+            settle: Duration::from_secs(3600),
+            interval: Duration::from_secs(60),
+            tolerance: Duration::from_secs(5),
+            batch_size: 500,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Pure rules of the domain, with no I/O: identifiers, codecs, time, policies, the call lifecycle and
 //! its two clocks ([`timeline`]), the recording status machine ([`status`]), keypad tones in the
-//! payment rule ([`dtmf`]), retention and hold arithmetic, and E.164 normalisation.
+//! payment rule ([`dtmf`]), retention and hold arithmetic, E.164 normalisation, and each call's
+//! completeness state ([`completeness`]).
 //!
 //! Architecture invariant: nothing here reads a file, a socket, or a clock other than through the
 //! [`Clock`] trait, so every rule can be unit-tested with a [`ManualClock`].
 
 mod caller;
 mod codec;
+pub mod completeness;
 pub mod dtmf;
 mod event;
 mod ids;

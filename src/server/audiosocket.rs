@@ -13,9 +13,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::limits::{Gate, IdleIo, Permit};
+use crate::catalog::{CallNote, CallSource, Catalog};
 use crate::config::{AudioSocketConfig, LimitsConfig};
 use crate::domain::timeline::MediaClock;
 use crate::domain::{CallEvent, CallId, Clock, EventKind};
@@ -31,6 +32,7 @@ pub async fn serve(
     config: AudioSocketConfig,
     limits: LimitsConfig,
     recorder: Recorder,
+    catalog: Arc<dyn Catalog>,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) {
@@ -78,6 +80,7 @@ pub async fn serve(
             stream,
             peer,
             recorder.clone(),
+            Arc::clone(&catalog),
             Arc::clone(&clock),
             shutdown.child_token(),
         ));
@@ -100,6 +103,7 @@ async fn connection(
     mut stream: IdleIo<TcpStream>,
     peer: std::net::SocketAddr,
     recorder: Recorder,
+    catalog: Arc<dyn Catalog>,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) {
@@ -150,7 +154,16 @@ async fn connection(
             };
             used += len;
             match session.on_frame(frame) {
-                Ok(SocketOutput::Call(id)) => info!(call_id = %id, %peer, "audiosocket call"),
+                Ok(SocketOutput::Call(id)) => {
+                    info!(call_id = %id, %peer, "audiosocket call");
+                    // AudioSocket carries no times: the connection is the call's start
+                    let now = clock.now();
+                    let note = CallNote {
+                        started_at: Some(now),
+                        ..CallNote::seen(id, CallSource::AudioSocket, now)
+                    };
+                    note_call(catalog.as_ref(), &note).await;
+                }
                 Ok(SocketOutput::Open(format)) => {
                     let Some(id) = session.call() else { continue };
                     match recorder
@@ -202,6 +215,11 @@ async fn connection(
         End::Hangup | End::Eof => {
             info!(call_id = %call_name, %peer, "audiosocket call ended");
             if let Some(id) = call {
+                let note = CallNote {
+                    ended_at: Some(clock.now()),
+                    ..CallNote::seen(id.clone(), CallSource::AudioSocket, clock.now())
+                };
+                note_call(catalog.as_ref(), &note).await;
                 end_call(&recorder, clock.as_ref(), id).await;
             }
         }
@@ -216,6 +234,16 @@ async fn connection(
         End::Refused(reason) => {
             warn!(call_id = %call_name, %peer, %reason, "audiosocket stream ended")
         }
+    }
+}
+
+/// Notes the call in the call roster (issue 16). The connection is not refused when the catalog
+/// refuses the note: the call's recording, once its media opens, notes it too; so it is logged as
+/// an error and counted.
+async fn note_call(catalog: &dyn Catalog, note: &CallNote) {
+    if let Err(e) = catalog.note_call(note).await {
+        error!(call_id = %note.call_id, error = %e, "audiosocket call not noted in the call roster");
+        metrics::counter!("callvault_call_notes_failed_total").increment(1);
     }
 }
 

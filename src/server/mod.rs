@@ -358,6 +358,16 @@ impl Daemon {
         // retention (issue 4): the expiry worker, on interval and on demand from the admin listener
         let retention =
             crate::retention::worker::spawn(retention_ops, shutdown.child_token(), &tracker);
+        // every call accounted for (issue 16): re-checks unsettled calls until they settle
+        let completeness = crate::completeness::worker::spawn(
+            crate::completeness::Reconciler::new(
+                Arc::clone(&shared.catalog),
+                Arc::clone(config),
+                Arc::clone(&shared.clock),
+            ),
+            shutdown.child_token(),
+            &tracker,
+        );
 
         tracker.spawn(readiness(
             shared.clone(),
@@ -380,6 +390,7 @@ impl Daemon {
             None,
             api::admin_router(ready.clone(), persistence.clone())
                 .merge(api::retention_routes(retention))
+                .merge(api::completeness_routes(completeness))
                 .merge(api::keyring_routes(api::KeyringAdmin {
                     keyring: Arc::clone(&shared.keyring),
                     catalog: Arc::clone(&shared.catalog),
@@ -394,6 +405,7 @@ impl Daemon {
             config.audiosocket.clone(),
             config.limits.clone(),
             state.recorder.clone(),
+            Arc::clone(&shared.catalog),
             Arc::clone(&shared.clock),
             shutdown.child_token(),
         ));

@@ -22,8 +22,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0003_supervisor.sql"),
     include_str!("../migrations/postgres/0004_checkpoints.sql"),
     include_str!("../migrations/postgres/0005_destruction.sql"),
-    // the web console (issue 15): the lead renumbers on merge
     include_str!("../migrations/postgres/0006_queue_search.sql"),
+    include_str!("../migrations/postgres/0007_completeness.sql"),
 ];
 
 /// How long opening a connection may take, unless the connection string sets `connect_timeout`.
