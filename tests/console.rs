@@ -806,6 +806,16 @@ async fn in_a_browser_supervisor_and_compliance() {
     axe(&b, "holds").await;
     b.goto(&format!("{base}/console/live")).await;
     axe(&b, "live").await;
+    // completeness: the calls of this test are on the roster, counted by the API's report
+    b.goto(&format!("{base}/console/completeness")).await;
+    let calls: u64 = b
+        .text("#totals td[data-state='calls']")
+        .await
+        .trim()
+        .parse()
+        .expect("a count");
+    assert!(calls >= 1, "the recorded calls are counted: {calls}");
+    axe(&b, "completeness").await;
     // a typed compliance URL: 403
     b.goto(&format!("{base}/console/audit")).await;
     assert_eq!(b.text("h1").await, "You do not have access");

@@ -13,6 +13,7 @@
 //! binary. Every state change is a POST carrying the session's CSRF token.
 
 mod assets;
+mod completeness;
 mod compliance;
 mod exports;
 mod holds;
@@ -196,6 +197,7 @@ pub(super) fn router(api: ApiState) -> Router {
         .route("/console/audit", get(compliance::audit))
         .route("/console/audit/verify", post(compliance::verify))
         .route("/console/pci-review", get(compliance::pci_review))
+        .route("/console/completeness", get(completeness::page))
         .route("/console/live", get(live::page))
         .route("/console/calls/{call_id}/listen", get(live::listen))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))

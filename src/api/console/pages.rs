@@ -18,6 +18,7 @@ pub(super) enum Nav {
     Live,
     Audit,
     PciReview,
+    Completeness,
     None,
 }
 
@@ -28,6 +29,7 @@ pub(super) fn page(title: &str, signed: Option<&Signed>, nav: Nav, body: Markup)
         (Nav::Holds, "/console/holds", "Holds"),
         (Nav::Exports, "/console/exports", "Subject access"),
         (Nav::Live, "/console/live", "Live calls"),
+        (Nav::Completeness, "/console/completeness", "Completeness"),
     ];
     let compliance: &[(Nav, &str, &str)] = &[
         (Nav::Audit, "/console/audit", "Audit log"),

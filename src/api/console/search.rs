@@ -15,7 +15,7 @@ use crate::api::ApiError;
 
 /// A form date (`YYYY-MM-DD`) as the RFC 3339 instant the API takes: its start, or with
 /// `end` the start of the next day.
-fn day(v: &str, end: bool) -> Option<String> {
+pub(super) fn day(v: &str, end: bool) -> Option<String> {
     let d = NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").ok()?;
     let d = if end { d.succ_opt()? } else { d };
     Some(format!("{d}T00:00:00Z"))
