@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 echo "==> python peers of the telephony tests (pinned)"
 python3 -m pip install --quiet --disable-pip-version-check twilio==9.13.0 streamdouble==0.3.0
 
+echo "==> sipp (Debian's sip-tester) as the SIPREC recording client of tests/siprec.rs"
+if ! command -v sipp >/dev/null; then
+  apt-get install -y sip-tester || { apt-get update && apt-get install -y sip-tester; }
+fi
+sipp -v | head -2
+
 echo "==> postgresql for the postgres catalog tests (trust auth on 127.0.0.1:5432, database test)"
 if ! pg_isready -q -h 127.0.0.1; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start

@@ -6,7 +6,8 @@
 //! Positions are samples (per channel) since the session's first packet. A stream's first packet
 //! is placed at its arrival (relative to that first packet), and every later one by its
 //! timestamp's distance from the first; a new SSRC, or a timestamp that strays more than
-//! [`REBASE_SAMPLES`] from arrival (an SRC that restarted its clock), is placed afresh at arrival.
+//! [`REBASE_SAMPLES`] from arrival or [`RESTART_SAMPLES`] behind what was emitted (an SRC that
+//! restarted its clock), is placed afresh at arrival.
 //! Where one stream has audio and the other not, the other's channel is silence; where no stream
 //! has any, nothing is emitted, and the next audio comes at its own later position.
 
@@ -20,6 +21,9 @@ use crate::domain::Codec;
 pub const JITTER_SAMPLES: u64 = 800;
 /// A timestamp this far from its arrival (10 s) is taken as a restarted clock.
 pub const REBASE_SAMPLES: u64 = 80_000;
+/// A timestamp this far behind what was already emitted (1 s) is taken as a restarted clock too
+/// (an SRC that replays its media from the start after a re-INVITE), not as late audio.
+pub const RESTART_SAMPLES: u64 = 8_000;
 /// Payload type of comfort noise (RFC 3389): skipped, so the stretch it stands for is a gap.
 pub const PT_COMFORT_NOISE: u8 = 13;
 
@@ -168,7 +172,10 @@ impl Mixer {
                 let delta = (ts as i64 - last32 as i64) as i32 as i64;
                 let ext = (t.last as i64 + delta).max(0) as u64;
                 let pos = t.offset as i64 + (ext as i64 - t.base as i64);
-                if pos < 0 || (pos as u64).abs_diff(arrival) > REBASE_SAMPLES {
+                if pos < 0
+                    || (pos as u64).abs_diff(arrival) > REBASE_SAMPLES
+                    || (pos as u64) + RESTART_SAMPLES < self.emitted
+                {
                     t.base = ext;
                     t.offset = arrival.max(t.end);
                 }
