@@ -266,3 +266,417 @@ async fn options_pings_are_answered_over_udp_and_tcp() {
     }
     srs.stop().await;
 }
+
+/// Checks a recording of `record.xml`: both channels, each its own tone, `secs` long.
+async fn check_two_tones(
+    srs: &Srs,
+    r: &RecordingRow,
+    secs: std::ops::RangeInclusive<f64>,
+) -> Decoded {
+    let d = srs.play(r).await;
+    assert_eq!(d.channels, 2);
+    let got = d.duration_ms() as f64 / 1000.0;
+    assert!(secs.contains(&got), "{secs:?} s recorded, got {got}");
+    assert!(energy(&d, 0, 1000.0, 100, 1500) > 0.02, "caller tone");
+    assert!(energy(&d, 1, 1500.0, 100, 1500) > 0.02, "agent tone");
+    d
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_invite_over_tcp_records() {
+    if !sipp_installed() {
+        return;
+    }
+    let srs = Srs::start("").await;
+    let size = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/siprec/record.xml"),
+    )
+    .expect("scenario")
+    .len();
+    assert!(size > 3000, "the invite is well over 1,300 bytes");
+    let (ok, out) = srs
+        .sipp(
+            "record.xml",
+            &["-t", "t1", "-key", "ucid", "tcp-call-1", "-m", "1"],
+        )
+        .await;
+    assert!(ok, "sipp failed:\n{out}");
+    let r = srs.sealed("tcp-call-1").await;
+    check_two_tones(&srs, &r, 1.8..=2.3).await;
+    let ledger = srs.ledger(&r).await;
+    let s = details(
+        ledger
+            .iter()
+            .find(|e| e.kind == "siprec.session")
+            .expect("noted"),
+    );
+    assert_eq!(s["transport"], "TCP");
+    srs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_re_invite_with_a_inactive_pauses_and_resumes_and_a_metadata_update_is_kept() {
+    if !sipp_installed() {
+        return;
+    }
+    let srs = Srs::start("").await;
+    let (ok, out) = srs
+        .sipp("pause.xml", &["-key", "ucid", "paused-call-1", "-m", "1"])
+        .await;
+    assert!(ok, "sipp failed:\n{out}");
+    let r = srs.sealed("paused-call-1").await;
+    let d = srs.play(&r).await;
+    let total = d.duration_ms();
+    let ledger = srs.ledger(&r).await;
+    let kinds: Vec<&str> = ledger.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"pause") && kinds.contains(&"resume"),
+        "{kinds:?}"
+    );
+
+    // 2 s of tones (the last half second cut by the pause's guard), the pause rendered, 2 s more
+    assert!((4300..=5800).contains(&total), "{total} ms");
+    for ch in 0..2 {
+        let hz = [1000.0, 1500.0][ch];
+        assert!(
+            energy(&d, ch, hz, 100, 1300) > 0.02,
+            "channel {ch} before the pause"
+        );
+        assert!(
+            energy(&d, ch, hz, total - 1700, total - 200) > 0.02,
+            "channel {ch} after the resume"
+        );
+        assert!(
+            energy(&d, ch, hz, 2000, 2900) < 0.001,
+            "channel {ch} silent in the pause"
+        );
+    }
+    let docs: Vec<Value> = ledger
+        .iter()
+        .filter(|e| e.kind == "siprec.metadata")
+        .map(details)
+        .collect();
+    assert_eq!(docs.len(), 2, "the first metadata and its update");
+    assert_eq!(docs[1]["datamode"], "partial");
+    assert_eq!(docs[1]["document"], 2);
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(docs[1]["sealed"].as_str().expect("sealed"))
+        .expect("base64");
+    let xml = srs.callers.unseal_note(r.id, &sealed).expect("opens");
+    assert!(String::from_utf8_lossy(&xml).contains("sip:supervisor7@cc.example.gov.uk"));
+    srs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_before_the_answer_records_nothing() {
+    if !sipp_installed() {
+        return;
+    }
+    let srs = Srs::start("answer_delay = \"3s\"\n").await;
+    let (ok, out) = srs
+        .sipp("cancel.xml", &["-key", "ucid", "cancelled-1", "-m", "1"])
+        .await;
+    assert!(ok, "sipp failed:\n{out}");
+    assert!(
+        srs.recording("cancelled-1").await.is_none(),
+        "no recording for a cancelled session"
+    );
+    srs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rtp_inactivity_ends_the_session_with_a_bye() {
+    if !sipp_installed() {
+        return;
+    }
+    let srs = Srs::start("rtp_timeout = \"2s\"\n").await;
+    let (ok, out) = srs
+        .sipp("timeout.xml", &["-key", "ucid", "silent-1", "-m", "1"])
+        .await;
+    assert!(ok, "sipp failed (no bye from the server?):\n{out}");
+    let r = srs.sealed("silent-1").await;
+    check_two_tones(&srs, &r, 1.8..=2.3).await;
+    let ledger = srs.ledger(&r).await;
+    assert!(ledger.iter().any(|e| e.kind == "siprec.timeout"));
+    srs.stop().await;
+}
+
+/// A raw SIP client on UDP, for what sipp cannot send (malformed messages, floods).
+struct Raw {
+    socket: tokio::net::UdpSocket,
+    server: SocketAddr,
+}
+
+impl Raw {
+    async fn new(srs: &Srs) -> Raw {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Raw {
+            socket,
+            server: SocketAddr::from(([127, 0, 0, 1], srs.sip)),
+        }
+    }
+
+    async fn send(&self, text: &str) {
+        self.socket
+            .send_to(text.as_bytes(), self.server)
+            .await
+            .expect("send");
+    }
+
+    /// The next message, or `None` after 3 s.
+    async fn recv(&self) -> Option<String> {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(3), self.socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// The first final (non-1xx) response.
+    async fn final_response(&self) -> String {
+        loop {
+            let r = self.recv().await.expect("a response within 3 s");
+            if !r.starts_with("SIP/2.0 1") {
+                return r;
+            }
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.socket.local_addr().expect("addr").port()
+    }
+}
+
+fn request(
+    method: &str,
+    call: &str,
+    port: u16,
+    extra: &str,
+    content_type: &str,
+    body: &str,
+) -> String {
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Type: {content_type}\r\n")
+    };
+    format!(
+        "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call}\r\n\
+         From: <sip:src@127.0.0.1>;tag=src1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call}\r\n\
+         CSeq: 1 {method}\r\nContact: <sip:src@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\n{extra}{ct}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+    m=audio 7000 RTP/AVP 0\r\na=label:1\r\na=sendonly\r\nm=audio 7002 RTP/AVP 8\r\na=label:2\r\na=sendonly\r\n";
+
+fn status(r: &str) -> u16 {
+    r.get(8..11).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_their_4xx_and_leave_other_sessions_alone() {
+    let srs = Srs::start("").await;
+    let c = Raw::new(&srs).await;
+    let port = c.port();
+    // a session that stays up through everything below, with no metadata at all (tolerated)
+    c.send(&request(
+        "INVITE",
+        "good-1",
+        port,
+        "Require: siprec\r\n",
+        "application/sdp",
+        SDP,
+    ))
+    .await;
+    let ok = c.final_response().await;
+    assert_eq!(status(&ok), 200, "{ok}");
+    assert!(
+        ok.contains("a=recvonly") && ok.contains("a=label:2") && ok.contains("RTP/AVP 8"),
+        "{ok}"
+    );
+    let to_tag = ok
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split("tag=").nth(1))
+        .expect("to-tag")
+        .trim()
+        .to_owned();
+    let in_dialog = |method: &str, cseq: u32| {
+        request(method, "good-1", port, "", "", "")
+            .replace(
+                "To: <sip:srs@127.0.0.1>",
+                &format!("To: <sip:srs@127.0.0.1>;tag={to_tag}"),
+            )
+            .replace(
+                &format!("CSeq: 1 {method}"),
+                &format!("CSeq: {cseq} {method}"),
+            )
+    };
+    // the 200 is sent again until the ack comes (udp)
+    assert_eq!(status(&c.recv().await.expect("retransmitted")), 200);
+    c.send(&in_dialog("ACK", 1)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    while let Ok(Ok(_)) = tokio::time::timeout(
+        Duration::from_millis(10),
+        c.socket.recv_from(&mut [0u8; 4096]),
+    )
+    .await
+    {}
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            request(
+                "INVITE",
+                "bad-1",
+                port,
+                "Require: siprec, foo\r\n",
+                "application/sdp",
+                SDP,
+            ),
+            420,
+            "Unsupported: foo",
+        ),
+        (
+            request("INVITE", "bad-2", port, "", "text/html", "<p>hi</p>"),
+            415,
+            "",
+        ),
+        (
+            request(
+                "INVITE",
+                "bad-3",
+                port,
+                "",
+                "application/sdp",
+                &SDP.replace("RTP/AVP", "RTP/SAVP"),
+            ),
+            488,
+            "srtp",
+        ),
+        (
+            request(
+                "INVITE",
+                "bad-4",
+                port,
+                "",
+                "application/sdp",
+                "v=0\r\nm=audio x\r\n",
+            ),
+            400,
+            "",
+        ),
+        (
+            request(
+                "INVITE",
+                "bad-5",
+                port,
+                "",
+                "multipart/mixed;boundary=zz",
+                "no parts here",
+            ),
+            400,
+            "",
+        ),
+        (request("BYE", "unknown-1", port, "", "", ""), 481, ""),
+        (
+            request("MESSAGE", "bad-6", port, "", "", ""),
+            405,
+            "Allow: INVITE",
+        ),
+        (
+            request("INVITE", "bad-7", port, "", "", "")
+                .replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"),
+            505,
+            "",
+        ),
+        (
+            request("INVITE", "bad-8", port, "", "", "").replace("CSeq: 1 INVITE\r\n", ""),
+            400,
+            "",
+        ),
+        (
+            request("INVITE", "bad-9", port, "", "", "")
+                .replace("Content-Length: 0", "Content-Length: 99"),
+            400,
+            "",
+        ),
+        // a request line that does not parse: answered from the headers that do
+        (
+            request("INVITE", "bad-10", port, "", "", "")
+                .replace("INVITE sip:srs@127.0.0.1 SIP/2.0", "INVITE"),
+            400,
+            "",
+        ),
+    ];
+    for (text, want, contains) in &cases {
+        c.send(text).await;
+        let r = c.final_response().await;
+        assert_eq!(status(&r), *want, "{text}\n---\n{r}");
+        assert!(r.contains(contains), "{r}");
+        assert!(r.contains("Call-ID: "), "the response names its call: {r}");
+    }
+    // garbage with no headers to answer is dropped unanswered
+    c.send("\u{1}\u{2} not sip at all").await;
+    assert!(c.recv().await.is_none());
+    // none of that touched the live session
+    c.send(&request("OPTIONS", "ping-1", port, "", "", ""))
+        .await;
+    assert_eq!(status(&c.final_response().await), 200);
+    c.send(&in_dialog("BYE", 2)).await;
+    assert_eq!(status(&c.final_response().await), 200);
+    let r = srs.sealed("good-1").await;
+    let ledger = srs.ledger(&r).await;
+    let s = details(
+        ledger
+            .iter()
+            .find(|e| e.kind == "siprec.session")
+            .expect("noted"),
+    );
+    assert_eq!(s["metadata"], "absent");
+    assert_eq!(s["call_id_from"], "call-id");
+    srs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_invites_beyond_the_limit_gets_503() {
+    let srs = Srs::start("max_sessions = 3\n").await;
+    let c = Raw::new(&srs).await;
+    let port = c.port();
+    for i in 0..10 {
+        c.send(&request(
+            "INVITE",
+            &format!("flood-{i}"),
+            port,
+            "",
+            "application/sdp",
+            SDP,
+        ))
+        .await;
+    }
+    let mut codes = std::collections::HashMap::<String, u16>::new();
+    while codes.len() < 10 {
+        let r = c.recv().await.expect("every invite is answered");
+        if r.starts_with("SIP/2.0 1") {
+            continue;
+        }
+        let call = r
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .expect("call-id")
+            .trim()
+            .to_owned();
+        if status(&r) == 503 {
+            assert!(r.contains("Retry-After: "), "{r}");
+        }
+        codes.insert(call, status(&r));
+    }
+    let accepted = codes.values().filter(|c| **c == 200).count();
+    let refused = codes.values().filter(|c| **c == 503).count();
+    assert_eq!((accepted, refused), (3, 7), "{codes:?}");
+    srs.stop().await;
+}
