@@ -35,6 +35,7 @@ struct Srs {
     catalog: Arc<dyn Catalog>,
     callers: CallerKeys,
     supervisor: String,
+    webhook: callvault::ingest::webhook::WebhookSecret,
     shutdown: CancellationToken,
     running: tokio::task::JoinHandle<Result<(), callvault::server::StartError>>,
 }
@@ -81,6 +82,16 @@ impl Srs {
         let daemon = Daemon::start(config, Arc::new(SystemClock))
             .await
             .expect("daemon starts");
+        let webhook = callvault::ingest::webhook::WebhookSecret::from_secret(
+            &daemon
+                .shared()
+                .config
+                .secrets
+                .webhook
+                .read()
+                .expect("secret"),
+        )
+        .expect("whsec");
         let public = daemon.public_addr();
         let catalog = Arc::clone(&daemon.shared().catalog);
         let callers = daemon.shared().callers.clone();
@@ -103,6 +114,7 @@ impl Srs {
             catalog,
             callers,
             supervisor,
+            webhook,
             shutdown,
             running,
         }
@@ -137,6 +149,27 @@ impl Srs {
             String::from_utf8_lossy(&out.stderr)
         );
         (out.status.success(), text)
+    }
+
+    /// Posts a signed native event of `kind` for `call`, at now.
+    async fn event(&self, call: &str, kind: &str) -> u16 {
+        let now = chrono::Utc::now();
+        let id = format!("evt-{call}-{kind}-{}", now.timestamp_micros());
+        let body =
+            serde_json::json!({ "id": id, "type": kind, "call_id": call, "at": now.to_rfc3339() })
+                .to_string();
+        let sig = self.webhook.sign(&id, now.timestamp(), body.as_bytes());
+        let stream = TcpStream::connect(self.public).await.expect("connect");
+        let ts = now.timestamp().to_string();
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("webhook-id", id.as_str()),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", sig.as_str()),
+        ];
+        common::exchange(stream, "POST", "/v1/events", &headers, body.as_bytes())
+            .await
+            .0
     }
 
     async fn recording(&self, call: &str) -> Option<RecordingRow> {
@@ -679,4 +712,71 @@ async fn a_flood_of_invites_beyond_the_limit_gets_503() {
     let refused = codes.values().filter(|c| **c == 503).count();
     assert_eq!((accepted, refused), (3, 7), "{codes:?}");
     srs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_webhook_for_the_correlated_call_id_pauses_the_session() {
+    if !sipp_installed() {
+        return;
+    }
+    let srs = Arc::new(Srs::start("").await);
+    // the platform knows the call by its UCID, which the SBC put in the metadata
+    let ucid = "00001002161640099999";
+    let runner = Arc::clone(&srs);
+    let sipp = tokio::spawn(async move {
+        runner
+            .sipp("record.xml", &["-key", "ucid", ucid, "-m", "1"])
+            .await
+    });
+    // answered once the session is in the ledger; the RTP follows the ack at once
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(r) = srs.recording(ucid).await
+            && srs
+                .ledger(&r)
+                .await
+                .iter()
+                .any(|e| e.kind == "siprec.session")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "session not answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(srs.event(ucid, "payment.started").await, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(srs.event(ucid, "payment.ended").await, 200);
+    let (ok, out) = sipp.await.expect("sipp task");
+    assert!(ok, "sipp failed:\n{out}");
+    let r = srs.sealed(ucid).await;
+    let ledger = srs.ledger(&r).await;
+    let pause = ledger
+        .iter()
+        .find(|e| e.kind == "pause")
+        .expect("paused by the webhook");
+    assert_eq!(details(pause)["kind"], "payment");
+    assert!(ledger.iter().any(|e| e.kind == "resume"));
+    // the card-payment stretch holds none of the caller's or agent's audio
+    let d = srs.play(&r).await;
+    for (ch, hz) in [(0, 1000.0), (1, 1500.0)] {
+        let spans = common::audio::tone_spans(&d.samples[ch], d.rate, hz, 50, 0.02);
+        assert!(
+            spans.len() >= 2,
+            "audio on both sides of the pause: {spans:?}"
+        );
+        let hole = spans
+            .windows(2)
+            .map(|w| w[1].start - w[0].end)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            hole >= 800,
+            "a pause of at least the payment's 0.5 s and the 0.5 s guard: {spans:?}"
+        );
+    }
+    Arc::into_inner(srs).expect("one owner").stop().await;
 }
