@@ -51,12 +51,12 @@ fn free_sip_port() -> u16 {
     }
 }
 
-/// A range of 200 RTP ports no other test of this binary uses at the same time.
+/// A range of 400 RTP ports (100 sessions) no other test of this binary uses.
 fn rtp_range() -> (u16, u16) {
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let base = 40_000 + (std::process::id() % 40) as u16 * 400 + n * 200 % 400;
-    (base, base + 199)
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16;
+    let base = 20_000 + ((std::process::id() % 5) as u16 * 16 + n) * 400;
+    (base, base + 399)
 }
 
 fn sipp_installed() -> bool {
@@ -240,7 +240,7 @@ async fn a_udp_session_records_both_channels_and_keeps_its_metadata_sealed() {
         )
         .await;
     assert!(ok, "sipp failed:\n{out}");
-    let r = srs.sealed("00001002161640012345").await;
+    let r = srs.sealed("00001002161640012345-1").await;
     // the caller's number from the metadata is kept only sealed and tagged
     assert!(r.caller_tag.is_some() && r.caller_sealed.is_some());
     let d = srs.play(&r).await;
@@ -281,7 +281,7 @@ async fn a_udp_session_records_both_channels_and_keeps_its_metadata_sealed() {
     let xml = String::from_utf8(xml.to_vec()).expect("utf-8");
     assert!(
         xml.contains("sip:+441744676789@pstn.example.gov.uk")
-            && xml.contains("<avaya:ucid>00001002161640012345</avaya:ucid>")
+            && xml.contains("<avaya:ucid>00001002161640012345-1</avaya:ucid>")
     );
     assert_eq!(m["participants"], 2);
     srs.stop().await;
@@ -330,7 +330,7 @@ async fn a_large_invite_over_tcp_records() {
     let (ok, out) = srs
         .sipp(
             "record.xml",
-            &["-t", "t1", "-key", "ucid", "tcp-call-1", "-m", "1"],
+            &["-t", "t1", "-key", "ucid", "tcp-call", "-m", "1"],
         )
         .await;
     assert!(ok, "sipp failed:\n{out}");
@@ -354,7 +354,7 @@ async fn a_re_invite_with_a_inactive_pauses_and_resumes_and_a_metadata_update_is
     }
     let srs = Srs::start("").await;
     let (ok, out) = srs
-        .sipp("pause.xml", &["-key", "ucid", "paused-call-1", "-m", "1"])
+        .sipp("pause.xml", &["-key", "ucid", "paused-call", "-m", "1"])
         .await;
     assert!(ok, "sipp failed:\n{out}");
     let r = srs.sealed("paused-call-1").await;
@@ -407,7 +407,7 @@ async fn cancel_before_the_answer_records_nothing() {
     }
     let srs = Srs::start("answer_delay = \"3s\"\n").await;
     let (ok, out) = srs
-        .sipp("cancel.xml", &["-key", "ucid", "cancelled-1", "-m", "1"])
+        .sipp("cancel.xml", &["-key", "ucid", "cancelled", "-m", "1"])
         .await;
     assert!(ok, "sipp failed:\n{out}");
     assert!(
@@ -424,7 +424,7 @@ async fn rtp_inactivity_ends_the_session_with_a_bye() {
     }
     let srs = Srs::start("rtp_timeout = \"2s\"\n").await;
     let (ok, out) = srs
-        .sipp("timeout.xml", &["-key", "ucid", "silent-1", "-m", "1"])
+        .sipp("timeout.xml", &["-key", "ucid", "silent", "-m", "1"])
         .await;
     assert!(ok, "sipp failed (no bye from the server?):\n{out}");
     let r = srs.sealed("silent-1").await;
@@ -721,11 +721,14 @@ async fn a_payment_webhook_for_the_correlated_call_id_pauses_the_session() {
     }
     let srs = Arc::new(Srs::start("").await);
     // the platform knows the call by its UCID, which the SBC put in the metadata
-    let ucid = "00001002161640099999";
+    let ucid = "00001002161640099999-1";
     let runner = Arc::clone(&srs);
     let sipp = tokio::spawn(async move {
         runner
-            .sipp("record.xml", &["-key", "ucid", ucid, "-m", "1"])
+            .sipp(
+                "record.xml",
+                &["-key", "ucid", "00001002161640099999", "-m", "1"],
+            )
             .await
     });
     // answered once the session is in the ledger; the RTP follows the ack at once
@@ -779,4 +782,30 @@ async fn a_payment_webhook_for_the_correlated_call_id_pauses_the_session() {
         );
     }
     Arc::into_inner(srs).expect("one owner").stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_concurrent_sessions_record_completely() {
+    if !sipp_installed() {
+        return;
+    }
+    let srs = Srs::start("").await;
+    // 50 calls started within a second, all live at once (each plays 2 s and hangs up at 2.3 s)
+    let (ok, out) = srs
+        .sipp(
+            "record.xml",
+            &["-key", "ucid", "conc", "-m", "50", "-l", "50", "-r", "50"],
+        )
+        .await;
+    assert!(ok, "sipp failed:\n{out}");
+    for i in 1..=50 {
+        let r = srs.sealed(&format!("conc-{i}")).await;
+        let d = srs.play(&r).await;
+        assert_eq!(d.channels, 2, "call {i}");
+        let got = d.duration_ms();
+        assert!((1800..=2300).contains(&got), "call {i}: {got} ms");
+        assert!(energy(&d, 0, 1000.0, 100, 1700) > 0.02, "call {i}: caller");
+        assert!(energy(&d, 1, 1500.0, 100, 1700) > 0.02, "call {i}: agent");
+    }
+    srs.stop().await;
 }
