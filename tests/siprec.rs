@@ -809,3 +809,33 @@ async fn fifty_concurrent_sessions_record_completely() {
     }
     srs.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silence_suppressed_stretch_is_a_gap_in_place_not_a_shift() {
+    if !sipp_installed() {
+        return;
+    }
+    let srs = Srs::start("").await;
+    let (ok, out) = srs
+        .sipp("gap.xml", &["-key", "ucid", "gap", "-m", "1"])
+        .await;
+    assert!(ok, "sipp failed:\n{out}");
+    let r = srs.sealed("gap-1").await;
+    let d = srs.play(&r).await;
+    // 1 s, the 1 s neither stream sent, 1 s: the second second of audio is where its timestamps
+    // put it (with a counted clock it would follow the first at once, and the call be 2 s long)
+    let total = d.duration_ms();
+    assert!((2800..=3300).contains(&total), "{total} ms");
+    for (ch, hz) in [(0, 1000.0), (1, 1500.0)] {
+        assert!(
+            energy(&d, ch, hz, 100, 900) > 0.02,
+            "channel {ch} first second"
+        );
+        assert!(energy(&d, ch, hz, 1150, 1850) < 0.001, "channel {ch} gap");
+        assert!(
+            energy(&d, ch, hz, 2150, 2850) > 0.02,
+            "channel {ch} last second"
+        );
+    }
+    srs.stop().await;
+}
