@@ -202,6 +202,62 @@ mod tests {
         assert!("element:".parse::<IdSource>().is_err());
     }
 
+    proptest::proptest! {
+        /// What the fuzz target `siprec_messages` runs, on every `cargo test`: bytes (a valid
+        /// INVITE with some bytes overwritten, or anything) never panic the parsers, and a
+        /// response to whatever parses as a request parses back with its Call-ID.
+        #[test]
+        fn no_input_panics(
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            at in 0usize..2000,
+            raw in proptest::bool::ANY,
+        ) {
+            let mut data = INVITE.as_bytes().to_vec();
+            if raw {
+                data = junk.clone();
+            } else {
+                let at = at.min(data.len());
+                let end = (at + junk.len()).min(data.len());
+                data.splice(at..end, junk.iter().copied());
+            }
+            let _ = sip::parse_stream(&data);
+            let _ = rtp::parse(&data);
+            if let Ok(msg) = sip::parse_datagram(&data) {
+                if let Ok(parts) = body::split(msg.header("content-type"), &msg.body) {
+                    if let Some(text) = &parts.sdp && let Ok(offer) = sdp::parse(text) {
+                        let c = sdp::choose(&offer);
+                        let _ = sdp::answer(&offer, &c, &[20000, 20002], "127.0.0.1".parse().expect("ip"), 1, 1);
+                    }
+                    if let Some(xml) = &parts.metadata {
+                        let _ = metadata::parse(xml);
+                    }
+                }
+                if msg.check_request().is_ok() {
+                    let r = sip::Response::to(&msg, 400, "Bad Request", Some("t")).encode();
+                    let back = sip::parse_datagram(&r).expect("our response parses");
+                    proptest::prop_assert_eq!(back.call_id().ok(), msg.call_id().ok());
+                }
+            }
+        }
+    }
+
+    const INVITE: &str = "INVITE sip:srs@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK1\r\n\
+        From: <sip:src@h>;tag=1\r\nTo: <sip:srs@h>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\
+        Content-Type: multipart/mixed;boundary=b\r\nContent-Length: 214\r\n\r\n\
+        --b\r\nContent-Type: application/sdp\r\n\r\nv=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 7000 RTP/AVP 0 101\r\na=label:1\r\n\
+        --b\r\nContent-Type: application/rs-metadata\r\n\r\n<recording><stream id=\"s\"><label>1</label></stream></recording>\r\n--b--\r\n";
+
+    #[test]
+    fn the_property_test_starts_from_a_whole_invite() {
+        let msg = sip::parse_datagram(INVITE.as_bytes()).expect("parses");
+        msg.check_request().expect("complete");
+        let parts = body::split(msg.header("content-type"), &msg.body).expect("splits");
+        let offer = sdp::parse(parts.sdp.as_deref().expect("sdp")).expect("sdp parses");
+        assert!(sdp::choose(&offer)[0].is_ok());
+        let md = metadata::parse(parts.metadata.as_deref().expect("metadata")).expect("xml");
+        assert_eq!(md.streams.len(), 1);
+    }
+
     #[test]
     fn require_tags_we_lack_are_listed() {
         let m = sip::parse_datagram(
