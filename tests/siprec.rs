@@ -839,3 +839,102 @@ async fn a_silence_suppressed_stretch_is_a_gap_in_place_not_a_shift() {
     }
     srs.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sip_over_tls_opens_and_ends_a_session() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["srs.test".to_owned()]).expect("cert");
+    let (cert_path, key_path) = (certs.path().join("cert.pem"), certs.path().join("tls-key"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    common::chmod_600(&key_path);
+    let tls_port = free_sip_port();
+    let srs = Srs::start(&format!(
+        "[siprec.tls]\nlisten = \"127.0.0.1:{tls_port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    ))
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(cert.cert.der().clone())
+        .expect("trust the test cert");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(("127.0.0.1", tls_port))
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("srs.test").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("tls handshake");
+    let invite = request(
+        "INVITE",
+        "tls-1",
+        5061,
+        "Require: siprec\r\n",
+        "application/sdp",
+        SDP,
+    )
+    .replace("SIP/2.0/UDP", "SIP/2.0/TLS");
+    tls.write_all(invite.as_bytes()).await.expect("send");
+    // read until the 200 (after the 100)
+    let mut got = String::new();
+    let mut buf = vec![0u8; 8192];
+    while !got.contains("SIP/2.0 200 OK") || !got.ends_with("a=recvonly\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read");
+        assert!(n > 0, "closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains(";transport=tls>"), "{got}");
+    let tag = got
+        .lines()
+        .filter(|l| l.starts_with("To:"))
+        .find_map(|l| l.split("tag=").nth(1))
+        .expect("to-tag")
+        .trim()
+        .to_owned();
+    let with_tag = |m: &str, cseq: u32| {
+        request(m, "tls-1", 5061, "", "", "")
+            .replace("SIP/2.0/UDP", "SIP/2.0/TLS")
+            .replace(
+                "To: <sip:srs@127.0.0.1>",
+                &format!("To: <sip:srs@127.0.0.1>;tag={tag}"),
+            )
+            .replace(&format!("CSeq: 1 {m}"), &format!("CSeq: {cseq} {m}"))
+    };
+    tls.write_all(with_tag("ACK", 1).as_bytes())
+        .await
+        .expect("ack");
+    tls.write_all(with_tag("BYE", 2).as_bytes())
+        .await
+        .expect("bye");
+    let mut rest = String::new();
+    while !rest.contains("CSeq: 2 BYE") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .expect("a bye answer within 10 s")
+            .expect("read");
+        assert!(n > 0);
+        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(rest.starts_with("SIP/2.0 200 OK"), "{rest}");
+    let r = srs.sealed("tls-1").await;
+    let s = details(
+        srs.ledger(&r)
+            .await
+            .iter()
+            .find(|e| e.kind == "siprec.session")
+            .expect("noted"),
+    );
+    assert_eq!(s["transport"], "TLS");
+    srs.stop().await;
+}
