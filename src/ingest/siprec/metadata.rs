@@ -375,7 +375,7 @@ impl Metadata {
             .find(|s| s.label.as_deref() == Some(label))?;
         self.participants
             .iter()
-            .find(|p| p.send.iter().any(|s| *s == stream.id))
+            .find(|p| p.send.contains(&stream.id))
     }
 
     /// The text of the first leaf element whose local name is `name` (any namespace), e.g. a

@@ -151,7 +151,10 @@ pub fn parse_stream(buf: &[u8]) -> Result<Option<(Message, usize)>, SipError> {
 }
 
 /// Splits at the blank line that ends the headers (CRLF CRLF, or LF LF from a lax peer).
-fn split_head(buf: &[u8]) -> Result<Option<(&[u8], &[u8])>, SipError> {
+/// The headers and what follows them.
+type Split<'a> = (&'a [u8], &'a [u8]);
+
+fn split_head(buf: &[u8]) -> Result<Option<Split<'_>>, SipError> {
     let end = (0..buf.len()).find_map(|i| {
         if buf[i..].starts_with(b"\r\n\r\n") {
             Some((i, i + 4))

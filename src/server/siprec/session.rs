@@ -244,7 +244,7 @@ async fn setup(
                     return None;
                 }
                 inbound = rx.recv() => {
-                    let Some(Inbound { msg, transport }) = inbound else { return None };
+                    let Inbound { msg, transport } = inbound?;
                     match msg.method() {
                         Some(Method::Cancel) => {
                             transport.send(Response::to(&msg, 200, "OK", Some(&s.to_tag)).encode()).await;
@@ -622,9 +622,7 @@ impl Session {
     }
 
     async fn on_request(&mut self, msg: Message, transport: Transport) -> Option<End> {
-        let Some(method) = msg.method().cloned() else {
-            return None;
-        };
+        let method = msg.method().cloned()?;
         let cseq = msg.cseq().map_or(0, |c| c.0);
         match method {
             Method::Ack => {
