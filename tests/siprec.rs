@@ -16,7 +16,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use callvault::catalog::{Catalog, LedgerEntry, RecordingRow, RecordingStatus, SegmentStatus};
 use callvault::domain::{CallId, Role, SystemClock};
 use callvault::server::Daemon;
@@ -273,11 +272,13 @@ async fn a_udp_session_records_both_channels_and_keeps_its_metadata_sealed() {
         .find(|e| e.kind == "siprec.metadata")
         .expect("metadata kept");
     let m = details(md);
-    assert!(!md.details.contains("441632960001") && !md.details.contains("Agent 42"));
-    let sealed = base64::engine::general_purpose::STANDARD
-        .decode(m["sealed"].as_str().expect("sealed"))
-        .expect("base64");
-    let xml = srs.callers.unseal_note(r.id, &sealed).expect("opens");
+    assert!(!md.details.contains("441744676789") && !md.details.contains("Agent 42"));
+    let notes = srs.catalog.sealed_notes(r.id).await.expect("notes");
+    let note = notes
+        .iter()
+        .find(|n| n.seq == md.seq)
+        .expect("sealed beside its entry");
+    let xml = srs.callers.unseal_note(r.id, &note.sealed).expect("opens");
     let xml = String::from_utf8(xml.to_vec()).expect("utf-8");
     assert!(
         xml.contains("sip:+441744676789@pstn.example.gov.uk")
@@ -392,10 +393,12 @@ async fn a_re_invite_with_a_inactive_pauses_and_resumes_and_a_metadata_update_is
     assert_eq!(docs.len(), 2, "the first metadata and its update");
     assert_eq!(docs[1]["datamode"], "partial");
     assert_eq!(docs[1]["document"], 2);
-    let sealed = base64::engine::general_purpose::STANDARD
-        .decode(docs[1]["sealed"].as_str().expect("sealed"))
-        .expect("base64");
-    let xml = srs.callers.unseal_note(r.id, &sealed).expect("opens");
+    let notes = srs.catalog.sealed_notes(r.id).await.expect("notes");
+    assert_eq!(notes.len(), 2);
+    let xml = srs
+        .callers
+        .unseal_note(r.id, &notes[1].sealed)
+        .expect("opens");
     assert!(String::from_utf8_lossy(&xml).contains("sip:supervisor7@cc.example.gov.uk"));
     srs.stop().await;
 }
@@ -936,5 +939,48 @@ async fn sip_over_tls_opens_and_ends_a_session() {
             .expect("noted"),
     );
     assert_eq!(s["transport"], "TLS");
+    srs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_destroys_the_sealed_metadata_with_the_audio() {
+    if !sipp_installed() {
+        return;
+    }
+    let srs = Srs::start("").await;
+    let (ok, out) = srs
+        .sipp("record.xml", &["-key", "ucid", "refused", "-m", "1"])
+        .await;
+    assert!(ok, "sipp failed:\n{out}");
+    let r = srs.sealed("refused-1").await;
+    assert_eq!(
+        srs.catalog.sealed_notes(r.id).await.expect("notes").len(),
+        1
+    );
+    // the caller refuses within consent.late_refusal of the end: everything personal goes
+    assert_eq!(srs.event("refused-1", "consent.refused").await, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = srs.recording("refused-1").await.expect("tombstone");
+        let notes = srs.catalog.sealed_notes(r.id).await.expect("notes");
+        if row.status == RecordingStatus::Refused && notes.is_empty() {
+            assert_eq!((row.caller_tag, row.caller_sealed), (None, None));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not destroyed: {:?}, {} notes",
+            row.status,
+            notes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the tombstone's ledger still says metadata was kept, and holds none of it
+    let ledger = srs.ledger(&r).await;
+    let md = ledger
+        .iter()
+        .find(|e| e.kind == "siprec.metadata")
+        .expect("still ledgered");
+    assert!(!md.details.contains("441744676789") && !md.details.contains("Caller Example"));
     srs.stop().await;
 }

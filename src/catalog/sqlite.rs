@@ -29,6 +29,7 @@ use super::{
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
     WrappedKeyRow,
 };
+use super::{NewSealedNote, SealedNote};
 use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
@@ -54,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_supervisor.sql"),
     include_str!("migrations/sqlite/0004_checkpoints.sql"),
     include_str!("migrations/sqlite/0005_destruction.sql"),
+    include_str!("migrations/sqlite/0008_sealed_notes.sql"),
 ];
 
 /// How long a statement waits for another process (the CLI, say) to release the write lock.
@@ -307,6 +309,15 @@ impl Catalog for SqliteCatalog {
 
     async fn ledger(&self, recording: RecordingId) -> Result<Vec<LedgerEntry>, CatalogError> {
         self.run(move |c| trails::ledger(c, recording)).await
+    }
+
+    async fn append_sealed_note(&self, note: &NewSealedNote) -> Result<LedgerEntry, CatalogError> {
+        let note = note.clone();
+        self.run(move |c| trails::append_sealed_note(c, note)).await
+    }
+
+    async fn sealed_notes(&self, recording: RecordingId) -> Result<Vec<SealedNote>, CatalogError> {
+        self.run(move |c| trails::sealed_notes(c, recording)).await
     }
 
     async fn insert_hold(&self, hold: &HoldRow) -> Result<(), CatalogError> {

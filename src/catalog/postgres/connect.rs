@@ -22,6 +22,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0003_supervisor.sql"),
     include_str!("../migrations/postgres/0004_checkpoints.sql"),
     include_str!("../migrations/postgres/0005_destruction.sql"),
+    include_str!("../migrations/postgres/0008_sealed_notes.sql"),
 ];
 
 /// How long opening a connection may take, unless the connection string sets `connect_timeout`.

@@ -10,8 +10,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -19,6 +17,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::{Inbound, Offered, PortBlock, Server, Transport, read_offer};
+use crate::catalog::{NewLedgerEntry, NewSealedNote};
 use crate::domain::timeline::MediaClock;
 use crate::domain::{CallEvent, CallId, EventKind, MediaFormat};
 use crate::ingest::siprec::metadata::{self, Metadata, aor_user};
@@ -399,7 +398,8 @@ impl Session {
         }
     }
 
-    /// Seals one metadata document into the ledger (it names the participants: personal data).
+    /// Keeps one metadata document sealed beside its ledger entry (it names the participants:
+    /// personal data, destroyed with the caller's number).
     async fn keep_metadata(&mut self, xml: &str, parsed: Option<Metadata>) -> bool {
         let row = match self.server.catalog.recording_by_call(&self.call).await {
             Ok(Some(row)) => row,
@@ -417,7 +417,7 @@ impl Session {
         let details = json!({
             "document": self.metadata_docs,
             "bytes": xml.len(),
-            "sealed": STANDARD.encode(sealed),
+            "sealed_note": true,
             "datamode": parsed.as_ref().map(|m| match m.datamode {
                 Some(metadata::DataMode::Partial) => "partial",
                 _ => "complete",
@@ -425,7 +425,24 @@ impl Session {
             "participants": parsed.as_ref().map(|m| m.participants.len()),
             "streams": parsed.as_ref().map(|m| m.streams.len()),
         });
-        self.note("siprec.metadata", details).await
+        let note = NewSealedNote {
+            entry: NewLedgerEntry {
+                recording_id: row.id,
+                at: self.server.clock.now(),
+                kind: "siprec.metadata".to_owned(),
+                actor: "siprec".to_owned(),
+                reason: None,
+                details: details.to_string(),
+            },
+            sealed,
+        };
+        match self.server.catalog.append_sealed_note(&note).await {
+            Ok(_) => true,
+            Err(e) => {
+                error!(call_id = %self.call, error = %e, "cannot keep siprec metadata");
+                false
+            }
+        }
     }
 
     fn answer_sdp(&mut self) -> String {
