@@ -52,8 +52,11 @@
 //!   socket protocol ([`ingest::media::MediaSession`]), and the platforms: Twilio signatures, status
 //!   callbacks and Media Streams with their two-track interleaver ([`ingest::twilio`],
 //!   [`ingest::twilio::stream::StreamSession`]), Genesys AudioHook v2 with its message signature
-//!   ([`ingest::audiohook::HookSession`], [`ingest::audiohook::HookAuth`]) and Asterisk AudioSocket
-//!   framing ([`ingest::audiosocket`]); one [`ingest::IngestError`] with stable codes.
+//!   ([`ingest::audiohook::HookSession`], [`ingest::audiohook::HookAuth`]), Asterisk AudioSocket
+//!   framing ([`ingest::audiosocket`]), and SIPREC ([`ingest::siprec`]: SIP messages, multipart
+//!   bodies, SDP offer/answer, RFC 7865 metadata, RTP and telephone events, and the
+//!   [`ingest::siprec::mixer::Mixer`] that places two RTP streams by their timestamps); one
+//!   [`ingest::IngestError`] with stable codes.
 //! - [`audio`]: codecs ([`audio::g711`]), keypad-tone (DTMF) detection on each channel of a live
 //!   stream ([`audio::dtmf::DtmfDetector`]: Goertzel, Q.24-style tests, digits redacted), WAV
 //!   headers ([`audio::wav`]), pause sounds
@@ -64,7 +67,9 @@
 //!   [`config::SecretFile`]s read into [`config::Secret`]s.
 //! - [`server`]: [`server::Daemon`]: start-up checks ([`server::preflight`], shared with
 //!   `check-config`), listeners (rustls), readiness, shutdown, systemd notification, and the
-//!   AudioSocket TCP listener (peers outside `audiosocket.allow` refused); connection limits on
+//!   AudioSocket TCP listener (peers outside `audiosocket.allow` refused), the SIPREC recording
+//!   server (SIP over UDP, TCP and TLS, an RTP port pool, one task per session feeding the
+//!   recorder); connection limits on
 //!   every listener ([`server::limits`]); the live keyring reload ([`server::reload_keyring`], on
 //!   SIGHUP and from the admin listener's `/keyring` routes); secrets made by
 //!   [`server::create_secrets`] (`callvault init`, and dev's `secrets.create_missing`).

@@ -13,6 +13,11 @@ echo "==> sox and multimon-ng (a DTMF decoder this project did not write) for te
 if ! command -v multimon-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq sox multimon-ng >/dev/null
 fi
+echo "==> sipp (Debian's sip-tester) as the SIPREC recording client of tests/siprec.rs"
+if ! command -v sipp >/dev/null; then
+  apt-get install -y sip-tester || { apt-get update && apt-get install -y sip-tester; }
+fi
+sipp -v | head -2
 
 echo "==> postgresql for the postgres catalog tests (trust auth on 127.0.0.1:5432, database test)"
 if ! pg_isready -q -h 127.0.0.1; then

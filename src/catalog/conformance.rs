@@ -40,6 +40,7 @@ macro_rules! catalog_conformance {
             wrapped_keys_page_in_order,
             wrapped_keys_compare_and_swap,
             ledger_counts_per_recording,
+            sealed_notes_sit_beside_their_ledger_entries,
             ledger_appends_race_without_gaps,
             holds_place_link_and_release,
             holds_filter_active,
@@ -661,6 +662,46 @@ pub(crate) async fn ledger_counts_per_recording(c: Arc<dyn Catalog>) {
         Err(CatalogError::NotFound { .. })
     ));
     assert!(c.ledger(RecordingId::new()).await.expect("read").is_empty());
+}
+
+pub(crate) async fn sealed_notes_sit_beside_their_ledger_entries(c: Arc<dyn Catalog>) {
+    let r = recording("CA-sealed-notes");
+    stored(&*c, &r).await;
+    c.append_ledger(&ledger_entry(r.id, "media.opened", t(0)))
+        .await
+        .expect("append");
+    let mut seqs = Vec::new();
+    for (i, bytes) in [vec![1u8, 2, 3], vec![9u8; 4000]].into_iter().enumerate() {
+        let e = c
+            .append_sealed_note(&crate::catalog::NewSealedNote {
+                entry: ledger_entry(r.id, "siprec.metadata", t(1 + i as i64)),
+                sealed: bytes,
+            })
+            .await
+            .expect("note");
+        assert_eq!(e.kind, "siprec.metadata");
+        seqs.push(e.seq);
+    }
+    assert_eq!(seqs, [2, 3], "the note takes its ledger entry's place");
+    let notes = c.sealed_notes(r.id).await.expect("notes");
+    assert_eq!(notes.iter().map(|n| n.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(notes[0].sealed, [1, 2, 3]);
+    assert_eq!(notes[1].sealed.len(), 4000);
+    assert_eq!(c.ledger(r.id).await.expect("ledger").len(), 3);
+    assert!(matches!(
+        c.append_sealed_note(&crate::catalog::NewSealedNote {
+            entry: ledger_entry(RecordingId::new(), "siprec.metadata", t(0)),
+            sealed: vec![1],
+        })
+        .await,
+        Err(CatalogError::NotFound { .. })
+    ));
+    assert!(
+        c.sealed_notes(RecordingId::new())
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }
 
 pub(crate) async fn ledger_appends_race_without_gaps(c: Arc<dyn Catalog>) {

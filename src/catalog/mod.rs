@@ -63,6 +63,7 @@ pub use rows::{
     HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
     TokenRow, UnknownStatus, WrappedKeyRow,
 };
+pub use rows::{NewSealedNote, SealedNote};
 pub use sqlite::SqliteCatalog;
 
 /// A driver's error, kept as the source of [`CatalogError::Backend`].
@@ -259,6 +260,14 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// A recording's ledger, in order.
     async fn ledger(&self, recording: RecordingId) -> Result<Vec<LedgerEntry>, CatalogError>;
+
+    /// Appends a ledger entry and keeps its sealed note beside it (same seq), atomically.
+    /// [`CatalogError::NotFound`] if the recording is absent. Finishing a deletion that forgets
+    /// the caller deletes the recording's notes with the number.
+    async fn append_sealed_note(&self, note: &NewSealedNote) -> Result<LedgerEntry, CatalogError>;
+
+    /// A recording's sealed notes, in ledger order (none once its audio was destroyed).
+    async fn sealed_notes(&self, recording: RecordingId) -> Result<Vec<SealedNote>, CatalogError>;
 
     // --- holds
 

@@ -35,6 +35,7 @@ use super::{
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
     WrappedKeyRow,
 };
+use super::{NewSealedNote, SealedNote};
 use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::config::Secret;
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
@@ -224,6 +225,14 @@ impl Catalog for PostgresCatalog {
 
     async fn ledger(&self, recording: RecordingId) -> Result<Vec<LedgerEntry>, CatalogError> {
         trails::ledger(&self.client().await?, recording).await
+    }
+
+    async fn append_sealed_note(&self, note: &NewSealedNote) -> Result<LedgerEntry, CatalogError> {
+        trails::append_sealed_note(&mut self.client().await?, note.clone()).await
+    }
+
+    async fn sealed_notes(&self, recording: RecordingId) -> Result<Vec<SealedNote>, CatalogError> {
+        trails::sealed_notes(&self.client().await?, recording).await
     }
 
     async fn insert_hold(&self, hold: &HoldRow) -> Result<(), CatalogError> {

@@ -148,6 +148,26 @@ pub struct NewLedgerEntry {
     pub details: String,
 }
 
+/// A ledger entry with a sealed note beside it: personal text a protocol sent about the call (a
+/// SIPREC session's metadata), kept only sealed and deleted with the caller's number when the
+/// audio is destroyed (the ledger entry stays, saying a note was kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSealedNote {
+    /// The ledger entry (its details never hold the note's text).
+    pub entry: NewLedgerEntry,
+    /// The note, sealed (see [`crate::vault::CallerKeys::seal_note`]).
+    pub sealed: Vec<u8>,
+}
+
+/// A kept sealed note: the seq of its ledger entry, and the sealed bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedNote {
+    /// The position of its ledger entry in the recording's ledger.
+    pub seq: u64,
+    /// The note, sealed.
+    pub sealed: Vec<u8>,
+}
+
 /// A stored ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {

@@ -30,6 +30,7 @@ use super::{
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
     WrappedKeyRow,
 };
+use super::{NewSealedNote, SealedNote};
 use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
 
@@ -58,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0005_destruction.sql"),
     include_str!("migrations/sqlite/0006_queue_search.sql"),
     include_str!("migrations/sqlite/0007_completeness.sql"),
+    include_str!("migrations/sqlite/0008_sealed_notes.sql"),
 ];
 
 /// How long a statement waits for another process (the CLI, say) to release the write lock.
@@ -311,6 +313,15 @@ impl Catalog for SqliteCatalog {
 
     async fn ledger(&self, recording: RecordingId) -> Result<Vec<LedgerEntry>, CatalogError> {
         self.run(move |c| trails::ledger(c, recording)).await
+    }
+
+    async fn append_sealed_note(&self, note: &NewSealedNote) -> Result<LedgerEntry, CatalogError> {
+        let note = note.clone();
+        self.run(move |c| trails::append_sealed_note(c, note)).await
+    }
+
+    async fn sealed_notes(&self, recording: RecordingId) -> Result<Vec<SealedNote>, CatalogError> {
+        self.run(move |c| trails::sealed_notes(c, recording)).await
     }
 
     async fn insert_hold(&self, hold: &HoldRow) -> Result<(), CatalogError> {

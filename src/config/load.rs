@@ -104,6 +104,9 @@ impl Config {
         if let Some(tls) = &mut config.public.tls {
             tls.cert = config_dir.join(&tls.cert);
         }
+        if let Some(tls) = &mut config.siprec.tls {
+            tls.cert = config_dir.join(&tls.cert);
+        }
         if let Some(oidc) = &mut config.auth.oidc {
             oidc.jwks = config_dir.join(&oidc.jwks);
         }
@@ -252,6 +255,7 @@ impl Config {
             self.pci.lookback + self.pci.guard,
             Duration::from_secs(3600),
         )?;
+        self.siprec.check().map_err(|(k, r)| invalid(k, &r))?;
         if self.recorder.max_calls == 0 {
             return Err(invalid("recorder.max_calls", "must be at least 1"));
         }

@@ -14,11 +14,13 @@
 mod load;
 mod platforms;
 mod secret;
+mod siprec;
 mod tree;
 
 pub use load::ConfigError;
 pub use platforms::{AudioHookConfig, AudioSocketConfig, Cidr, TwilioConfig};
 pub use secret::{Secret, SecretFile};
+pub use siprec::{SiprecConfig, SiprecTls};
 pub use tree::{
     AdminConfig, CatalogConfig, Config, ConsentConfig, KeysConfig, LimitsConfig, LogConfig,
     LogFormat, PciConfig, PolicyConfig, PublicConfig, RecorderConfig, RetentionConfig,

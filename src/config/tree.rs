@@ -68,6 +68,8 @@ pub struct Config {
     pub audiosocket: AudioSocketConfig,
     /// The supervisor web console under `/console/` (issue 15).
     pub console: ConsoleConfig,
+    /// SIPREC recording server (off by default).
+    pub siprec: super::siprec::SiprecConfig,
     /// The directory of the config file, against which relative paths were resolved.
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -101,6 +103,7 @@ impl Default for Config {
             audiohook: AudioHookConfig::default(),
             audiosocket: AudioSocketConfig::default(),
             console: ConsoleConfig::default(),
+            siprec: super::siprec::SiprecConfig::default(),
             config_dir: PathBuf::from("."),
         }
     }
@@ -182,6 +185,12 @@ impl Config {
                 .tls
                 .as_mut()
                 .map(|t| ("public.tls.key", &mut t.key)),
+        );
+        v.extend(
+            self.siprec
+                .tls
+                .as_mut()
+                .map(|t| ("siprec.tls.key", &mut t.key)),
         );
         v.extend([
             ("secrets.webhook", &mut self.secrets.webhook),
@@ -829,6 +838,11 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             "expected a duration such as \"3s\" or \"500ms\", got {s:?}: {e}"
         ))
     })
+}
+
+/// A human duration such as `"3s"` (for the sections kept in their own files).
+pub(super) fn duration_de<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration(d)
 }
 
 fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -4,8 +4,8 @@
 //!
 //! It owns the wire formats and their checks: the native event JSON ([`native`]), Standard Webhooks
 //! signatures ([`webhook`]), the native media WebSocket protocol ([`media`]), and the telephony
-//! platforms: Twilio ([`twilio`]), Genesys AudioHook ([`audiohook`]) and Asterisk AudioSocket
-//! ([`audiosocket`]). It does no I/O and keeps no state beyond one session's position in its
+//! platforms: Twilio ([`twilio`]), Genesys AudioHook ([`audiohook`]), Asterisk AudioSocket
+//! ([`audiosocket`]) and SIPREC recording clients ([`siprec`]). It does no I/O and keeps no state beyond one session's position in its
 //! protocol; `api` and `server` read the sockets and bodies and hand the bytes here.
 //!
 //! Architecture invariant: protocol types never leave `ingest`. What leaves is a domain type or an
@@ -15,6 +15,7 @@ pub mod audiohook;
 pub mod audiosocket;
 pub mod media;
 pub mod native;
+pub mod siprec;
 pub mod twilio;
 pub mod webhook;
 

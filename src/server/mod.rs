@@ -13,6 +13,7 @@ mod listener;
 mod preflight;
 mod reload;
 mod secrets;
+mod siprec;
 mod tls;
 
 use std::collections::BTreeSet;
@@ -406,6 +407,16 @@ impl Daemon {
             config.limits.clone(),
             state.recorder.clone(),
             Arc::clone(&shared.catalog),
+            Arc::clone(&shared.clock),
+            shutdown.child_token(),
+        ));
+        // the SIPREC recording server, when any of `siprec.udp`, `.tcp`, `.tls` is set
+        tracker.spawn(siprec::serve(
+            config.siprec.clone(),
+            config.limits.clone(),
+            state.recorder.clone(),
+            Arc::clone(&shared.catalog),
+            shared.callers.clone(),
             Arc::clone(&shared.clock),
             shutdown.child_token(),
         ));

@@ -28,6 +28,9 @@ pub const FIELD_VERSION: u8 = 1;
 pub const FIELD_KEY_LABEL: &[u8] = b"callvault/field-key/v1";
 /// First bytes of the associated data of every sealed field (frozen).
 pub const FIELD_AAD_TAG: &[u8] = b"callvault/caller/v1\0";
+/// First bytes of the associated data of a sealed note (frozen): personal text other than a
+/// number, such as a SIPREC session's metadata.
+pub const NOTE_AAD_TAG: &[u8] = b"callvault/note/v1\0";
 
 const NONCE_LEN: usize = 12;
 
@@ -81,17 +84,48 @@ impl CallerKeys {
 
     /// Seals a number for one recording, under the keyring's active key.
     pub fn seal(&self, recording: RecordingId, number: &CallerNumber) -> Vec<u8> {
+        self.seal_with(FIELD_AAD_TAG, recording, number.as_e164().as_bytes())
+    }
+
+    /// Opens a number sealed for `recording`: its E.164 text. Callers must not log it.
+    pub fn unseal(
+        &self,
+        recording: RecordingId,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<String>, FieldError> {
+        let plain = self.open_with(FIELD_AAD_TAG, recording, sealed)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| FieldError::Malformed)?;
+        Ok(Zeroizing::new(text.to_owned()))
+    }
+
+    /// Seals other personal text of one recording (a SIPREC session's metadata XML, which names
+    /// the participants), in the same format as a number but under [`NOTE_AAD_TAG`], so neither
+    /// can pass for the other.
+    pub fn seal_note(&self, recording: RecordingId, plain: &[u8]) -> Vec<u8> {
+        self.seal_with(NOTE_AAD_TAG, recording, plain)
+    }
+
+    /// Opens a note sealed by [`CallerKeys::seal_note`] for `recording`.
+    pub fn unseal_note(
+        &self,
+        recording: RecordingId,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, FieldError> {
+        self.open_with(NOTE_AAD_TAG, recording, sealed)
+    }
+
+    fn seal_with(&self, tag: &[u8], recording: RecordingId, plain: &[u8]) -> Vec<u8> {
         let kek_id = self.keyring.active().clone();
         let key = self
             .field_key(&kek_id)
             .expect("the active key is in the keyring");
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = aad(recording, &kek_id);
+        let aad = aad(tag, recording, &kek_id);
         let sealed = key
             .encrypt(
                 &nonce,
                 Payload {
-                    msg: number.as_e164().as_bytes(),
+                    msg: plain,
                     aad: &aad,
                 },
             )
@@ -106,12 +140,12 @@ impl CallerKeys {
         out
     }
 
-    /// Opens a number sealed for `recording`: its E.164 text. Callers must not log it.
-    pub fn unseal(
+    fn open_with(
         &self,
+        tag: &[u8],
         recording: RecordingId,
         sealed: &[u8],
-    ) -> Result<Zeroizing<String>, FieldError> {
+    ) -> Result<Zeroizing<Vec<u8>>, FieldError> {
         let (&version, rest) = sealed.split_first().ok_or(FieldError::Malformed)?;
         let (&id_len, rest) = rest.split_first().ok_or(FieldError::Malformed)?;
         if version != FIELD_VERSION || rest.len() < usize::from(id_len) + NONCE_LEN + 16 {
@@ -124,18 +158,16 @@ impl CallerKeys {
             .field_key(&kek_id)
             .ok_or_else(|| FieldError::UnknownKey(id.to_owned()))?;
         let (nonce, ct) = rest.split_at(NONCE_LEN);
-        let plain = Zeroizing::new(
+        Ok(Zeroizing::new(
             key.decrypt(
                 Nonce::from_slice(nonce),
                 Payload {
                     msg: ct,
-                    aad: &aad(recording, &kek_id),
+                    aad: &aad(tag, recording, &kek_id),
                 },
             )
             .map_err(|_| FieldError::Authentication)?,
-        );
-        let text = std::str::from_utf8(&plain).map_err(|_| FieldError::Malformed)?;
-        Ok(Zeroizing::new(text.to_owned()))
+        ))
     }
 
     fn field_key(&self, kek_id: &KeyId) -> Option<Aes256Gcm> {
@@ -161,9 +193,9 @@ pub fn sealed_field_key_id(sealed: &[u8]) -> Option<KeyId> {
         .ok()
 }
 
-fn aad(recording: RecordingId, kek: &KeyId) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(FIELD_AAD_TAG.len() + 16 + kek.as_str().len());
-    aad.extend_from_slice(FIELD_AAD_TAG);
+fn aad(tag: &[u8], recording: RecordingId, kek: &KeyId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(tag.len() + 16 + kek.as_str().len());
+    aad.extend_from_slice(tag);
     aad.extend_from_slice(recording.as_bytes());
     aad.extend_from_slice(kek.as_str().as_bytes());
     aad
@@ -197,6 +229,27 @@ mod tests {
         *bad.last_mut().unwrap() ^= 1;
         assert_eq!(k.unseal(r, &bad), Err(FieldError::Authentication));
         assert_eq!(k.unseal(r, &sealed[..5]), Err(FieldError::Malformed));
+    }
+
+    #[test]
+    fn a_sealed_note_opens_only_as_a_note_of_its_recording() {
+        let k = keys();
+        let r = RecordingId::new();
+        let xml = b"<recording><participant/></recording>";
+        let sealed = k.seal_note(r, xml);
+        assert!(!sealed.windows(9).any(|w| w == b"recording"));
+        assert_eq!(k.unseal_note(r, &sealed).unwrap().as_slice(), xml);
+        assert_eq!(
+            k.unseal_note(RecordingId::new(), &sealed),
+            Err(FieldError::Authentication)
+        );
+        // a note cannot pass for a caller's number, nor a number for a note
+        assert_eq!(k.unseal(r, &sealed), Err(FieldError::Authentication));
+        let n: CallerNumber = "01744 676789".parse().unwrap();
+        assert_eq!(
+            k.unseal_note(r, &k.seal(r, &n)),
+            Err(FieldError::Authentication)
+        );
     }
 
     #[test]

@@ -248,6 +248,15 @@ pub(crate) async fn refusals_and_excisions_use_the_journal(c: Arc<dyn Catalog>) 
     expected.sort_by_key(|p| p.recording_id);
     assert_eq!(listed, expected, "the segment reads back");
 
+    // sealed notes (siprec metadata) beside the ledger of both
+    for r in [live.id, held.id] {
+        let note = crate::catalog::NewSealedNote {
+            entry: ledger_entry(r, "siprec.metadata", t(400)),
+            sealed: vec![1, 2, 3],
+        };
+        c.append_sealed_note(&note).await.expect("note");
+    }
+
     // finishing the excision shreds that one segment; the caller stays (segment 0 has audio)
     let finish = |p: &PendingDeletion, status, forget_caller| FinishedDeletion {
         recording_id: p.recording_id,
@@ -271,6 +280,11 @@ pub(crate) async fn refusals_and_excisions_use_the_journal(c: Arc<dyn Catalog>) 
     assert!(segs[1].wrapped_key.is_none());
     let row = c.recording(held.id).await.expect("read").expect("row");
     assert_eq!(row.caller_tag, Some([42; 32]));
+    assert_eq!(
+        c.sealed_notes(held.id).await.expect("notes").len(),
+        1,
+        "kept with the caller"
+    );
 
     // finishing the refusal: every key, the caller, the status
     assert_eq!(
@@ -282,6 +296,18 @@ pub(crate) async fn refusals_and_excisions_use_the_journal(c: Arc<dyn Catalog>) 
     let row = c.recording(live.id).await.expect("read").expect("row");
     assert_eq!(row.status, RecordingStatus::Refused);
     assert_eq!((row.caller_tag, row.caller_sealed), (None, None));
+    assert!(
+        c.sealed_notes(live.id).await.expect("notes").is_empty(),
+        "sealed notes go with the caller's number"
+    );
+    assert!(
+        c.ledger(live.id)
+            .await
+            .expect("ledger")
+            .iter()
+            .any(|e| e.kind == "siprec.metadata"),
+        "the ledger still says a note was kept"
+    );
     let segs = c.segments(live.id).await.expect("segments");
     assert_eq!(segs[0].status, SegmentStatus::Deleted);
     assert!(segs[0].wrapped_key.is_none());

@@ -24,6 +24,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0005_destruction.sql"),
     include_str!("../migrations/postgres/0006_queue_search.sql"),
     include_str!("../migrations/postgres/0007_completeness.sql"),
+    include_str!("../migrations/postgres/0008_sealed_notes.sql"),
 ];
 
 /// How long opening a connection may take, unless the connection string sets `connect_timeout`.

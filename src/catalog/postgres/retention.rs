@@ -211,8 +211,16 @@ pub(super) async fn finish_deletions(
                 .await?
             }
         };
-        // then the caller's number and tag, when the audio is gone: the tombstone keeps no
-        // personal data
+        // then the caller's number and tag, and the sealed notes, when the audio is gone: the
+        // tombstone keeps no personal data
+        if d.forget_caller {
+            execute(
+                &tx,
+                "DELETE FROM sealed_notes WHERE recording_id = $1",
+                &[&id],
+            )
+            .await?;
+        }
         execute(
             &tx,
             "UPDATE recordings SET status = $2, updated_at = $3, \

@@ -210,8 +210,8 @@ async fn nodes_starting_together_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
-    assert_eq!(PostgresCatalog::schema_version(), 7);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(PostgresCatalog::schema_version(), 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use super::convert::{
     collect, execute, first, get, hash32, int, recording_id, sql_limit, ts, uint,
 };
 use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
-use crate::catalog::{CatalogError, LedgerEntry, NewLedgerEntry};
+use crate::catalog::{CatalogError, LedgerEntry, NewLedgerEntry, NewSealedNote, SealedNote};
 use crate::domain::RecordingId;
 
 const LEDGER_COLS: &str = "recording_id, seq, at, kind, actor, reason, details";
@@ -41,6 +41,45 @@ pub(super) async fn append_ledger(
     let stored = insert_ledger(&tx, e).await?;
     tx.commit().await?;
     Ok(stored)
+}
+
+pub(super) async fn append_sealed_note(
+    c: &mut Object,
+    note: NewSealedNote,
+) -> Result<LedgerEntry, CatalogError> {
+    let tx = c.transaction().await?;
+    let stored = insert_ledger(&tx, note.entry).await?;
+    execute(
+        &tx,
+        "INSERT INTO sealed_notes (recording_id, seq, sealed) VALUES ($1, $2, $3)",
+        &[
+            &stored.recording_id.as_uuid(),
+            &(stored.seq as i64),
+            &note.sealed,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+pub(super) async fn sealed_notes(
+    c: &Object,
+    recording: RecordingId,
+) -> Result<Vec<SealedNote>, CatalogError> {
+    collect(
+        c,
+        "SELECT seq, sealed FROM sealed_notes WHERE recording_id = $1 ORDER BY seq",
+        &[&recording.as_uuid()],
+        |r| {
+            let seq: i64 = get(r, 0)?;
+            Ok(SealedNote {
+                seq: uint(seq, &|| format!("sealed note {recording}/{seq}: seq"))?,
+                sealed: get(r, 1)?,
+            })
+        },
+    )
+    .await
 }
 
 /// Appends a ledger entry inside the caller's transaction: locks the recording's row first

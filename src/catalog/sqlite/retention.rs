@@ -185,8 +185,12 @@ pub(super) fn finish_deletions(
                 )?
                 .execute(params![id, i64::from(n.0)])?,
         };
-        // then the caller's number and tag, when the audio is gone: the tombstone keeps no
-        // personal data
+        // then the caller's number and tag, and the sealed notes, when the audio is gone: the
+        // tombstone keeps no personal data
+        if d.forget_caller {
+            tx.prepare_cached("DELETE FROM sealed_notes WHERE recording_id = ?1")?
+                .execute([&id])?;
+        }
         tx.prepare_cached(
             "UPDATE recordings SET status = ?2, updated_at = ?3, \
              caller_tag = CASE WHEN ?4 THEN NULL ELSE caller_tag END, \

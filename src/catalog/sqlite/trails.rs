@@ -7,7 +7,7 @@ use super::convert::{
     collect, first, hash32, int, parse, parse_ts, recording_exists, sql_limit, ts, uint,
 };
 use crate::audit::{AuditEntry, ChainHead, NewAuditEntry};
-use crate::catalog::{CatalogError, LedgerEntry, NewLedgerEntry};
+use crate::catalog::{CatalogError, LedgerEntry, NewLedgerEntry, NewSealedNote, SealedNote};
 use crate::domain::RecordingId;
 
 const LEDGER_COLS: &str = "recording_id, seq, at, kind, actor, reason, details";
@@ -44,6 +44,40 @@ pub(super) fn append_ledger(
     let stored = insert_ledger(&tx, e)?;
     tx.commit()?;
     Ok(stored)
+}
+
+pub(super) fn append_sealed_note(
+    c: &mut Connection,
+    note: NewSealedNote,
+) -> Result<LedgerEntry, CatalogError> {
+    let tx = c.savepoint()?;
+    let id = note.entry.recording_id.to_string();
+    if !recording_exists(&tx, &id)? {
+        return Err(CatalogError::not_found(format!("recording {id}")));
+    }
+    let stored = insert_ledger(&tx, note.entry)?;
+    tx.prepare_cached("INSERT INTO sealed_notes (recording_id, seq, sealed) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, stored.seq as i64, note.sealed])?;
+    tx.commit()?;
+    Ok(stored)
+}
+
+pub(super) fn sealed_notes(
+    c: &Connection,
+    recording: RecordingId,
+) -> Result<Vec<SealedNote>, CatalogError> {
+    collect(
+        c,
+        "SELECT seq, sealed FROM sealed_notes WHERE recording_id = ?1 ORDER BY seq",
+        [recording.to_string()],
+        |r| {
+            let seq: i64 = r.get(0)?;
+            Ok(SealedNote {
+                seq: uint(seq, &|| format!("sealed note {recording}/{seq}: seq"))?,
+                sealed: r.get(1)?,
+            })
+        },
+    )
 }
 
 /// Appends a ledger entry inside the caller's write transaction (the recording must exist).
