@@ -64,6 +64,8 @@ macro_rules! catalog_conformance {
             retention_is_written_only_while_expected,
             refusals_and_excisions_use_the_journal,
             held_refusals_are_due_once_released,
+            // imported recordings (issue 17)
+            imports_are_stored_whole_or_not_at_all,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -84,6 +86,8 @@ pub(crate) use audit_sars::{
 };
 mod narrow;
 pub(crate) use narrow::*;
+mod import;
+pub(crate) use import::imports_are_stored_whole_or_not_at_all;
 
 // --- fixtures
 

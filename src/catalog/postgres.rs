@@ -30,7 +30,8 @@ use deadpool_postgres::{Object, Pool};
 
 use super::{AuditQuery, CallDetailsUpdate, RecordingQuery, SarRow, StatusChange};
 use super::{
-    Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
+    Catalog, CatalogError, FinishedDeletion, HoldRow, ImportedRecording, LedgerEntry, NewLedgerEntry,
+    PendingDeletion,
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
     WrappedKeyRow,
 };
@@ -119,6 +120,10 @@ impl Catalog for PostgresCatalog {
 
     async fn insert_recording(&self, row: &RecordingRow) -> Result<(), CatalogError> {
         recordings::insert_recording(&self.client().await?, row).await
+    }
+
+    async fn insert_import(&self, import: &ImportedRecording) -> Result<(), CatalogError> {
+        recordings::insert_import(&mut self.client().await?, self.locks, import.clone()).await
     }
 
     async fn recording(&self, id: RecordingId) -> Result<Option<RecordingRow>, CatalogError> {

@@ -25,7 +25,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use super::{AuditQuery, RecordingQuery, SarRow};
 use super::{CallDetailsUpdate, StatusChange};
 use super::{
-    Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
+    Catalog, CatalogError, FinishedDeletion, HoldRow, ImportedRecording, LedgerEntry, NewLedgerEntry, PendingDeletion,
     RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
     WrappedKeyRow,
 };
@@ -184,6 +184,11 @@ impl Catalog for SqliteCatalog {
         let row = row.clone();
         self.run(move |c| recordings::insert_recording(c, &row))
             .await
+    }
+
+    async fn insert_import(&self, import: &ImportedRecording) -> Result<(), CatalogError> {
+        let import = import.clone();
+        self.run(move |c| recordings::insert_import(c, import)).await
     }
 
     async fn recording(&self, id: RecordingId) -> Result<Option<RecordingRow>, CatalogError> {

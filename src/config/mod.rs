@@ -25,3 +25,4 @@ pub use tree::{
     SecretsConfig, StorageConfig, TlsConfig,
 };
 pub use tree::{AuditConfig, AuthConfig, OidcConfig};
+pub use tree::{ImportConfig, StorageCodec};

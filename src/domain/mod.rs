@@ -10,6 +10,7 @@ mod codec;
 pub mod dtmf;
 mod event;
 mod ids;
+pub mod import;
 pub mod lifecycle;
 mod period;
 mod policy;
