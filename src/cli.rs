@@ -27,6 +27,7 @@ use crate::server::{self, Daemon, StartError};
 use crate::vault::Keyring;
 
 mod fsck;
+mod import;
 mod init;
 mod keys;
 
@@ -100,6 +101,8 @@ enum Command {
     Retention(RetentionCommand),
     /// Check the catalog against the object store and the spool; exit 1 on a problem.
     Fsck(fsck::FsckArgs),
+    /// Import finished recordings from a folder and a manifest (CSV or JSON); resumable.
+    Import(Box<import::ImportArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +267,9 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
             unreachable!("client commands are handled before the config is loaded")
         }
         Command::Retention(r) => retention(r, config, clock).await?,
+        Command::Import(args) => {
+            return import::import(*args, config, clock, actor()).await;
+        }
         Command::Fsck(args) => {
             let catalog = server::open_catalog(&config).await?;
             let store = crate::vault::open_store(&server::store_kind(&config)?)?;

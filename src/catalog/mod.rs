@@ -54,8 +54,8 @@ pub use retention::{
 };
 pub use rows::{AuditQuery, RecordingQuery, SarRow};
 pub use rows::{
-    HoldRow, ImportedRecording, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
-    TokenRow, UnknownStatus, WrappedKeyRow,
+    HoldRow, ImportedRecording, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus,
+    SegmentRow, SegmentStatus, TokenRow, UnknownStatus, WrappedKeyRow,
 };
 pub use sqlite::SqliteCatalog;
 

@@ -30,10 +30,9 @@ use deadpool_postgres::{Object, Pool};
 
 use super::{AuditQuery, CallDetailsUpdate, RecordingQuery, SarRow, StatusChange};
 use super::{
-    Catalog, CatalogError, FinishedDeletion, HoldRow, ImportedRecording, LedgerEntry, NewLedgerEntry,
-    PendingDeletion,
-    RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
-    WrappedKeyRow,
+    Catalog, CatalogError, FinishedDeletion, HoldRow, ImportedRecording, LedgerEntry,
+    NewLedgerEntry, PendingDeletion, RecordingRow, RecordingStatus, RetentionProgress, SegmentRow,
+    SweepLock, TokenRow, WrappedKeyRow,
 };
 use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::config::Secret;

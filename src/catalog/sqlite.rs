@@ -25,9 +25,9 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use super::{AuditQuery, RecordingQuery, SarRow};
 use super::{CallDetailsUpdate, StatusChange};
 use super::{
-    Catalog, CatalogError, FinishedDeletion, HoldRow, ImportedRecording, LedgerEntry, NewLedgerEntry, PendingDeletion,
-    RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
-    WrappedKeyRow,
+    Catalog, CatalogError, FinishedDeletion, HoldRow, ImportedRecording, LedgerEntry,
+    NewLedgerEntry, PendingDeletion, RecordingRow, RecordingStatus, RetentionProgress, SegmentRow,
+    SweepLock, TokenRow, WrappedKeyRow,
 };
 use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
 use crate::domain::{CallId, KeyId, RecordingId, SegmentNo};
@@ -188,7 +188,8 @@ impl Catalog for SqliteCatalog {
 
     async fn insert_import(&self, import: &ImportedRecording) -> Result<(), CatalogError> {
         let import = import.clone();
-        self.run(move |c| recordings::insert_import(c, import)).await
+        self.run(move |c| recordings::insert_import(c, import))
+            .await
     }
 
     async fn recording(&self, id: RecordingId) -> Result<Option<RecordingRow>, CatalogError> {

@@ -348,7 +348,8 @@ impl Config {
             )?;
             // imported audio is cut into segments at whole seconds, so any rate of whole hertz
             // keeps the segments' millisecond times exact at 1000 Hz multiples; the usual ones are
-            if !(8000..=48_000).contains(&p.import_sample_rate) || p.import_sample_rate % 1000 != 0 {
+            if !(8000..=48_000).contains(&p.import_sample_rate) || p.import_sample_rate % 1000 != 0
+            {
                 return Err(invalid(
                     &format!("policies.{name}.import_sample_rate"),
                     "must be a multiple of 1000 hz from 8000 to 48000",

@@ -14,8 +14,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::status::{self, RecordingStatus};
 use super::Period;
+use super::status::{self, RecordingStatus};
 
 /// Why an import is refused before any audio is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

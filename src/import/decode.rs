@@ -46,7 +46,10 @@ impl<R: Read> Read for Hashing<R> {
         let n = self.inner.read(buf)?;
         // a std mutex: only this reader and the thread that finishes the decode ever take it, one
         // after the other
-        let mut seen = self.seen.lock().expect("the fingerprint lock is never poisoned");
+        let mut seen = self
+            .seen
+            .lock()
+            .expect("the fingerprint lock is never poisoned");
         seen.bytes += n as u64;
         if seen.bytes > self.limit {
             seen.too_large = true;
@@ -144,7 +147,10 @@ pub fn decode(
         .format(
             &hint,
             mss,
-            &FormatOptions::default(),
+            &FormatOptions {
+                enable_gapless: true,
+                ..FormatOptions::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(|e| probe_error(&seen, e))?;
@@ -175,6 +181,23 @@ pub fn decode(
         sample_rate,
     };
     let passthrough = g711(params.codec);
+    // an ADPCM WAV file's `fact` chunk says how many frames its blocks hold (the last block is
+    // padded); symphonia counts whole blocks
+    let cap = if fmt.container == "wav" {
+        let seen = seen.lock().expect("the fingerprint lock is never poisoned");
+        match wav_format_tag(&seen.prefix) {
+            Some(0x0002 | 0x0011) => wav_chunk(&seen.prefix, b"fact")
+                .and_then(|b| b.get(0..4))
+                .map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let ch = usize::from(fmt.channels);
+    let room = |frames: u64, have: usize| -> usize {
+        cap.map_or(have, |c| have.min(c.saturating_sub(frames) as usize))
+    };
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
         .map_err(|e| match e {
@@ -197,9 +220,11 @@ pub fn decode(
         }
         if passthrough.is_some() {
             let data = packet.buf();
-            let whole = data.len() - data.len() % usize::from(fmt.channels);
-            frames += (whole / usize::from(fmt.channels)) as u64;
-            sink(&fmt, Audio::G711(&data[..whole]))?;
+            let n = room(frames, data.len() / ch);
+            frames += n as u64;
+            if n > 0 {
+                sink(&fmt, Audio::G711(&data[..n * ch]))?;
+            }
             continue;
         }
         let decoded = match decoder.decode(&packet) {
@@ -221,8 +246,11 @@ pub fn decode(
             slot => slot.insert(SampleBuffer::new(decoded.capacity() as u64, spec)),
         };
         buf.copy_interleaved_ref(decoded);
-        frames += (buf.samples().len() / usize::from(fmt.channels)) as u64;
-        sink(&fmt, Audio::Linear(buf.samples()))?;
+        let n = room(frames, buf.samples().len() / ch);
+        frames += n as u64;
+        if n > 0 {
+            sink(&fmt, Audio::Linear(&buf.samples()[..n * ch]))?;
+        }
     }
     // the rest of the file (trailing chunks, tags) counts in its hash too
     let mut rest = format.into_inner();
@@ -250,7 +278,11 @@ fn container_name(format: &dyn FormatReader, extension: Option<&str>) -> String 
     let ty = std::any::type_name_of_val(format).to_ascii_lowercase();
     for name in ["wav", "mp3", "flac", "ogg", "mpa"] {
         if ty.contains(name) {
-            return if name == "mpa" { "mp3".into() } else { name.into() };
+            return if name == "mpa" {
+                "mp3".into()
+            } else {
+                name.into()
+            };
         }
     }
     extension.unwrap_or("unknown").to_ascii_lowercase()
@@ -285,9 +317,8 @@ fn probe_error(seen: &Mutex<Fingerprint>, e: SymError) -> ImportError {
     }
 }
 
-/// The `fmt ` chunk's format tag of a RIFF/WAVE file's first bytes (the sub-format's for
-/// `WAVE_FORMAT_EXTENSIBLE`).
-fn wav_format_tag(prefix: &[u8]) -> Option<u16> {
+/// The start (up to 40 bytes) of the chunk `id` of a RIFF/WAVE file's first bytes.
+fn wav_chunk<'a>(prefix: &'a [u8], want: &[u8; 4]) -> Option<&'a [u8]> {
     if prefix.len() < 12 || &prefix[0..4] != b"RIFF" || &prefix[8..12] != b"WAVE" {
         return None;
     }
@@ -295,17 +326,23 @@ fn wav_format_tag(prefix: &[u8]) -> Option<u16> {
     while at + 8 <= prefix.len() {
         let id = &prefix[at..at + 4];
         let len = u32::from_le_bytes(prefix[at + 4..at + 8].try_into().ok()?) as usize;
-        if id == b"fmt " {
-            let body = prefix.get(at + 8..at + 8 + len.min(40))?;
-            let tag = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?);
-            if tag == 0xfffe {
-                return Some(u16::from_le_bytes(body.get(24..26)?.try_into().ok()?));
-            }
-            return Some(tag);
+        if id == want {
+            return prefix.get(at + 8..(at + 8 + len.min(40)).min(prefix.len()));
         }
-        at += 8 + len + len % 2;
+        at = at.checked_add(8 + len + len % 2)?;
     }
     None
+}
+
+/// The `fmt ` chunk's format tag of a RIFF/WAVE file's first bytes (the sub-format's for
+/// `WAVE_FORMAT_EXTENSIBLE`).
+fn wav_format_tag(prefix: &[u8]) -> Option<u16> {
+    let body = wav_chunk(prefix, b"fmt ")?;
+    let tag = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?);
+    if tag == 0xfffe {
+        return Some(u16::from_le_bytes(body.get(24..26)?.try_into().ok()?));
+    }
+    Some(tag)
 }
 
 /// The name of a WAV codec that callvault cannot decode, by its format tag.
@@ -334,7 +371,9 @@ mod tests {
         let mut h = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
         h.extend_from_slice(&20u32.to_le_bytes());
         h.extend_from_slice(&tag.to_le_bytes());
-        h.extend_from_slice(&[1, 0, 0x40, 0x1f, 0, 0, 0x59, 0x06, 0, 0, 65, 0, 0, 0, 2, 0, 0x40, 1]);
+        h.extend_from_slice(&[
+            1, 0, 0x40, 0x1f, 0, 0, 0x59, 0x06, 0, 0, 65, 0, 0, 0, 2, 0, 0x40, 1,
+        ]);
         h
     }
 

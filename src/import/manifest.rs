@@ -15,31 +15,100 @@ use super::RawMeta;
 pub const ALIASES: &[(&str, &[&str])] = &[
     (
         "file",
-        &["file", "filename", "file name", "path", "recording", "recording file", "audio"],
+        &[
+            "file",
+            "filename",
+            "file name",
+            "path",
+            "recording",
+            "recording file",
+            "audio",
+        ],
     ),
     (
         "call_id",
-        &["call_id", "call id", "callid", "inum", "ucid", "contact id", "interaction id", "id"],
+        &[
+            "call_id",
+            "call id",
+            "callid",
+            "inum",
+            "ucid",
+            "contact id",
+            "interaction id",
+            "id",
+        ],
     ),
     (
         "started_at",
-        &["started_at", "start", "start time", "starttime", "call start", "begin", "date"],
+        &[
+            "started_at",
+            "start",
+            "start time",
+            "starttime",
+            "call start",
+            "begin",
+            "date",
+        ],
     ),
-    ("ended_at", &["ended_at", "end", "end time", "endtime", "call end"]),
+    (
+        "ended_at",
+        &["ended_at", "end", "end time", "endtime", "call end"],
+    ),
     (
         "duration",
-        &["duration", "duration seconds", "duration_s", "length", "seconds"],
+        &[
+            "duration",
+            "duration seconds",
+            "duration_s",
+            "length",
+            "seconds",
+        ],
     ),
     (
         "line",
-        &["line", "dnis", "dialled number", "dialed number", "called number", "to"],
+        &[
+            "line",
+            "dnis",
+            "dialled number",
+            "dialed number",
+            "called number",
+            "to",
+        ],
     ),
     (
         "caller",
-        &["caller", "ani", "cli", "calling number", "caller number", "other party", "from"],
+        &[
+            "caller",
+            "ani",
+            "cli",
+            "calling number",
+            "caller number",
+            "other party",
+            "from",
+        ],
     ),
-    ("agent", &["agent", "agent id", "agent name", "agentid", "user", "owner"]),
-    ("queue", &["queue", "skill", "split", "hunt group", "service", "campaign"]),
+    (
+        "agent",
+        &[
+            "agent",
+            "agent id",
+            "agent name",
+            "agentid",
+            "user",
+            "owner",
+        ],
+    ),
+    (
+        "queue",
+        &[
+            "queue",
+            "skill",
+            "split",
+            "hunt group",
+            "service",
+            "campaign",
+        ],
+    ),
 ];
 
 /// One row of a manifest.
@@ -91,7 +160,11 @@ pub fn parse_mapping(pairs: &[String]) -> Result<HashMap<&'static str, String>, 
             .ok_or_else(|| {
                 ManifestError::Mapping(format!(
                     "{field:?} is not a field: expected one of {}",
-                    ALIASES.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
+                    ALIASES
+                        .iter()
+                        .map(|(f, _)| *f)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?;
         out.insert(field, column.trim().to_owned());
@@ -117,9 +190,9 @@ fn resolve(
                         ))
                     })?,
             ),
-            None => aliases.iter().find_map(|a| {
-                headers.iter().position(|h| squash(h) == squash(a))
-            }),
+            None => aliases
+                .iter()
+                .find_map(|a| headers.iter().position(|h| squash(h) == squash(a))),
         };
         if let Some(i) = found {
             out.insert(*field, i);

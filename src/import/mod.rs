@@ -183,16 +183,18 @@ pub fn parse_time(field: &'static str, s: &str) -> Result<DateTime<Utc>, ImportE
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%d/%m/%Y %H:%M:%S"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%d/%m/%Y %H:%M:%S",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Ok(t.and_utc());
         }
     }
     Err(ImportError::BadField {
         field,
-        detail: format!(
-            "{s:?} is not an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)"
-        ),
+        detail: format!("{s:?} is not an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)"),
     })
 }
 
@@ -235,15 +237,16 @@ impl RawMeta {
                     })
             })
             .transpose()?;
-        let text = |v: &Option<String>, field: &'static str| -> Result<Option<String>, ImportError> {
-            match non_empty(v) {
-                Some(s) if s.len() > 200 => Err(ImportError::BadField {
-                    field,
-                    detail: "at most 200 characters".into(),
-                }),
-                s => Ok(s.map(str::to_owned)),
-            }
-        };
+        let text =
+            |v: &Option<String>, field: &'static str| -> Result<Option<String>, ImportError> {
+                match non_empty(v) {
+                    Some(s) if s.len() > 200 => Err(ImportError::BadField {
+                        field,
+                        detail: "at most 200 characters".into(),
+                    }),
+                    s => Ok(s.map(str::to_owned)),
+                }
+            };
         Ok(ImportMeta {
             call_id,
             started_at,
@@ -424,7 +427,12 @@ impl Importer {
         let policy = d
             .config
             .policy_for(meta.line.as_deref(), meta.queue.as_deref());
-        plan(d.clock.now(), meta.started_at, meta.ended_at, policy.retention)?;
+        plan(
+            d.clock.now(),
+            meta.started_at,
+            meta.ended_at,
+            policy.retention,
+        )?;
         Ok(())
     }
 
@@ -439,8 +447,18 @@ impl Importer {
         let policy = d
             .config
             .policy_for(meta.line.as_deref(), meta.queue.as_deref());
-        let settings = d.config.policies.get(&policy.name).cloned().unwrap_or_default();
-        let planned = match plan(d.clock.now(), meta.started_at, meta.ended_at, policy.retention) {
+        let settings = d
+            .config
+            .policies
+            .get(&policy.name)
+            .cloned()
+            .unwrap_or_default();
+        let planned = match plan(
+            d.clock.now(),
+            meta.started_at,
+            meta.ended_at,
+            policy.retention,
+        ) {
             Ok(p) => p,
             Err(refusal) => {
                 if let ImportRefusal::Expired { expired_at } = refusal {
@@ -466,7 +484,11 @@ impl Importer {
         if let Some(existing) = d.catalog.recording_by_call(&meta.call_id).await? {
             return self.again(meta, existing, upload).await;
         }
-        let _permit = d.workers.acquire().await.map_err(|_| ImportError::Stopped)?;
+        let _permit = d
+            .workers
+            .acquire()
+            .await
+            .map_err(|_| ImportError::Stopped)?;
         let id = RecordingId::new();
         let (tx, mut rx) = mpsc::channel::<SealedSegment>(1);
         let extension = upload.file_name.as_deref().and_then(|n| {

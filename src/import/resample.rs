@@ -80,13 +80,12 @@ impl Resample {
 
     /// Flushes what is left; the total output is the input's length at the new rate.
     pub fn finish(mut self, out: &mut Vec<i16>) -> Result<(), ImportError> {
-        let total = (u128::from(self.frames_in) * u128::from(self.to)
-            + u128::from(self.from) / 2)
+        let total = (u128::from(self.frames_in) * u128::from(self.to) + u128::from(self.from) / 2)
             / u128::from(self.from);
         let total = u64::try_from(total).unwrap_or(u64::MAX);
         let mut first = true;
         while self.frames_out < total {
-            let done = if first {
+            let done = if first && self.pending.first().is_some_and(|p| !p.is_empty()) {
                 first = false;
                 let rest = std::mem::take(&mut self.pending);
                 self.inner.process_partial(Some(&rest), None)

@@ -353,6 +353,16 @@ impl Daemon {
             platforms: Arc::clone(&shared.platforms),
             sessions,
             checkpoints: checkpoints.clone(),
+            importer: crate::import::Importer::new(crate::import::ImporterParts {
+                config: Arc::clone(config),
+                catalog: Arc::clone(&shared.catalog),
+                store: Arc::clone(&shared.store),
+                kind: store_kind(config)?,
+                keyring: Arc::clone(&shared.keyring),
+                callers: shared.callers.clone(),
+                clock: Arc::clone(&shared.clock),
+                workers: config.import.workers,
+            }),
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
         // retention (issue 4): the expiry worker, on interval and on demand from the admin listener

@@ -32,7 +32,10 @@ pub(crate) async fn imports_are_stored_whole_or_not_at_all(c: Arc<dyn Catalog>) 
         c.recording(first.row.id).await.expect("read"),
         Some(first.row.clone())
     );
-    assert_eq!(c.segments(first.row.id).await.expect("read"), first.segments);
+    assert_eq!(
+        c.segments(first.row.id).await.expect("read"),
+        first.segments
+    );
     let ledger = c.ledger(first.row.id).await.expect("read");
     assert_eq!(
         ledger.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
