@@ -911,3 +911,130 @@ async fn a_migration_killed_half_way_finishes_on_a_second_run_with_each_file_onc
     assert_eq!(r["imported"], 0);
     live.stop().await;
 }
+
+// --- lossless FLAC storage (storage_codec = "flac")
+
+const FLAC_LINE: &str = "+441744676001";
+const RAW_LINE: &str = "+441744676002";
+const FLAC_CONFIG: &str = "[import]\nsegment_length = \"2s\"\n\
+                           [policies.standard]\nretention = \"3 months\"\n\
+                           [policies.flac]\nstorage_codec = \"flac\"\n\
+                           [lines]\n\"+441744676001\" = \"flac\"\n\"+441744676002\" = \"standard\"\n";
+
+/// The stored object of a segment, read from the local store.
+fn object(live: &Live, key: &str) -> Vec<u8> {
+    std::fs::read(live.deployment.path("state/objects").join(key)).expect("the object")
+}
+
+/// The format version of a stored segment and its size.
+async fn stored_versions(live: &Live, id: &str) -> Vec<(u16, usize)> {
+    let segs = live.catalog.segments(id.parse().expect("id")).await.expect("segments");
+    segs.iter()
+        .map(|s| {
+            let b = object(live, &s.object_key);
+            (u16::from_be_bytes([b[4], b[5]]), b.len())
+        })
+        .collect()
+}
+
+async fn play_range(live: &Live, id: &str, range: std::ops::Range<u64>) -> Vec<u8> {
+    let stream = TcpStream::connect(live.public).await.expect("connect");
+    let auth = format!("Bearer {}", live.compliance);
+    let r = format!("bytes={}-{}", range.start, range.end - 1);
+    let (s, _, body) = common::exchange(
+        stream,
+        "GET",
+        &format!("/v1/recordings/{id}/audio?reason=test&format=pcm16"),
+        &[("Authorization", &auth), ("Range", &r)],
+        b"",
+    )
+    .await;
+    assert_eq!(s, 206, "{}", String::from_utf8_lossy(&body));
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_stored_as_flac_plays_back_sample_exact_and_serves_ranges() {
+    let live = Live::start(FLAC_CONFIG).await;
+    let start = t0() - chrono::Duration::days(1);
+    let (source, _, _) = wav_samples(&read_fixture("source.wav"));
+    let mut ids = Vec::new();
+    for (call, line, name) in [
+        ("flac-pcm", FLAC_LINE, "pcm16.wav"),
+        ("raw-pcm", RAW_LINE, "pcm16.wav"),
+        ("flac-flac", FLAC_LINE, "speech.flac"),
+    ] {
+        let mut m = meta(call, start, 3000);
+        m["line"] = json!(line);
+        let (s, b) = import(&live, &live.compliance, &m, name, &read_fixture(name)).await;
+        assert_eq!(s, 201, "{b}");
+        assert_eq!(b["recording"]["codec"], "L16", "played as 16-bit linear");
+        let id = b["recording"]["id"].as_str().expect("id").to_owned();
+        let (got, _, _) = play(&live, &id, &live.compliance).await;
+        assert!(got == source, "{call}: sample-exact");
+        ids.push(id);
+    }
+    // two segments (2 s + 1 s); FLAC ones are version 2 and smaller than the raw ones
+    let flac = stored_versions(&live, &ids[0]).await;
+    let raw = stored_versions(&live, &ids[1]).await;
+    assert_eq!(flac.iter().map(|v| v.0).collect::<Vec<_>>(), [2, 2], "{flac:?}");
+    assert_eq!(raw.iter().map(|v| v.0).collect::<Vec<_>>(), [1, 1], "{raw:?}");
+    let (f, r): (usize, usize) = (flac.iter().map(|v| v.1).sum(), raw.iter().map(|v| v.1).sum());
+    eprintln!("3 s of speech: flac {f} bytes, raw {r} bytes");
+    assert!(f * 10 < r * 8, "flac {f} is smaller than raw {r}");
+    let row = live.recording("flac-pcm").await.expect("row");
+    let note: Value =
+        serde_json::from_str(&live.catalog.ledger(row.id).await.expect("ledger")[0].details).expect("json");
+    assert_eq!(note["stored_codec"], "FLAC");
+
+    // ranged reads in the middle: across a chunk boundary (4096 frames), across the segment
+    // boundary (2 s), odd offsets; the same bytes as the raw recording and as the source
+    let whole: Vec<u8> = source.iter().flat_map(|s| s.to_le_bytes()).collect();
+    for (from, to) in [(44 + 8000, 44 + 8400), (44 + 8191, 44 + 8193), (44 + 31_000, 44 + 33_001), (44 + 47_990, 44 + 48_000)] {
+        let a = play_range(&live, &ids[0], from..to).await;
+        let b = play_range(&live, &ids[1], from..to).await;
+        assert_eq!(a, b, "{from}..{to}: flac and raw agree");
+        assert_eq!(a, whole[(from - 44) as usize..(to - 44) as usize], "{from}..{to}: the source's bytes");
+    }
+    live.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_call_stored_as_flac_plays_back_as_the_same_call_stored_raw() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let live = Live::start(FLAC_CONFIG).await;
+    let (source, _, _) = wav_samples(&read_fixture("source.wav"));
+    let audio: Vec<u8> = source.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut played = Vec::new();
+    for (call, line) in [("live-flac", FLAC_LINE), ("live-raw", RAW_LINE)] {
+        let (s, b) = live.event(call, "call.started", None, json!({ "line": line, "caller": CALLER })).await;
+        assert_eq!(s, 200, "{b}");
+        let mut ws = live.media_with(call, Some(&live.telephony)).await.expect("socket");
+        let start = json!({ "type": "start", "codec": "L16", "sample_rate": 8000, "channels": 1 });
+        ws.send(Message::Text(start.to_string().into())).await.expect("start");
+        common::live::sync(&mut ws).await;
+        live.stream(&mut ws, &audio).await;
+        common::live::sync(&mut ws).await;
+        ws.send(Message::Text(r#"{"type":"stop"}"#.into())).await.expect("stop");
+        let _close = common::live::close_of(&mut ws).await;
+        let (s, b) = live.event(call, "call.ended", None, json!({})).await;
+        assert_eq!(s, 200, "{b}");
+        live.advance_ms(4000);
+        let row = live.wait_sealed(call).await;
+        let id = row.id.to_string();
+        let (got, channels, rate) = play(&live, &id, &live.compliance).await;
+        assert_eq!((channels, rate), (1, 8000));
+        assert!(got.len() > 20_000, "{call}: {} samples kept", got.len());
+        let versions = stored_versions(&live, &id).await;
+        eprintln!("{call}: {versions:?}");
+        played.push((got, versions));
+    }
+    let (flac, raw) = (&played[0], &played[1]);
+    assert!(flac.0 == raw.0, "the flac call plays back sample-exact as the raw one");
+    assert!(flac.1.iter().all(|v| v.0 == 2), "stored as flac: {:?}", flac.1);
+    assert!(raw.1.iter().all(|v| v.0 == 1), "stored raw: {:?}", raw.1);
+    let sizes = |v: &[(u16, usize)]| v.iter().map(|x| x.1).sum::<usize>();
+    assert!(sizes(&flac.1) < sizes(&raw.1), "{:?} vs {:?}", flac.1, raw.1);
+    live.stop().await;
+}

@@ -401,6 +401,7 @@ struct Stored {
     codec: Codec,
     rate: u32,
     channels: u8,
+    flac: bool,
 }
 
 impl Importer {
@@ -501,6 +502,7 @@ impl Importer {
             recording: id,
             limit: d.config.import.max_bytes,
             target_rate: settings.import_sample_rate,
+            flac: settings.storage_codec == crate::config::StorageCodec::Flac,
             segment_secs: d.config.import.segment_length.as_secs(),
             keyring: Arc::clone(&d.keyring),
         };
@@ -712,7 +714,11 @@ impl Importer {
             sample_rate: decoded.format.sample_rate,
             duration_ms: decoded_ms,
             declared_ms,
-            stored_codec: decoded.stored.codec.name().to_owned(),
+            stored_codec: if decoded.stored.flac {
+                "FLAC".to_owned()
+            } else {
+                decoded.stored.codec.name().to_owned()
+            },
             stored_sample_rate: decoded.stored.rate,
         };
         let mut ledger = vec![NewLedgerEntry {
@@ -776,6 +782,7 @@ struct Job {
     recording: RecordingId,
     limit: u64,
     target_rate: u32,
+    flac: bool,
     segment_secs: u64,
     keyring: Arc<Keyring>,
 }
@@ -844,6 +851,7 @@ impl Job {
                 codec,
                 rate: 8000,
                 channels: fmt.channels,
+                flac: false,
             };
             return Ok((Stage::Keep(sealer(codec, 8000)), stored));
         }
@@ -860,10 +868,15 @@ impl Job {
             codec: Codec::L16,
             rate,
             channels: fmt.channels,
+            flac: self.flac,
         };
         Ok((
             Stage::Linear {
-                sealer: sealer(Codec::L16, rate),
+                sealer: if self.flac {
+                    sealer(Codec::L16, rate).with_flac()
+                } else {
+                    sealer(Codec::L16, rate)
+                },
                 widen,
                 resample,
                 scratch: Vec::new(),

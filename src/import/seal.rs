@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::audio::flac::FlacSegmentWriter;
 use crate::domain::{Codec, RecordingId, SegmentNo};
 use crate::vault::{DataKey, Header, Keyring, SegmentWriter, WrappedKey};
 
@@ -34,8 +35,14 @@ impl std::fmt::Debug for SealedSegment {
     }
 }
 
+/// How a segment's audio is sealed: as it is (`CVA1` version 1), or as FLAC (version 2).
+enum Writer {
+    Raw(SegmentWriter),
+    Flac(Box<FlacSegmentWriter>),
+}
+
 struct Open {
-    writer: SegmentWriter,
+    writer: Writer,
     key: DataKey,
     bytes: Vec<u8>,
     start_frame: u64,
@@ -50,6 +57,7 @@ pub struct Sealer {
     rate: u32,
     segment_frames: u64,
     keyring: Arc<Keyring>,
+    flac: bool,
     open: Option<Open>,
     next: u32,
     frames: u64,
@@ -83,10 +91,17 @@ impl Sealer {
             rate,
             segment_frames: segment_secs.max(1) * u64::from(rate),
             keyring,
+            flac: false,
             open: None,
             next: 0,
             frames: 0,
         }
+    }
+
+    /// The same sealer storing 16-bit linear audio as lossless FLAC (`storage_codec = "flac"`).
+    pub fn with_flac(mut self) -> Self {
+        self.flac = self.codec == Codec::L16;
+        self
     }
 
     fn frame_len(&self) -> usize {
@@ -113,14 +128,25 @@ impl Sealer {
             let open = self.open.as_mut().expect("opened above");
             let room = (self.segment_frames - open.frames) as usize * frame;
             let take = room.min(data.len());
-            let sealed = open.writer.append(&data[..take]).map_err(vault)?;
-            open.bytes.extend_from_slice(&sealed);
+            match &mut open.writer {
+                Writer::Raw(w) => {
+                    let sealed = w.append(&data[..take]).map_err(vault)?;
+                    open.bytes.extend_from_slice(&sealed);
+                }
+                Writer::Flac(w) => {
+                    let samples: Vec<i16> = data[..take]
+                        .chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                        .collect();
+                    w.push(&samples, &mut open.bytes).map_err(flac)?;
+                }
+            }
             open.frames += (take / frame) as u64;
             self.frames += (take / frame) as u64;
             data = &data[take..];
             if open.frames == self.segment_frames {
                 let full = self.open.take().expect("open");
-                emit(self.close(full))?;
+                emit(self.close(full)?)?;
             }
         }
         Ok(())
@@ -132,7 +158,7 @@ impl Sealer {
         emit: &mut impl FnMut(SealedSegment) -> Result<(), ImportError>,
     ) -> Result<u64, ImportError> {
         if let Some(open) = self.open.take() {
-            emit(self.close(open))?;
+            emit(self.close(open)?)?;
         }
         Ok(self.frames)
     }
@@ -149,8 +175,23 @@ impl Sealer {
         )
         .map_err(vault)?;
         let key = DataKey::generate();
-        let writer = SegmentWriter::new(header, &key);
-        let bytes = writer.header_bytes().to_vec();
+        let (writer, bytes) = if self.flac {
+            let w = FlacSegmentWriter::new(
+                self.recording,
+                SegmentNo(self.next),
+                self.channels,
+                self.rate,
+                self.ms(start_frame),
+                &key,
+            )
+            .map_err(flac)?;
+            let bytes = w.header_bytes().to_vec();
+            (Writer::Flac(Box::new(w)), bytes)
+        } else {
+            let w = SegmentWriter::new(header, &key);
+            let bytes = w.header_bytes().to_vec();
+            (Writer::Raw(w), bytes)
+        };
         Ok(Open {
             writer,
             key,
@@ -160,7 +201,7 @@ impl Sealer {
         })
     }
 
-    fn close(&mut self, open: Open) -> SealedSegment {
+    fn close(&mut self, open: Open) -> Result<SealedSegment, ImportError> {
         let Open {
             writer,
             key,
@@ -168,16 +209,19 @@ impl Sealer {
             start_frame,
             frames,
         } = open;
-        bytes.extend_from_slice(&writer.seal());
+        match writer {
+            Writer::Raw(w) => bytes.extend_from_slice(&w.seal()),
+            Writer::Flac(w) => w.finish(&mut bytes).map_err(flac)?,
+        }
         let segment = SegmentNo(self.next);
         self.next += 1;
-        SealedSegment {
+        Ok(SealedSegment {
             segment,
             key: self.keyring.wrap(&key, self.recording, segment),
             bytes,
             media_start_ms: self.ms(start_frame),
             media_end_ms: self.ms(start_frame + frames),
-        }
+        })
     }
 
     fn ms(&self, frames: u64) -> u64 {
@@ -186,6 +230,10 @@ impl Sealer {
 }
 
 fn vault(e: crate::vault::VaultError) -> ImportError {
+    ImportError::Vault(e.to_string())
+}
+
+fn flac(e: crate::audio::flac::FlacError) -> ImportError {
     ImportError::Vault(e.to_string())
 }
 

@@ -266,6 +266,12 @@ impl Daemon {
             .map(|(name, p)| (name.clone(), p.retention))
             .collect();
         persist.default_retention = Some(config.policy_for(None, None).retention);
+        persist.flac_policies = config
+            .policies
+            .iter()
+            .filter(|(_, p)| p.storage_codec == crate::config::StorageCodec::Flac)
+            .map(|(name, _)| name.clone())
+            .collect();
         let persistence = Persistence::start(
             Arc::clone(&shared.catalog),
             Arc::clone(&shared.store),
