@@ -622,6 +622,114 @@ async fn imports_follow_holds_subject_access_review_and_retention() {
     assert_eq!(s, 409, "{}", String::from_utf8_lossy(&body));
     let (s, _) = live.play(id, &live.compliance).await;
     assert_eq!(s, 200);
+    // a compliance user clears it (with a reason); a supervisor may not
+    let clear = |token: String, body: Value| {
+        let live = &live;
+        let path = format!("/v1/imports/{id}/clear-review");
+        async move {
+            let stream = TcpStream::connect(live.public).await.expect("connect");
+            let auth = format!("Bearer {token}");
+            let (s, _, b) = common::exchange(
+                stream,
+                "POST",
+                &path,
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json"),
+                ],
+                body.to_string().as_bytes(),
+            )
+            .await;
+            (
+                s,
+                serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (s, b) = clear(live.supervisor.clone(), json!({ "reason": "listened" })).await;
+    assert_eq!(s, 403, "{b}");
+    let (s, b) = clear(live.compliance.clone(), json!({})).await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("missing_field")), "{b}");
+    let (s, b) = clear(
+        live.compliance.clone(),
+        json!({ "reason": "listened: no card details" }),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "sealed");
+    let (s, b) = clear(live.compliance.clone(), json!({ "reason": "again" })).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (409, Some("not_under_review")),
+        "{b}"
+    );
+    let (s, _) = live.play(id, &live.supervisor).await;
+    assert_eq!(s, 200, "a supervisor plays it once cleared");
+
+    // keypad tones in imported audio (a card number keyed while the old recorder kept recording):
+    // pci_review whatever the policy says, and the ledger says tones were heard, not which
+    let (source, _, _) = wav_samples(&pcm);
+    let mut keyed = source.clone();
+    for (k, (lo, hi)) in [
+        (770.0, 1336.0),
+        (697.0, 1209.0),
+        (852.0, 1477.0),
+        (941.0, 1336.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = 4000 + k * 1600;
+        for n in 0..800 {
+            let t = n as f64 / 8000.0;
+            let v = ((2.0 * std::f64::consts::PI * lo * t).sin()
+                + (2.0 * std::f64::consts::PI * hi * t).sin())
+                * 5000.0;
+            keyed[at + n] = v as i16;
+        }
+    }
+    let mut wav = std::io::Cursor::new(Vec::new());
+    {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::new(&mut wav, spec).expect("wav");
+        for s in &keyed {
+            w.write_sample(*s).expect("sample");
+        }
+        w.finalize().expect("wav");
+    }
+    let (s, b) = import(
+        &live,
+        &live.compliance,
+        &meta("keyed", t0() - chrono::Duration::days(1), 3000),
+        "keyed.wav",
+        wav.get_ref(),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["recording"]["status"], "pci_review", "{b}");
+    let row = live.recording("keyed").await.expect("row");
+    let ledger = live.catalog.ledger(row.id).await.expect("ledger");
+    let review = ledger
+        .iter()
+        .find(|e| e.kind == "import.pci_review")
+        .expect("a review entry");
+    assert!(
+        review
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("keypad")),
+        "{review:?}"
+    );
+    assert!(
+        review.details.contains("\"keypad_tones\":4"),
+        "{}",
+        review.details
+    );
 
     // retention: past the expiry counted from the original end, the sweep deletes the free one
     // and keeps the held one
@@ -928,7 +1036,11 @@ fn object(live: &Live, key: &str) -> Vec<u8> {
 
 /// The format version of a stored segment and its size.
 async fn stored_versions(live: &Live, id: &str) -> Vec<(u16, usize)> {
-    let segs = live.catalog.segments(id.parse().expect("id")).await.expect("segments");
+    let segs = live
+        .catalog
+        .segments(id.parse().expect("id"))
+        .await
+        .expect("segments");
     segs.iter()
         .map(|s| {
             let b = object(live, &s.object_key);
@@ -977,24 +1089,45 @@ async fn an_import_stored_as_flac_plays_back_sample_exact_and_serves_ranges() {
     // two segments (2 s + 1 s); FLAC ones are version 2 and smaller than the raw ones
     let flac = stored_versions(&live, &ids[0]).await;
     let raw = stored_versions(&live, &ids[1]).await;
-    assert_eq!(flac.iter().map(|v| v.0).collect::<Vec<_>>(), [2, 2], "{flac:?}");
-    assert_eq!(raw.iter().map(|v| v.0).collect::<Vec<_>>(), [1, 1], "{raw:?}");
-    let (f, r): (usize, usize) = (flac.iter().map(|v| v.1).sum(), raw.iter().map(|v| v.1).sum());
+    assert_eq!(
+        flac.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [2, 2],
+        "{flac:?}"
+    );
+    assert_eq!(
+        raw.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [1, 1],
+        "{raw:?}"
+    );
+    let (f, r): (usize, usize) = (
+        flac.iter().map(|v| v.1).sum(),
+        raw.iter().map(|v| v.1).sum(),
+    );
     eprintln!("3 s of speech: flac {f} bytes, raw {r} bytes");
     assert!(f * 10 < r * 8, "flac {f} is smaller than raw {r}");
     let row = live.recording("flac-pcm").await.expect("row");
     let note: Value =
-        serde_json::from_str(&live.catalog.ledger(row.id).await.expect("ledger")[0].details).expect("json");
+        serde_json::from_str(&live.catalog.ledger(row.id).await.expect("ledger")[0].details)
+            .expect("json");
     assert_eq!(note["stored_codec"], "FLAC");
 
     // ranged reads in the middle: across a chunk boundary (4096 frames), across the segment
     // boundary (2 s), odd offsets; the same bytes as the raw recording and as the source
     let whole: Vec<u8> = source.iter().flat_map(|s| s.to_le_bytes()).collect();
-    for (from, to) in [(44 + 8000, 44 + 8400), (44 + 8191, 44 + 8193), (44 + 31_000, 44 + 33_001), (44 + 47_990, 44 + 48_000)] {
+    for (from, to) in [
+        (44 + 8000, 44 + 8400),
+        (44 + 8191, 44 + 8193),
+        (44 + 31_000, 44 + 33_001),
+        (44 + 47_990, 44 + 48_000),
+    ] {
         let a = play_range(&live, &ids[0], from..to).await;
         let b = play_range(&live, &ids[1], from..to).await;
         assert_eq!(a, b, "{from}..{to}: flac and raw agree");
-        assert_eq!(a, whole[(from - 44) as usize..(to - 44) as usize], "{from}..{to}: the source's bytes");
+        assert_eq!(
+            a,
+            whole[(from - 44) as usize..(to - 44) as usize],
+            "{from}..{to}: the source's bytes"
+        );
     }
     live.stop().await;
 }
@@ -1008,15 +1141,29 @@ async fn a_live_call_stored_as_flac_plays_back_as_the_same_call_stored_raw() {
     let audio: Vec<u8> = source.iter().flat_map(|s| s.to_le_bytes()).collect();
     let mut played = Vec::new();
     for (call, line) in [("live-flac", FLAC_LINE), ("live-raw", RAW_LINE)] {
-        let (s, b) = live.event(call, "call.started", None, json!({ "line": line, "caller": CALLER })).await;
+        let (s, b) = live
+            .event(
+                call,
+                "call.started",
+                None,
+                json!({ "line": line, "caller": CALLER }),
+            )
+            .await;
         assert_eq!(s, 200, "{b}");
-        let mut ws = live.media_with(call, Some(&live.telephony)).await.expect("socket");
+        let mut ws = live
+            .media_with(call, Some(&live.telephony))
+            .await
+            .expect("socket");
         let start = json!({ "type": "start", "codec": "L16", "sample_rate": 8000, "channels": 1 });
-        ws.send(Message::Text(start.to_string().into())).await.expect("start");
+        ws.send(Message::Text(start.to_string().into()))
+            .await
+            .expect("start");
         common::live::sync(&mut ws).await;
         live.stream(&mut ws, &audio).await;
         common::live::sync(&mut ws).await;
-        ws.send(Message::Text(r#"{"type":"stop"}"#.into())).await.expect("stop");
+        ws.send(Message::Text(r#"{"type":"stop"}"#.into()))
+            .await
+            .expect("stop");
         let _close = common::live::close_of(&mut ws).await;
         let (s, b) = live.event(call, "call.ended", None, json!({})).await;
         assert_eq!(s, 200, "{b}");
@@ -1031,10 +1178,22 @@ async fn a_live_call_stored_as_flac_plays_back_as_the_same_call_stored_raw() {
         played.push((got, versions));
     }
     let (flac, raw) = (&played[0], &played[1]);
-    assert!(flac.0 == raw.0, "the flac call plays back sample-exact as the raw one");
-    assert!(flac.1.iter().all(|v| v.0 == 2), "stored as flac: {:?}", flac.1);
+    assert!(
+        flac.0 == raw.0,
+        "the flac call plays back sample-exact as the raw one"
+    );
+    assert!(
+        flac.1.iter().all(|v| v.0 == 2),
+        "stored as flac: {:?}",
+        flac.1
+    );
     assert!(raw.1.iter().all(|v| v.0 == 1), "stored raw: {:?}", raw.1);
     let sizes = |v: &[(u16, usize)]| v.iter().map(|x| x.1).sum::<usize>();
-    assert!(sizes(&flac.1) < sizes(&raw.1), "{:?} vs {:?}", flac.1, raw.1);
+    assert!(
+        sizes(&flac.1) < sizes(&raw.1),
+        "{:?} vs {:?}",
+        flac.1,
+        raw.1
+    );
     live.stop().await;
 }

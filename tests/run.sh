@@ -19,6 +19,12 @@ pg_isready -h 127.0.0.1
 echo "==> S3-compatible test server (moto, pinned) for tests/s3.rs"
 bash tests/s3/start.sh
 
+echo "==> tools that make the import fixtures (fixtures/import/make.sh), when missing"
+if ! command -v sox >/dev/null || ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null; then
+  apt-get install -y -qq sox libsox-fmt-all ffmpeg espeak-ng >/dev/null || {
+    apt-get update -qq && apt-get install -y -qq sox libsox-fmt-all ffmpeg espeak-ng >/dev/null; }
+fi
+
 echo "==> cargo test"
 mkdir -p target
 cargo test --no-fail-fast "$@" 2>&1 | tee target/test.log

@@ -13,8 +13,8 @@
 use std::io::{self, Read};
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use super::auth::Caller;
 use super::{ApiError, ApiState};
 use crate::catalog::RecordingRow;
 use crate::domain::Role;
-use crate::import::{ImportError, Outcome, RawMeta, Upload};
+use crate::import::{ImportError, Outcome, RawMeta, ReviewError, Upload};
 
 /// Largest `metadata` part.
 const MAX_METADATA: usize = 64 * 1024;
@@ -240,5 +240,44 @@ impl Read for ChannelReader {
         buf[..n].copy_from_slice(&self.cur[..n]);
         self.cur = self.cur.slice(n..);
         Ok(n)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: Option<String>,
+}
+
+/// `POST /v1/imports/{id}/clear-review` (compliance): an imported recording under review was
+/// listened to and holds no card data; it returns to `sealed`.
+pub(super) async fn clear_review(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<RecordingDto>, ApiError> {
+    caller.require(&[Role::Compliance])?;
+    let id = id.parse().map_err(|_| ApiError::NotFound)?;
+    let body: ReasonBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    let reason = body
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing_field", "reason is required"))?;
+    match st.importer.clear_review(id, &caller.actor, reason).await {
+        Ok(row) => Ok(Json(dto(&row))),
+        Err(ReviewError::NotFound) => Err(ApiError::NotFound),
+        Err(e @ ReviewError::NotImportReview) => Err(ApiError::Conflict {
+            code: "not_under_review",
+            detail: e.to_string(),
+        }),
+        Err(e @ ReviewError::Changed) => Err(ApiError::Conflict {
+            code: "changed",
+            detail: e.to_string(),
+        }),
+        Err(ReviewError::Catalog(e)) => Err(ApiError::internal(&e)),
     }
 }

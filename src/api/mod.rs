@@ -162,6 +162,7 @@ pub fn public_router(state: ApiState) -> Router {
                 usize::try_from(state.config.import.max_bytes).unwrap_or(usize::MAX),
             )),
         )
+        .route("/v1/imports/{id}/clear-review", post(imports::clear_review))
         .fallback(|| async { ApiError::NotFound })
         // bodies are read with an explicit limit by the handlers that take one; this is the backstop
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

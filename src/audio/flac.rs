@@ -197,8 +197,15 @@ impl FlacSegmentWriter {
         key: &DataKey,
     ) -> Result<Self, FlacError> {
         let bound = FRAMES_PER_CHUNK * 2 * u32::from(channels) + FRAME_OVERHEAD;
-        let base = Header::new(recording, segment, Codec::L16, channels, rate, media_start_ms)?
-            .with_chunk_size(bound)?;
+        let base = Header::new(
+            recording,
+            segment,
+            Codec::L16,
+            channels,
+            rate,
+            media_start_ms,
+        )?
+        .with_chunk_size(bound)?;
         let header = FramedHeader::new(base, Storage::Flac, FRAMES_PER_CHUNK)?;
         Ok(Self {
             encoder: FlacEncoder::new(channels, rate)?,
@@ -220,7 +227,9 @@ impl FlacSegmentWriter {
         let block = FRAMES_PER_CHUNK as usize * self.channels;
         let mut at = 0;
         while self.pending.len() - at >= block {
-            let frame = self.encoder.encode(self.index, &self.pending[at..at + block])?;
+            let frame = self
+                .encoder
+                .encode(self.index, &self.pending[at..at + block])?;
             self.writer.push(&frame, FRAMES_PER_CHUNK, out)?;
             self.index += 1;
             at += block;
@@ -332,7 +341,8 @@ mod tests {
         let mut out = Zeroizing::new(Vec::new());
         for (i, c) in chunks.iter().enumerate() {
             if layout.frames_in(i as u64) > 0 {
-                dec.decode_into(c, layout.frames_in(i as u64), &mut out).unwrap();
+                dec.decode_into(c, layout.frames_in(i as u64), &mut out)
+                    .unwrap();
             }
         }
         out.chunks_exact(2)
@@ -345,17 +355,32 @@ mod tests {
         for (frames, channels) in [(10_000, 1), (4096 * 3, 2), (4096 + 5, 1), (7, 2), (0, 1)] {
             let audio = speechlike(frames, channels);
             let key = DataKey::generate();
-            let mut w =
-                FlacSegmentWriter::new(RecordingId::new(), SegmentNo(0), channels as u8, 8000, 0, &key)
-                    .unwrap();
+            let mut w = FlacSegmentWriter::new(
+                RecordingId::new(),
+                SegmentNo(0),
+                channels as u8,
+                8000,
+                0,
+                &key,
+            )
+            .unwrap();
             let mut out = w.header_bytes().to_vec();
             for piece in audio.chunks(333 * channels) {
                 w.push(piece, &mut out).unwrap();
             }
             w.finish(&mut out).unwrap();
-            assert_eq!(decode_all(&out, &key), audio, "{frames} frames x {channels}");
+            assert_eq!(
+                decode_all(&out, &key),
+                audio,
+                "{frames} frames x {channels}"
+            );
             if frames > 4096 {
-                assert!(out.len() < audio.len() * 2, "compressed: {} of {}", out.len(), audio.len() * 2);
+                assert!(
+                    out.len() < audio.len() * 2,
+                    "compressed: {} of {}",
+                    out.len(),
+                    audio.len() * 2
+                );
             }
         }
     }

@@ -184,10 +184,15 @@ impl VaultSegmentSource {
         let plains = self.reader.read_chunks(&self.key, chunks.clone()).await?;
         let h = layout.header();
         let base = h.base();
-        let mut decoder =
-            super::flac::FlacDecoder::new(base.channels(), base.sample_rate(), h.frames_per_chunk())?;
+        let mut decoder = super::flac::FlacDecoder::new(
+            base.channels(),
+            base.sample_rate(),
+            h.frames_per_chunk(),
+        )?;
         let per = u64::from(h.frames_per_chunk()) * base.frame_len();
-        let mut out = Zeroizing::new(Vec::with_capacity(((chunks.end - chunks.start) * per) as usize));
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            ((chunks.end - chunks.start) * per) as usize,
+        ));
         for (index, chunk) in chunks.clone().zip(plains) {
             let frames = layout.frames_in(index);
             if frames > 0 {

@@ -394,6 +394,8 @@ struct Decoded {
     digest: FileDigest,
     source_frames: u64,
     stored: Stored,
+    /// Keypad tones heard in the stored audio (their digits are never kept).
+    tones: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -503,6 +505,7 @@ impl Importer {
             limit: d.config.import.max_bytes,
             target_rate: settings.import_sample_rate,
             flac: settings.storage_codec == crate::config::StorageCodec::Flac,
+            dtmf: policy.dtmf,
             segment_secs: d.config.import.segment_length.as_secs(),
             keyring: Arc::clone(&d.keyring),
         };
@@ -683,7 +686,7 @@ impl Importer {
                 tolerance_ms,
             });
         }
-        let status = initial_status(review, false);
+        let status = initial_status(review, decoded.tones > 0);
         let now = d.clock.now();
         let row = RecordingRow {
             id,
@@ -730,16 +733,22 @@ impl Importer {
             details: serde_json::to_string(&note).expect("a note of plain fields serialises"),
         }];
         if status == crate::domain::RecordingStatus::PciReview {
+            // that keys were pressed, never which
+            let reason = if decoded.tones > 0 {
+                "keypad tones were heard in the imported audio".to_owned()
+            } else {
+                format!(
+                    "policy {} reviews imported audio for card data",
+                    policy.name
+                )
+            };
             ledger.push(NewLedgerEntry {
                 recording_id: id,
                 at: now,
                 kind: IMPORT_REVIEW.to_owned(),
                 actor: "system".to_owned(),
-                reason: Some(format!(
-                    "policy {} reviews imported audio for card data",
-                    policy.name
-                )),
-                details: "{}".to_owned(),
+                reason: Some(reason),
+                details: serde_json::json!({ "keypad_tones": decoded.tones }).to_string(),
             });
         }
         let audit = NewAuditEntry::new(now, actor, "recording.import", id.to_string()).details(
@@ -751,6 +760,7 @@ impl Importer {
                 "duration_ms": decoded_ms,
                 "status": status.as_str(),
                 "segments": segments.len(),
+                "keypad_tones": decoded.tones,
             }),
         );
         d.catalog
@@ -763,6 +773,77 @@ impl Importer {
             .await?;
         metrics::counter!("callvault_imports_total").increment(1);
         Ok(row)
+    }
+}
+
+/// Why a review of an import cannot be cleared.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// No such recording.
+    #[error("no such recording")]
+    NotFound,
+    /// The recording is not an import under review (a live recording's review is cleared by
+    /// excising the segments that hold the late pause).
+    #[error("the recording is not an imported recording under pci review")]
+    NotImportReview,
+    /// Its status changed meanwhile.
+    #[error("the recording changed meanwhile; try again")]
+    Changed,
+    /// The catalog failed.
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+}
+
+impl Importer {
+    /// A compliance user has listened to an import under review and found no card data: it returns
+    /// to `sealed` ([`RecordingStatus::clear_review`](crate::domain::RecordingStatus::clear_review),
+    /// compare-and-set), with a ledger entry and an audit entry naming who and why.
+    pub async fn clear_review(
+        &self,
+        id: RecordingId,
+        actor: &str,
+        reason: &str,
+    ) -> Result<RecordingRow, ReviewError> {
+        let d = &self.inner;
+        let row = d
+            .catalog
+            .recording(id)
+            .await?
+            .ok_or(ReviewError::NotFound)?;
+        let ledger = d.catalog.ledger(id).await?;
+        if !ledger.iter().any(|e| e.kind == IMPORT_REVIEW) {
+            return Err(ReviewError::NotImportReview);
+        }
+        let to = row
+            .status
+            .clear_review()
+            .map_err(|_| ReviewError::NotImportReview)?;
+        let now = d.clock.now();
+        let change = crate::catalog::StatusChange::new(id, row.status, to, now);
+        if !d.catalog.transition_recording(&change).await? {
+            return Err(ReviewError::Changed);
+        }
+        d.catalog
+            .append_ledger(&NewLedgerEntry {
+                recording_id: id,
+                at: now,
+                kind: "import.pci_review_cleared".to_owned(),
+                actor: actor.to_owned(),
+                reason: Some(reason.to_owned()),
+                details: "{}".to_owned(),
+            })
+            .await?;
+        d.catalog
+            .append_audit(
+                NewAuditEntry::new(now, actor, "recording.review_cleared", id.to_string())
+                    .reason(reason),
+            )
+            .await?;
+        Ok(RecordingRow {
+            status: to,
+            updated_at: now,
+            ..row
+        })
     }
 }
 
@@ -783,12 +864,44 @@ struct Job {
     limit: u64,
     target_rate: u32,
     flac: bool,
+    dtmf: crate::domain::DtmfPolicy,
     segment_secs: u64,
     keyring: Arc<Keyring>,
 }
 
-/// How decoded audio becomes stored audio, decided at the first packet.
-enum Stage {
+/// How decoded audio becomes stored audio, decided at the first packet, and the keypad-tone
+/// detector that hears the stored audio (DESIGN.md section 2: an import may hold keyed card
+/// numbers no pause removed).
+struct Stage {
+    store: Store,
+    tones: Tones,
+}
+
+/// Keypad tones heard in the audio as stored.
+struct Tones {
+    detector: Option<crate::audio::dtmf::DtmfDetector>,
+    events: Vec<crate::audio::dtmf::ToneEvent>,
+    heard: u64,
+}
+
+impl Tones {
+    fn hear(&mut self, stored: &[u8]) {
+        if let Some(d) = &mut self.detector {
+            d.feed(stored, &mut self.events);
+            self.count();
+        }
+    }
+
+    fn count(&mut self) {
+        self.heard += self
+            .events
+            .drain(..)
+            .filter(|e| matches!(e, crate::audio::dtmf::ToneEvent::Started { .. }))
+            .count() as u64;
+    }
+}
+
+enum Store {
     /// G.711 at 8000 Hz: its bytes are kept as they came.
     Keep(Sealer),
     /// Everything else: 16-bit linear at the policy's rate.
@@ -799,6 +912,8 @@ enum Stage {
         scratch: Vec<i16>,
         bytes: Vec<u8>,
     },
+    /// Finished.
+    Done,
 }
 
 impl Job {
@@ -818,19 +933,43 @@ impl Job {
                 let (stage, _) = stage.as_mut().expect("set above");
                 stage.push(audio, &mut emit)
             })?;
-        let Some((stage, stored)) = stage else {
+        let Some((mut stage, stored)) = stage else {
             return Err(ImportError::Corrupt("the file holds no audio".into()));
         };
-        stage.finish(&mut emit)?;
+        let tones = stage.finish(&mut emit)?;
         Ok(Decoded {
             format,
             digest,
             source_frames,
             stored,
+            tones,
         })
     }
 
     fn stage(&self, fmt: &SourceFormat, audio: &Audio<'_>) -> Result<(Stage, Stored), ImportError> {
+        let (store, stored) = self.store(fmt, audio)?;
+        let detector = (self.dtmf.mode != crate::domain::DtmfMode::Off)
+            .then(|| {
+                crate::audio::dtmf::DtmfDetector::new(
+                    crate::domain::MediaFormat {
+                        codec: stored.codec,
+                        sample_rate: stored.rate,
+                        channels: stored.channels,
+                    },
+                    crate::audio::dtmf::DetectorConfig::for_policy(&self.dtmf),
+                )
+                .ok()
+            })
+            .flatten();
+        let tones = Tones {
+            detector,
+            events: Vec::new(),
+            heard: 0,
+        };
+        Ok((Stage { store, tones }, stored))
+    }
+
+    fn store(&self, fmt: &SourceFormat, audio: &Audio<'_>) -> Result<(Store, Stored), ImportError> {
         let sealer = |codec, rate| {
             Sealer::new(
                 self.recording,
@@ -853,7 +992,7 @@ impl Job {
                 channels: fmt.channels,
                 flac: false,
             };
-            return Ok((Stage::Keep(sealer(codec, 8000)), stored));
+            return Ok((Store::Keep(sealer(codec, 8000)), stored));
         }
         let rate = self.target_rate;
         let resample = (fmt.sample_rate != rate)
@@ -871,7 +1010,7 @@ impl Job {
             flac: self.flac,
         };
         Ok((
-            Stage::Linear {
+            Store::Linear {
                 sealer: if self.flac {
                     sealer(Codec::L16, rate).with_flac()
                 } else {
@@ -893,14 +1032,18 @@ impl Stage {
         audio: Audio<'_>,
         emit: &mut impl FnMut(SealedSegment) -> Result<(), ImportError>,
     ) -> Result<(), ImportError> {
-        match self {
-            Stage::Keep(sealer) => match audio {
-                Audio::G711(bytes) => sealer.push(bytes, emit),
+        let tones = &mut self.tones;
+        match &mut self.store {
+            Store::Keep(sealer) => match audio {
+                Audio::G711(bytes) => {
+                    tones.hear(bytes);
+                    sealer.push(bytes, emit)
+                }
                 Audio::Linear(_) => Err(ImportError::Corrupt(
                     "the audio changes its coding part way".into(),
                 )),
             },
-            Stage::Linear {
+            Store::Linear {
                 sealer,
                 widen,
                 resample,
@@ -930,18 +1073,24 @@ impl Stage {
                 };
                 bytes.clear();
                 bytes.extend(out.iter().flat_map(|s| s.to_le_bytes()));
+                tones.hear(bytes);
                 sealer.push(bytes, emit)
             }
+            Store::Done => Err(ImportError::Stopped),
         }
     }
 
+    /// Seals what is left; returns the keypad tones heard in the whole recording.
     fn finish(
-        self,
+        &mut self,
         emit: &mut impl FnMut(SealedSegment) -> Result<(), ImportError>,
     ) -> Result<u64, ImportError> {
-        match self {
-            Stage::Keep(sealer) => sealer.finish(emit),
-            Stage::Linear {
+        let store = std::mem::replace(&mut self.store, Store::Done);
+        match store {
+            Store::Keep(sealer) => {
+                sealer.finish(emit)?;
+            }
+            Store::Linear {
                 mut sealer,
                 resample,
                 ..
@@ -950,10 +1099,17 @@ impl Stage {
                     let mut tail = Vec::new();
                     r.finish(&mut tail)?;
                     let bytes: Vec<u8> = tail.iter().flat_map(|s| s.to_le_bytes()).collect();
+                    self.tones.hear(&bytes);
                     sealer.push(&bytes, emit)?;
                 }
-                sealer.finish(emit)
+                sealer.finish(emit)?;
             }
+            Store::Done => {}
         }
+        if let Some(d) = &mut self.tones.detector {
+            d.finish(&mut self.tones.events);
+            self.tones.count();
+        }
+        Ok(self.tones.heard)
     }
 }

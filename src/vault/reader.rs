@@ -63,7 +63,10 @@ impl ObjectReader {
             let framed = FramedLayout::new(header.clone(), object_len, &trailer)?;
             // a version 2 object has no fixed layout: this one (of an empty version 1 segment) only
             // carries the header, and reads go through `framed`
-            let layout = Layout::new(header.base().clone(), (HEADER_LEN + super::container::TAG_LEN) as u64)?;
+            let layout = Layout::new(
+                header.base().clone(),
+                (HEADER_LEN + super::container::TAG_LEN) as u64,
+            )?;
             return Ok(Self {
                 store,
                 path,

@@ -472,7 +472,11 @@ mod tests {
 
     #[test]
     fn tampering_truncation_and_a_short_chunk_before_the_last_fail() {
-        let chunks = vec![(vec![1u8; 10], 100), (vec![2u8; 20], 100), (vec![3u8; 5], 50)];
+        let chunks = vec![
+            (vec![1u8; 10], 100),
+            (vec![2u8; 20], 100),
+            (vec![3u8; 5], 50),
+        ];
         let (bytes, key) = container(&chunks, 100);
         for at in [5, 30, 60, 70, 90, bytes.len() - 20] {
             let mut b = bytes.clone();
