@@ -8,7 +8,7 @@
 //!   ([`duration_agrees`]);
 //! - an import enters the status machine `sealed`, or `pci_review` when its policy says imported
 //!   audio must be reviewed for card data or keypad tones were found in it
-//!   ([`status::imported`](super::status::imported)).
+//!   ([`status::imported`]).
 //!
 //! No I/O: times come in as arguments.
 

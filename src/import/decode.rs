@@ -389,8 +389,7 @@ mod tests {
             1 << 20,
             |_, _| Ok(()),
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert!(
             matches!(&err, ImportError::Unsupported(m) if m.contains("GSM 6.10")),
             "{err}"
@@ -405,8 +404,7 @@ mod tests {
             1 << 20,
             |_, _| Ok(()),
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert!(matches!(err, ImportError::Unsupported(_)), "{err}");
         let err = digest(io::Cursor::new(vec![0u8; 2000]), 1000).expect_err("too large");
         assert!(matches!(err, ImportError::TooLarge));

@@ -908,7 +908,7 @@ enum Store {
     Linear {
         sealer: Sealer,
         widen: Option<&'static [i16; 256]>,
-        resample: Option<resample::Resample>,
+        resample: Option<Box<resample::Resample>>,
         scratch: Vec<i16>,
         bytes: Vec<u8>,
     },
@@ -997,7 +997,8 @@ impl Job {
         let rate = self.target_rate;
         let resample = (fmt.sample_rate != rate)
             .then(|| resample::Resample::new(fmt.sample_rate, rate, usize::from(fmt.channels)))
-            .transpose()?;
+            .transpose()?
+            .map(Box::new);
         let widen = match (audio, g711) {
             (Audio::G711(_), Some(Codec::Pcmu)) => Some(&crate::audio::g711::ULAW_TO_LINEAR),
             (Audio::G711(_), Some(Codec::Pcma)) => Some(&crate::audio::g711::ALAW_TO_LINEAR),

@@ -37,7 +37,7 @@ impl std::fmt::Debug for SealedSegment {
 
 /// How a segment's audio is sealed: as it is (`CVA1` version 1), or as FLAC (version 2).
 enum Writer {
-    Raw(SegmentWriter),
+    Raw(Box<SegmentWriter>),
     Flac(Box<FlacSegmentWriter>),
 }
 
@@ -190,7 +190,7 @@ impl Sealer {
         } else {
             let w = SegmentWriter::new(header, &key);
             let bytes = w.header_bytes().to_vec();
-            (Writer::Raw(w), bytes)
+            (Writer::Raw(Box::new(w)), bytes)
         };
         Ok(Open {
             writer,
