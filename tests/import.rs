@@ -472,6 +472,38 @@ async fn bad_input_is_refused_with_problem_json_and_nothing_is_stored() {
     live.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_the_size_limit_is_refused_and_nothing_is_stored() {
+    let live = Live::start("[import]\nmax_bytes = 20000\n").await;
+    let start = t0() - chrono::Duration::days(1);
+    let (s, b) = import(
+        &live,
+        &live.compliance,
+        &meta("too-big", start, 3000),
+        "pcm16.wav",
+        &read_fixture("pcm16.wav"),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{b}"
+    );
+    assert!(live.recording("too-big").await.is_none());
+    assert_eq!(count_objects(&live.deployment.path("state")), 0);
+    // a file under the limit goes in
+    let (s, b) = import(
+        &live,
+        &live.compliance,
+        &meta("small", start, 3000),
+        "alaw.wav",
+        &read_fixture("ima-adpcm.wav"),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    live.stop().await;
+}
+
 /// `.cva` objects under the local store.
 fn count_objects(state: &Path) -> usize {
     fn walk(p: &Path, n: &mut usize) {
