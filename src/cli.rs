@@ -28,6 +28,7 @@ use crate::server::{self, Daemon, StartError};
 use crate::vault::Keyring;
 
 mod fsck;
+mod import;
 mod init;
 mod keys;
 
@@ -103,6 +104,8 @@ enum Command {
     Fsck(fsck::FsckArgs),
     /// Every call accounted for: the completeness report, or `import` a call-detail CSV.
     Completeness(completeness::CompletenessArgs),
+    /// Import finished recordings from a folder and a manifest (CSV or JSON); resumable.
+    Import(Box<import::ImportArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +272,9 @@ async fn run(command: Command, config: Config, file: PathBuf) -> anyhow::Result<
         Command::Retention(r) => retention(r, config, clock).await?,
         Command::Completeness(args) => {
             return completeness::run(args, config, clock, actor()).await;
+        }
+        Command::Import(args) => {
+            return import::import(*args, config, clock, actor()).await;
         }
         Command::Fsck(args) => {
             let catalog = server::open_catalog(&config).await?;

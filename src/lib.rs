@@ -104,6 +104,11 @@
 //!   generator ([`simulate::load::loadgen`]: thousands of calls written by a few tasks from banked
 //!   frames, with the server sampled from `/proc`) and its bare-receive baseline
 //!   ([`simulate::load::baseline`]).
+//! - [`import`]: finished recordings brought in after the call (`POST /v1/imports`, `callvault
+//!   import`): [`import::Importer`] decodes a file with `symphonia` on a blocking thread, resamples
+//!   to the policy's rate, seals it into segments under fresh data keys and catalogues it whole in
+//!   one transaction ([`catalog::Catalog::insert_import`]); the rules are
+//!   [`domain::import`]'s; manifests of old recorders' exports in [`import::manifest`].
 //! - [`retention`]: [`retention::Retention`] destroys audio through one journal of pending
 //!   deletions, whatever the cause (expiry, erasure, refusal, excision): objects, then keys, then the
 //!   caller's number and tag, then a receipt in the ledger and the audit chain; it refuses a
@@ -161,6 +166,7 @@ pub mod completeness;
 pub mod config;
 pub mod domain;
 pub mod export;
+pub mod import;
 pub mod ingest;
 pub mod recorder;
 pub mod retention;

@@ -37,6 +37,11 @@ if ! command -v node >/dev/null; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
 fi
 (cd tests/console && npm ci --no-audit --no-fund --silent)
+echo "==> tools that make the import fixtures (fixtures/import/make.sh), when missing"
+if ! command -v sox >/dev/null || ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null; then
+  apt-get install -y -qq sox libsox-fmt-all ffmpeg espeak-ng >/dev/null || {
+    apt-get update -qq && apt-get install -y -qq sox libsox-fmt-all ffmpeg espeak-ng >/dev/null; }
+fi
 
 echo "==> cargo test"
 mkdir -p target

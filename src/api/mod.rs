@@ -24,6 +24,8 @@ mod socket;
 // retention (issue 4)
 mod erasure;
 mod holds;
+// imported recordings (issue 17)
+mod imports;
 mod keyring_admin;
 mod platforms;
 mod retention_admin;
@@ -119,6 +121,8 @@ pub struct ApiState {
     pub sessions: auth::Sessions,
     /// Signs the audit chain's head for `GET /v1/audit/head` and export bundles (issue 12).
     pub checkpoints: crate::audit::Checkpointer,
+    /// Imports finished recordings (issue 17).
+    pub importer: crate::import::Importer,
 }
 
 /// The public router.
@@ -157,6 +161,14 @@ pub fn public_router(state: ApiState) -> Router {
             "/v1/recordings/{id}/segments/{n}/excise",
             post(erasure::excise),
         )
+        // imported recordings (issue 17): a streamed upload, bounded by import.max_bytes instead
+        .route(
+            "/v1/imports",
+            post(imports::create).layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(state.config.import.max_bytes).unwrap_or(usize::MAX),
+            )),
+        )
+        .route("/v1/imports/{id}/clear-review", post(imports::clear_review))
         .fallback(|| async { ApiError::NotFound })
         // bodies are read with an explicit limit by the handlers that take one; this is the backstop
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

@@ -62,6 +62,23 @@ pub enum ApiError {
         /// Why.
         detail: String,
     },
+    /// The request is well formed but its content cannot be used (a corrupt upload, audio that
+    /// disagrees with its metadata, an expired import).
+    #[error("{detail}")]
+    Unprocessable {
+        /// The stable code, e.g. `corrupt_file`, `expired`.
+        code: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// The uploaded media's format is not one callvault reads.
+    #[error("{detail}")]
+    UnsupportedMedia {
+        /// The stable code, e.g. `unsupported_format`.
+        code: &'static str,
+        /// Which format, and what to do.
+        detail: String,
+    },
     /// Something failed inside; the cause is logged, not returned.
     #[error("internal error")]
     Internal,
@@ -101,6 +118,8 @@ impl ApiError {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
             }
             ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::UnsupportedMedia { code, .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -124,7 +143,9 @@ impl IntoResponse for ApiError {
             ApiError::BadSignature { detail, .. }
             | ApiError::BadRequest { detail, .. }
             | ApiError::Conflict { detail, .. }
-            | ApiError::Unavailable { detail, .. } => Some(detail.clone()),
+            | ApiError::Unavailable { detail, .. }
+            | ApiError::Unprocessable { detail, .. }
+            | ApiError::UnsupportedMedia { detail, .. } => Some(detail.clone()),
             _ => None,
         };
         let body = Problem {
@@ -276,6 +297,46 @@ impl From<crate::retention::RetentionError> for ApiError {
                 code: "changed",
                 detail: e.to_string(),
             },
+        }
+    }
+}
+
+// --- imported recordings (issue 17): how an import's failure answers
+impl From<crate::import::ImportError> for ApiError {
+    fn from(e: crate::import::ImportError) -> Self {
+        use crate::domain::import::ImportRefusal;
+        use crate::import::ImportError as I;
+        let code = e.code();
+        match e {
+            I::MissingField(_)
+            | I::BadField { .. }
+            | I::Read(_)
+            | I::Refused(ImportRefusal::EndsBeforeStart { .. } | ImportRefusal::NoExpiry) => {
+                ApiError::BadRequest {
+                    code,
+                    detail: e.to_string(),
+                }
+            }
+            I::Unsupported(_) => ApiError::UnsupportedMedia {
+                code,
+                detail: e.to_string(),
+            },
+            I::Corrupt(_)
+            | I::DurationMismatch { .. }
+            | I::Refused(ImportRefusal::Expired { .. }) => ApiError::Unprocessable {
+                code,
+                detail: e.to_string(),
+            },
+            I::TooLarge => ApiError::PayloadTooLarge,
+            I::Conflict { .. } => ApiError::Conflict {
+                code,
+                detail: e.to_string(),
+            },
+            I::Stopped => ApiError::Unavailable {
+                code: "stopping",
+                detail: "the daemon is stopping; try again shortly".into(),
+            },
+            I::Vault(_) | I::Catalog(_) => ApiError::internal(&e),
         }
     }
 }

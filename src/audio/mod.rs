@@ -8,6 +8,7 @@
 //! job.
 
 pub mod dtmf;
+pub mod flac;
 pub mod g711;
 pub mod peaks;
 pub mod playback;

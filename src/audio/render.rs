@@ -86,6 +86,9 @@ pub enum RenderError {
         /// Index of the piece in the timeline.
         index: usize,
     },
+    /// A compressed (FLAC) segment did not decode.
+    #[error("segment audio: {0}")]
+    Decode(#[from] super::flac::FlacError),
 }
 
 impl From<VaultError> for RenderError {
@@ -123,9 +126,9 @@ impl VaultSegmentSource {
         Self { reader, key }
     }
 
-    /// The segment's media format, from its container header.
+    /// The segment's media format, from its container header (16-bit linear for FLAC storage).
     pub fn media_format(&self) -> MediaFormat {
-        let h = self.reader.layout().header();
+        let h = self.reader.header();
         MediaFormat {
             codec: h.codec(),
             sample_rate: h.sample_rate(),
@@ -150,16 +153,61 @@ fn wiped(plain: Plaintext) -> Bytes {
 #[async_trait]
 impl SegmentSource for VaultSegmentSource {
     fn plaintext_len(&self) -> u64 {
-        self.reader.layout().plaintext_len()
+        self.reader.audio_len()
     }
 
     async fn read(&self, range: Range<u64>) -> Result<Bytes, RenderError> {
+        if let Some(layout) = self.reader.framed() {
+            return self.read_flac(layout, range).await;
+        }
         let plain = self.reader.read_range(&self.key, range).await?;
         Ok(wiped(plain))
     }
 
     fn format(&self) -> Option<MediaFormat> {
         Some(self.media_format())
+    }
+}
+
+impl VaultSegmentSource {
+    /// Decoded bytes `range` of a version 2 (FLAC) segment: only the chunks that hold them are
+    /// fetched, decrypted and decoded.
+    async fn read_flac(
+        &self,
+        layout: &crate::vault::FramedLayout,
+        range: Range<u64>,
+    ) -> Result<Bytes, RenderError> {
+        let chunks = layout.chunks_for(range.clone())?;
+        if chunks.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let plains = self.reader.read_chunks(&self.key, chunks.clone()).await?;
+        let h = layout.header();
+        let base = h.base();
+        let mut decoder = super::flac::FlacDecoder::new(
+            base.channels(),
+            base.sample_rate(),
+            h.frames_per_chunk(),
+        )?;
+        let per = u64::from(h.frames_per_chunk()) * base.frame_len();
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            ((chunks.end - chunks.start) * per) as usize,
+        ));
+        for (index, chunk) in chunks.clone().zip(plains) {
+            let frames = layout.frames_in(index);
+            if frames > 0 {
+                decoder.decode_into(&chunk, frames, &mut out)?;
+            }
+        }
+        let from = (range.start - chunks.start * per) as usize;
+        let to = (range.end - chunks.start * per) as usize;
+        if to > out.len() {
+            return Err(RenderError::ShortRead {
+                expected: range.end - range.start,
+                got: out.len().saturating_sub(from) as u64,
+            });
+        }
+        Ok(Bytes::from_owner(Wiped(out)).slice(from..to))
     }
 }
 

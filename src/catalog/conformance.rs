@@ -70,6 +70,8 @@ macro_rules! catalog_conformance {
             every_recording_is_a_call,
             a_call_settles_once_with_its_ledger_and_audit_entries,
             totals_and_listings_by_period_and_state,
+            // imported recordings (issue 17)
+            imports_are_stored_whole_or_not_at_all,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -92,6 +94,8 @@ mod narrow;
 pub(crate) use narrow::*;
 mod calls;
 pub(crate) use calls::*;
+mod import;
+pub(crate) use import::imports_are_stored_whole_or_not_at_all;
 
 // --- fixtures
 

@@ -60,8 +60,8 @@ pub use retention::{
 };
 pub use rows::{AuditQuery, RecordingQuery, SarRow};
 pub use rows::{
-    HoldRow, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus, SegmentRow, SegmentStatus,
-    TokenRow, UnknownStatus, WrappedKeyRow,
+    HoldRow, ImportedRecording, LedgerEntry, NewLedgerEntry, RecordingRow, RecordingStatus,
+    SegmentRow, SegmentStatus, TokenRow, UnknownStatus, WrappedKeyRow,
 };
 pub use rows::{NewSealedNote, SealedNote};
 pub use sqlite::SqliteCatalog;
@@ -148,6 +148,12 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Stores a new recording. [`CatalogError::Conflict`] if its id or its call id is taken.
     async fn insert_recording(&self, row: &RecordingRow) -> Result<(), CatalogError>;
+
+    /// Stores an imported recording whole, in one transaction: its row, segments, ledger entries
+    /// and audit entry, or nothing. [`CatalogError::Conflict`] if its id or its call id is taken
+    /// (nothing is written then); [`CatalogError::Invalid`] if a segment or ledger entry names
+    /// another recording.
+    async fn insert_import(&self, import: &ImportedRecording) -> Result<(), CatalogError>;
 
     /// The recording with this id.
     async fn recording(&self, id: RecordingId) -> Result<Option<RecordingRow>, CatalogError>;

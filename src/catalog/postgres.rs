@@ -31,9 +31,9 @@ use deadpool_postgres::{Object, Pool};
 use super::{AuditQuery, CallDetailsUpdate, RecordingQuery, SarRow, StatusChange};
 use super::{CallAssessment, CallNote, CallQuery, CallRow, CallSettlement, CallTotals};
 use super::{
-    Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
-    RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
-    WrappedKeyRow,
+    Catalog, CatalogError, FinishedDeletion, HoldRow, ImportedRecording, LedgerEntry,
+    NewLedgerEntry, PendingDeletion, RecordingRow, RecordingStatus, RetentionProgress, SegmentRow,
+    SweepLock, TokenRow, WrappedKeyRow,
 };
 use super::{NewSealedNote, SealedNote};
 use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
@@ -122,6 +122,10 @@ impl Catalog for PostgresCatalog {
 
     async fn insert_recording(&self, row: &RecordingRow) -> Result<(), CatalogError> {
         recordings::insert_recording(&self.client().await?, row).await
+    }
+
+    async fn insert_import(&self, import: &ImportedRecording) -> Result<(), CatalogError> {
+        recordings::insert_import(&mut self.client().await?, self.locks, import.clone()).await
     }
 
     async fn recording(&self, id: RecordingId) -> Result<Option<RecordingRow>, CatalogError> {

@@ -118,6 +118,22 @@ pub struct SegmentRow {
     pub status: SegmentStatus,
 }
 
+/// A finished recording imported after the call (issue 17), stored whole by
+/// [`Catalog::insert_import`](super::Catalog::insert_import) in one transaction: the row, every
+/// segment with its wrapped key, the ledger entries and the audit entry. Until that commits,
+/// nothing of the import is visible; after it, all of it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedRecording {
+    /// The recording, in the status the import enters with.
+    pub row: RecordingRow,
+    /// Its segments, uploaded already, in order.
+    pub segments: Vec<SegmentRow>,
+    /// Its first ledger entries (the import, with the original's SHA-256).
+    pub ledger: Vec<NewLedgerEntry>,
+    /// The audit entry of the import, with its actor.
+    pub audit: crate::audit::NewAuditEntry,
+}
+
 /// A segment's wrapped data key, as the key-rotation worker reads and rewrites it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrappedKeyRow {

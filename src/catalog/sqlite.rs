@@ -26,9 +26,9 @@ use super::{AuditQuery, RecordingQuery, SarRow};
 use super::{CallAssessment, CallNote, CallQuery, CallRow, CallSettlement, CallTotals};
 use super::{CallDetailsUpdate, StatusChange};
 use super::{
-    Catalog, CatalogError, FinishedDeletion, HoldRow, LedgerEntry, NewLedgerEntry, PendingDeletion,
-    RecordingRow, RecordingStatus, RetentionProgress, SegmentRow, SweepLock, TokenRow,
-    WrappedKeyRow,
+    Catalog, CatalogError, FinishedDeletion, HoldRow, ImportedRecording, LedgerEntry,
+    NewLedgerEntry, PendingDeletion, RecordingRow, RecordingStatus, RetentionProgress, SegmentRow,
+    SweepLock, TokenRow, WrappedKeyRow,
 };
 use super::{NewSealedNote, SealedNote};
 use crate::audit::{AuditEntry, ChainHead, Checkpoint, NewAuditEntry};
@@ -189,6 +189,12 @@ impl Catalog for SqliteCatalog {
     async fn insert_recording(&self, row: &RecordingRow) -> Result<(), CatalogError> {
         let row = row.clone();
         self.run(move |c| recordings::insert_recording(c, &row))
+            .await
+    }
+
+    async fn insert_import(&self, import: &ImportedRecording) -> Result<(), CatalogError> {
+        let import = import.clone();
+        self.run(move |c| recordings::insert_import(c, import))
             .await
     }
 

@@ -299,6 +299,21 @@ impl Config {
         )?;
         self.validate_limits()?;
         self.validate_policies()?;
+        if self.import.workers == 0 || self.import.workers > 64 {
+            return Err(invalid("import.workers", "must be 1 to 64"));
+        }
+        if self.import.max_bytes < 1024 {
+            return Err(invalid("import.max_bytes", "must be at least 1024"));
+        }
+        within(
+            "import.segment_length",
+            self.import.segment_length,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        if self.import.segment_length.subsec_nanos() != 0 {
+            return Err(invalid("import.segment_length", "must be whole seconds"));
+        }
         self.validate_storage()?;
         if let CatalogConfig::Postgres { url, .. } = &self.catalog {
             if url.trim().is_empty() {
@@ -364,6 +379,15 @@ impl Config {
                 p.dtmf_quiet.unwrap_or(self.pci.dtmf_quiet),
                 p.dtmf_sensitivity.unwrap_or(self.pci.dtmf_sensitivity),
             )?;
+            // imported audio is cut into segments at whole seconds, so any rate of whole hertz
+            // keeps the segments' millisecond times exact at 1000 Hz multiples; the usual ones are
+            if !(8000..=48_000).contains(&p.import_sample_rate) || p.import_sample_rate % 1000 != 0
+            {
+                return Err(invalid(
+                    &format!("policies.{name}.import_sample_rate"),
+                    "must be a multiple of 1000 hz from 8000 to 48000",
+                ));
+            }
             if let Some(max) = p.max_pause {
                 within(
                     &format!("policies.{name}.max_pause"),

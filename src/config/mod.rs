@@ -27,3 +27,4 @@ pub use tree::{
     SecretsConfig, StorageConfig, TlsConfig,
 };
 pub use tree::{AuditConfig, AuthConfig, ConsoleConfig, ConsoleOidcConfig, OidcConfig};
+pub use tree::{ImportConfig, StorageCodec};

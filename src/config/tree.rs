@@ -70,6 +70,8 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// SIPREC recording server (off by default).
     pub siprec: super::siprec::SiprecConfig,
+    /// Imported recordings: `POST /v1/imports` and `callvault import` (issue 17).
+    pub import: ImportConfig,
     /// The directory of the config file, against which relative paths were resolved.
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -104,6 +106,7 @@ impl Default for Config {
             audiosocket: AudioSocketConfig::default(),
             console: ConsoleConfig::default(),
             siprec: super::siprec::SiprecConfig::default(),
+            import: ImportConfig::default(),
             config_dir: PathBuf::from("."),
         }
     }
@@ -663,6 +666,68 @@ pub struct PolicyConfig {
     pub dtmf_quiet: Option<Duration>,
     /// This policy's `pci.dtmf_sensitivity`; unset uses `pci.dtmf_sensitivity`.
     pub dtmf_sensitivity: Option<i8>,
+    /// How 16-bit linear audio is stored: `raw` (L16 as it came) or `flac` (lossless FLAC frames
+    /// in the sealed chunks). G.711 is stored as it came either way.
+    #[serde(deserialize_with = "from_str")]
+    pub storage_codec: StorageCodec,
+    /// Imported recordings enter `pci_review` (compliance only, until a compliance user clears
+    /// them): no pause removed card details from audio recorded elsewhere.
+    pub import_review: bool,
+    /// The sample rate (Hz) imported audio is stored at, when it is not G.711 at 8000 Hz: audio at
+    /// another rate is resampled to it.
+    pub import_sample_rate: u32,
+}
+
+/// How a policy stores 16-bit linear audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StorageCodec {
+    /// As it came: L16, two bytes a sample.
+    #[default]
+    Raw,
+    /// Lossless FLAC frames inside the sealed chunks.
+    Flac,
+}
+
+impl FromStr for StorageCodec {
+    type Err = crate::domain::UnknownWord;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "raw" => Ok(Self::Raw),
+            "flac" => Ok(Self::Flac),
+            _ => Err(crate::domain::UnknownWord::new("raw, flac", s)),
+        }
+    }
+}
+
+/// Imported recordings (issue 17): the upload API and `callvault import`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportConfig {
+    /// Most files decoded at once by the daemon (each on a blocking thread).
+    pub workers: usize,
+    /// Largest file accepted, in bytes.
+    pub max_bytes: u64,
+    /// How far the decoded audio's length may be from the call's (end minus start).
+    #[serde(deserialize_with = "duration")]
+    pub duration_tolerance: Duration,
+    /// Imported audio is sealed in segments of at most this long (whole seconds).
+    #[serde(deserialize_with = "duration")]
+    pub segment_length: Duration,
+    /// Names of telephony tokens that may upload recordings (the import scope); the compliance
+    /// role always may.
+    pub telephony_tokens: Vec<String>,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            max_bytes: 1 << 30,
+            duration_tolerance: Duration::from_secs(2),
+            segment_length: Duration::from_secs(300),
+            telephony_tokens: Vec::new(),
+        }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -676,6 +741,9 @@ impl Default for PolicyConfig {
             dtmf: None,
             dtmf_quiet: None,
             dtmf_sensitivity: None,
+            storage_codec: StorageCodec::Raw,
+            import_review: false,
+            import_sample_rate: 8000,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod completeness;
 pub mod dtmf;
 mod event;
 mod ids;
+pub mod import;
 pub mod lifecycle;
 mod period;
 mod policy;

@@ -263,6 +263,17 @@ pub fn expires_at(end: DateTime<Utc>, retention: Period) -> Option<DateTime<Utc>
     retention.after(end)
 }
 
+/// The status a finished recording imported after the call enters with: `sealed`, or
+/// `pci_review` when it must be reviewed for card data first (see [`super::import`]). An import is
+/// complete when it is stored, so it never passes through `live`.
+pub fn imported(review: bool) -> RecordingStatus {
+    if review {
+        RecordingStatus::PciReview
+    } else {
+        RecordingStatus::Sealed
+    }
+}
+
 /// The end written at seal: a call never ends before it started, whatever order its events came in
 /// (a `call.ended` before `call.started`, or a `call.started` with a later time).
 pub fn seal_end(started: DateTime<Utc>, ended: DateTime<Utc>) -> DateTime<Utc> {

@@ -267,6 +267,12 @@ impl Daemon {
             .map(|(name, p)| (name.clone(), p.retention))
             .collect();
         persist.default_retention = Some(config.policy_for(None, None).retention);
+        persist.flac_policies = config
+            .policies
+            .iter()
+            .filter(|(_, p)| p.storage_codec == crate::config::StorageCodec::Flac)
+            .map(|(name, _)| name.clone())
+            .collect();
         let persistence = Persistence::start(
             Arc::clone(&shared.catalog),
             Arc::clone(&shared.store),
@@ -354,6 +360,16 @@ impl Daemon {
             platforms: Arc::clone(&shared.platforms),
             sessions,
             checkpoints: checkpoints.clone(),
+            importer: crate::import::Importer::new(crate::import::ImporterParts {
+                config: Arc::clone(config),
+                catalog: Arc::clone(&shared.catalog),
+                store: Arc::clone(&shared.store),
+                kind: store_kind(config)?,
+                keyring: Arc::clone(&shared.keyring),
+                callers: shared.callers.clone(),
+                clock: Arc::clone(&shared.clock),
+                workers: config.import.workers,
+            }),
         };
         let ready: api::Readiness = Arc::new(AtomicBool::new(false));
         // retention (issue 4): the expiry worker, on interval and on demand from the admin listener

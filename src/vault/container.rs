@@ -41,6 +41,7 @@ use rand::rngs::OsRng;
 use super::VaultError;
 use crate::domain::{Codec, RecordingId, SegmentNo};
 
+pub mod framed;
 mod open;
 mod writer;
 
@@ -152,6 +153,12 @@ impl Header {
         let Some(b) = bytes.get(..HEADER_LEN) else {
             return Err(bad("header is cut short"));
         };
+        Self::fields(b)
+    }
+
+    /// The fields after magic, version and length (bytes 8..53), shared by every version.
+    pub(crate) fn fields(b: &[u8]) -> Result<Self, VaultError> {
+        let b = b.get(..HEADER_LEN).ok_or(bad("header is cut short"))?;
         let be32 = |at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         let mut id = [0u8; 16];
         id.copy_from_slice(&b[8..24]);

@@ -25,6 +25,7 @@ mod reader;
 mod recover;
 pub mod store;
 
+pub use container::framed::{FramedHeader, FramedLayout, FramedWriter, Storage, open_framed};
 pub use container::{Header, Layout, Plaintext, SegmentWriter, open, open_range};
 pub use field::{CallerKeys, FieldError, sealed_field_key_id};
 pub use keyring::{Keyring, Reloaded};

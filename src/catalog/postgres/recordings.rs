@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::Row;
 
 use super::convert::{
@@ -44,8 +44,8 @@ pub(super) fn read_recording(r: &Row) -> Result<RecordingRow, CatalogError> {
 }
 
 /// Writes `row` with `sql`, whose parameters are [`RECORDING_COLS`] in order.
-async fn write_recording(
-    c: &Object,
+async fn write_recording<C: GenericClient>(
+    c: &C,
     sql: &str,
     row: &RecordingRow,
     duplicate: &str,
@@ -88,7 +88,10 @@ async fn write_recording(
     .map_err(|e| on_constraint(e, "recording", duplicate))
 }
 
-pub(super) async fn insert_recording(c: &Object, row: &RecordingRow) -> Result<(), CatalogError> {
+pub(super) async fn insert_recording<C: GenericClient>(
+    c: &C,
+    row: &RecordingRow,
+) -> Result<(), CatalogError> {
     let duplicate = format!(
         "recording {} or a recording of call {} exists",
         row.id, row.call_id
@@ -183,7 +186,10 @@ fn read_segment(r: &Row) -> Result<SegmentRow, CatalogError> {
     })
 }
 
-pub(super) async fn insert_segment(c: &Object, row: &SegmentRow) -> Result<(), CatalogError> {
+pub(super) async fn insert_segment<C: GenericClient>(
+    c: &C,
+    row: &SegmentRow,
+) -> Result<(), CatalogError> {
     if row.kek_id.is_some() != row.wrapped_key.is_some() {
         return Err(CatalogError::invalid(
             "segment: kek_id and wrapped_key must be both set or both absent",
@@ -373,4 +379,33 @@ pub(super) async fn replace_wrapped_key(
     )
     .await?;
     Ok(changed == 1)
+}
+
+/// Stores an imported recording whole: row, segments, ledger and audit entry in one transaction.
+pub(super) async fn insert_import(
+    c: &mut Object,
+    locks: super::connect::Locks,
+    import: crate::catalog::ImportedRecording,
+) -> Result<(), CatalogError> {
+    let id = import.row.id;
+    if import.segments.iter().any(|s| s.recording_id != id)
+        || import.ledger.iter().any(|e| e.recording_id != id)
+    {
+        return Err(CatalogError::invalid(
+            "import: a segment or ledger entry names another recording",
+        ));
+    }
+    let tx = c.transaction().await?;
+    // the chain's lock first, as every transaction that takes it and a recording's row lock does
+    locks.audit(&tx).await?;
+    insert_recording(&tx, &import.row).await?;
+    for s in &import.segments {
+        insert_segment(&tx, s).await?;
+    }
+    for e in import.ledger {
+        super::trails::insert_ledger(&tx, e).await?;
+    }
+    super::trails::insert_audit(&tx, locks, import.audit).await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -326,3 +326,29 @@ pub(super) fn replace_wrapped_key(
         ])?;
     Ok(changed == 1)
 }
+
+/// Stores an imported recording whole: row, segments, ledger and audit entry in one savepoint.
+pub(super) fn insert_import(
+    c: &mut Connection,
+    import: crate::catalog::ImportedRecording,
+) -> Result<(), CatalogError> {
+    let id = import.row.id;
+    if import.segments.iter().any(|s| s.recording_id != id)
+        || import.ledger.iter().any(|e| e.recording_id != id)
+    {
+        return Err(CatalogError::invalid(
+            "import: a segment or ledger entry names another recording",
+        ));
+    }
+    let tx = c.savepoint()?;
+    insert_recording(&tx, &import.row)?;
+    for s in &import.segments {
+        insert_segment(&tx, s)?;
+    }
+    for e in import.ledger {
+        super::trails::insert_ledger(&tx, e)?;
+    }
+    super::trails::insert_audit(&tx, import.audit)?;
+    tx.commit()?;
+    Ok(())
+}

@@ -161,6 +161,9 @@ pub struct PersistConfig {
     /// The period of a recording whose policy is not in `retention` (the default policy's); with
     /// neither, recovery leaves `expires_at` unset.
     pub default_retention: Option<Period>,
+    /// Policies whose 16-bit linear segments are uploaded as lossless FLAC (`storage_codec =
+    /// "flac"`); the spool keeps them as written.
+    pub flac_policies: std::collections::BTreeSet<String>,
 }
 
 impl PersistConfig {
@@ -179,6 +182,7 @@ impl PersistConfig {
             spool_retry: Duration::from_secs(1),
             retention: BTreeMap::new(),
             default_retention: None,
+            flac_policies: std::collections::BTreeSet::new(),
         }
     }
 }

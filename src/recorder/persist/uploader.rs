@@ -271,6 +271,13 @@ async fn upload(inner: &Arc<Inner>, job: &Job) -> Result<(), Failure> {
             PersistError::Io { .. } => Failure::Retry(e),
             _ => Failure::Skip(e),
         })?;
+    // storage_codec = "flac" (issue 17): a 16-bit linear segment goes up as lossless FLAC; the
+    // spool keeps the version crash recovery reads
+    let (bytes, transcoded) = if inner.config.flac_policies.contains(&recording.policy) {
+        crate::audio::flac::for_upload(&inner.keyring, &row, bytes).await
+    } else {
+        (bytes, false)
+    };
     let key = vault::object_path(recording.started_at, job.recording, job.segment);
     let put = vault::put_verified(
         &inner.store,
@@ -289,7 +296,7 @@ async fn upload(inner: &Arc<Inner>, job: &Job) -> Result<(), Failure> {
             )));
         }
     };
-    if row.sha256.is_some_and(|sealed| sealed != sha256) {
+    if !transcoded && row.sha256.is_some_and(|sealed| sealed != sha256) {
         error!(recording = %job.recording, segment = job.segment.0, "spool file changed since it was sealed; uploaded as found, its chunks authenticate on read");
     }
     row.object_key = key.to_string();
