@@ -17,7 +17,7 @@ echo "==> sipp (Debian's sip-tester) as the SIPREC recording client of tests/sip
 if ! command -v sipp >/dev/null; then
   apt-get install -y sip-tester || { apt-get update && apt-get install -y sip-tester; }
 fi
-sipp -v | head -2
+{ sipp -v 2>&1 || true; } | head -2
 
 echo "==> postgresql for the postgres catalog tests (trust auth on 127.0.0.1:5432, database test)"
 if ! pg_isready -q -h 127.0.0.1; then
