@@ -52,7 +52,8 @@ fn assert_real_time(report: &LoadReport, calls: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_load_call_is_streamed_in_real_time_and_its_recording_stored_and_decrypted() {
-    let deployment = Deployment::new("");
+    // 2.5 s calls: capture resumes pci.max_latency after payment.ended (1 s by default, 0.2 s here)
+    let deployment = Deployment::new("[pci]\nmax_latency = \"200ms\"\n");
     let config = deployment.load(&[]);
     let daemon = Daemon::start(config, Arc::new(SystemClock))
         .await
