@@ -3,6 +3,7 @@
 # and print both reports. Usage: tests/load/compare.sh CALLS [RAMP] [HOLD] [OUT_DIR]
 # Needs a release build (cargo build --release). Everything listens on loopback only.
 # FRAMES_PER_WRITE=5 writes five 20 ms frames per system call (see `callvault loadgen --help`).
+# CALLVAULT_SET="pci.dtmf=off" passes --set overrides to the daemon (space-separated KEY=VALUE).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 calls=${1:?calls}; ramp=${2:-10s}; hold=${3:-20s}; out=${4:-target/load}
@@ -13,6 +14,7 @@ cfg=(--config config/dev.toml --set state_dir="$state" --set keys.keyring="$stat
      --set secrets.webhook="$state/webhook" --set secrets.signing_key="$state/signing-key"
      --set secrets.caller_pepper="$state/pepper" --set public.listen=127.0.0.1:18443
      --set admin.listen=127.0.0.1:19464 --set log.level=warn --set recorder.max_calls=20000)
+for kv in ${CALLVAULT_SET:-}; do cfg+=(--set "$kv"); done
 
 echo "== baseline: $calls calls"
 $bin loadgen-baseline --listen 127.0.0.1:18543 & base=$!
@@ -31,5 +33,5 @@ $bin "${cfg[@]}" tokens create --role telephony --name load > "$state/tel" 2>/de
 $bin "${cfg[@]}" tokens create --role supervisor --name check > "$state/sup" 2>/dev/null
 $bin loadgen --url http://127.0.0.1:18443 --token-file "$state/tel" --supervisor-token-file "$state/sup" \
   --calls "$calls" --ramp "$ramp" --hold "$hold" --pid "$cv" --frames-per-write "$per_write" \
-  --csv "$out/callvault-$calls.csv" --prefix "cv$calls" --summary "$out/summary.csv" --label callvault
+  --csv "$out/callvault-$calls.csv" --prefix "cv$calls" --summary "$out/summary.csv" --label "callvault${CALLVAULT_SET:+ ($CALLVAULT_SET)}"
 kill -INT $cv; wait $cv 2>/dev/null || true
