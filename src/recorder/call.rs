@@ -317,9 +317,7 @@ impl Call {
                 }
             }
             let now = self.step().await;
-            let window =
-                Duration::from_std(self.deps.config.pci.lookback + self.deps.config.pci.guard)
-                    .unwrap_or(Duration::seconds(4));
+            let window = self.life_window();
             if let Some(since) = shutting_down
                 && self.timeline.is_empty()
                 && (!self.timeline.is_open() || now >= since + window)
@@ -534,8 +532,7 @@ impl Call {
     async fn advance(&mut self, now: DateTime<Utc>) -> Result<(), RecorderError> {
         let effects = self.life.tick(now);
         self.apply_effects(effects).await;
-        let window = Duration::from_std(self.deps.config.pci.lookback + self.deps.config.pci.guard)
-            .unwrap_or(Duration::seconds(4));
+        let window = self.life_window();
         if self.life.policy().is_none() {
             // no call.started yet: once audio is older than the window, or the call is over (so it
             // can seal even if all its audio came after the end), the default policy applies
@@ -588,8 +585,7 @@ impl Call {
         }
         let idle = Duration::from_std(self.deps.config.recorder.idle_seal)
             .unwrap_or(Duration::seconds(30));
-        let window = Duration::from_std(self.deps.config.pci.lookback + self.deps.config.pci.guard)
-            .unwrap_or(Duration::seconds(4));
+        let window = self.life_window();
         if let Some(by) = self.reconnect_by {
             // adopted at start-up: over if no stream returned in time
             return now >= by;

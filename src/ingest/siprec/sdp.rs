@@ -4,7 +4,6 @@
 //! pauses it), its `a=label` echoed; anything else (video, SRTP's `RTP/SAVP`, a third audio
 //! stream, no G.711) is refused with port 0 and the reason kept.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::SipError;
@@ -299,24 +298,23 @@ pub fn answer(
     for (i, (s, c)) in offer.streams.iter().zip(choices).enumerate() {
         match (c, ports.get(i)) {
             (Ok(c), Some(port)) if *port != 0 => {
-                let _ = write!(out, "m=audio {port} RTP/AVP {}", c.payload_type);
+                out.push_str(&format!("m=audio {port} RTP/AVP {}", c.payload_type));
                 if let Some(ev) = c.events {
-                    let _ = write!(out, " {ev}");
+                    out.push_str(&format!(" {ev}"));
                 }
                 out.push_str("\r\n");
                 let name = match c.codec {
                     Codec::Pcma => "PCMA",
                     _ => "PCMU",
                 };
-                let _ = write!(out, "a=rtpmap:{} {name}/8000\r\n", c.payload_type);
+                out.push_str(&format!("a=rtpmap:{} {name}/8000\r\n", c.payload_type));
                 if let Some(ev) = c.events {
-                    let _ = write!(
-                        out,
+                    out.push_str(&format!(
                         "a=rtpmap:{ev} telephone-event/8000\r\na=fmtp:{ev} 0-15\r\n"
-                    );
+                    ));
                 }
                 if let Some(l) = &s.label {
-                    let _ = write!(out, "a=label:{l}\r\n");
+                    out.push_str(&format!("a=label:{l}\r\n"));
                 }
                 if s.rtcp_mux {
                     out.push_str("a=rtcp-mux\r\n");
@@ -325,13 +323,13 @@ pub fn answer(
                     Direction::SendOnly | Direction::SendRecv => "recvonly",
                     Direction::Inactive | Direction::RecvOnly => "inactive",
                 };
-                let _ = write!(out, "a={dir}\r\n");
+                out.push_str(&format!("a={dir}\r\n"));
             }
             _ => {
                 let fmt = s.formats.first().map_or("0", String::as_str);
-                let _ = write!(out, "m={} 0 {} {fmt}\r\n", s.media, s.proto);
+                out.push_str(&format!("m={} 0 {} {fmt}\r\n", s.media, s.proto));
                 if let Some(l) = &s.label {
-                    let _ = write!(out, "a=label:{l}\r\n");
+                    out.push_str(&format!("a=label:{l}\r\n"));
                 }
             }
         }
